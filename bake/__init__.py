@@ -1,0 +1,1 @@
+"""fabperf bake: golden VM images for a Hyperledger Fabric performance lab."""

@@ -1,0 +1,1 @@
+"""fabperf launch: benchmark environments started from the baked images."""

@@ -1,0 +1,96 @@
+"""The contract between the baked images and the user-data `launch` renders.
+
+The images (packer/scripts, packer/files) install units and programs that read these
+paths; launch writes these paths through cloud-init. Tests check both sides against
+this module, so a path or port is named once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """What a host runs. A host runs one role by default; small labs may stack them."""
+
+    PEER = "peer"
+    ORDERER = "orderer"
+    CALIPER = "caliper"
+    MONITOR = "monitor"
+
+    def image(self) -> str:
+        """The baked image that carries this role."""
+        return {
+            Role.PEER: "fabric-node",
+            Role.ORDERER: "fabric-node",
+            Role.CALIPER: "caliper-worker",
+            Role.MONITOR: "monitor",
+        }[self]
+
+
+# --- paths on a node -----------------------------------------------------------------
+CONFIG_ROOT = "/etc/fabperf"                  # everything launch writes lives below here
+LAUNCH_JSON = "/etc/fabperf/launch.json"      # {"environment", "host", "nonce", "roles"}
+READY_FILE = "/var/lib/fabperf/ready"         # holds the launch nonce once the roles are up
+FAILED_FILE = "/var/lib/fabperf/failed"       # what failed, when the roles did not come up
+READY_PROGRAM = "/usr/local/bin/fabperf-node-ready"  # baked; `fabperf-node-ready --nonce N ROLE...`
+IMAGE_JSON = "/etc/fabperf/image.json"        # baked; what the image was built from
+
+FABRIC_BIN = "/opt/fabric/bin"
+FABRIC_CFG_PATH = "/etc/hyperledger/fabric"   # baked core.yaml / orderer.yaml
+CCAAS_BUILDER = "/opt/hyperledger/ccaas_builder"
+FABRIC_DATA = "/var/hyperledger/production"
+FABRIC_USER = "fabric"
+
+
+def fabric_dir(role: Role) -> str:
+    """Where a Fabric node's own msp/ and tls/ are written: /etc/fabperf/<role>."""
+    return f"{CONFIG_ROOT}/{role.value}"
+
+
+def env_file(role: Role) -> str:
+    """The EnvironmentFile= of the role's unit: /etc/fabperf/<role>.env."""
+    return f"{CONFIG_ROOT}/{role.value}.env"
+
+
+UNITS = {
+    Role.PEER: ("fabric-peer.service",),
+    Role.ORDERER: ("fabric-orderer.service",),
+    Role.CALIPER: (),          # caliper-worker@N.service, N = 1..workers per VM
+    Role.MONITOR: (
+        "prometheus.service",
+        "prometheus-pushgateway.service",
+        "grafana-server.service",
+        "mosquitto.service",
+    ),
+}
+CHAINCODE_UNIT = "fabric-chaincode@{name}.service"       # EnvironmentFile=/etc/fabperf/chaincode-{name}.env
+CHAINCODE_ENV = "/etc/fabperf/chaincode-{name}.env"      # CHAINCODE_SERVER_ADDRESS, CHAINCODE_ID
+CHAINCODE_DIR = "/opt/fabperf/chaincode"                 # baked benchmark contract (Node.js, CCaaS server)
+BOOTSTRAP_DIR = "/etc/fabperf/bootstrap"                 # channel block inputs, admin identities: one node only
+
+CALIPER_UNIT = "caliper-worker@{index}.service"
+CALIPER_DIR = "/etc/fabperf/caliper"                     # networkconfig.yaml, caliper.yaml, worker.env
+CALIPER_WORKSPACE = "/opt/fabperf/caliper"               # baked: node_modules, workloads/
+CALIPER_USER = "caliper"
+
+PROMETHEUS_FILE_SD = "/etc/prometheus/file_sd"           # <job>.json written by launch
+GRAFANA_ENV = "/etc/fabperf/monitor/grafana.env"         # GF_SECURITY_ADMIN_PASSWORD=...
+
+# --- ports -----------------------------------------------------------------------------
+PORTS = {
+    "peer": 7051,
+    "peer_chaincode": 7052,
+    "peer_operations": 9443,
+    "orderer": 7050,
+    "orderer_admin": 7053,
+    "orderer_operations": 8443,
+    "chaincode_server": 9999,
+    "node_exporter": 9100,
+    "process_exporter": 9256,
+    "prometheus": 9090,
+    "pushgateway": 9091,
+    "grafana": 3000,
+    "mqtt": 1883,
+    "caliper_scrape": 3100,   # Caliper's own prometheus observer, moved off Grafana's 3000
+}

@@ -1,0 +1,1 @@
+"""Providers that run an environment's hosts (qemu, aws, openstack, none)."""
