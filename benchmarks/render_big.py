@@ -1,0 +1,80 @@
+"""Time `launch render environments/big.yaml` (8 orgs x 16 peers x 50 users, 5 orderers),
+crypto written to disk included, and print the figure.
+
+    .venv/bin/python benchmarks/render_big.py [--repeat N] [--cryptogen PATH]
+
+Each run renders into a fresh directory (a first render: every key and certificate is
+issued). --cryptogen times Fabric's own `cryptogen generate` for the same topology, the
+target this render should not exceed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bake import runner  # noqa: E402
+from launch import bundle, plan, spec  # noqa: E402
+
+
+def crypto_config(env: spec.EnvSpec) -> dict:
+    """cryptogen's crypto-config.yaml for the same organisations, nodes and users."""
+    p = plan.build(env)
+    return {
+        "OrdererOrgs": [{"Name": env.orderers.org, "Domain": env.orderers.domain,
+                         "EnableNodeOUs": True,
+                         "Specs": [{"Hostname": n.short} for n in p.orderers]}],
+        "PeerOrgs": [{"Name": o.name, "Domain": o.domain, "EnableNodeOUs": True,
+                      "Template": {"Count": o.peers}, "Users": {"Count": o.users}}
+                     for o in env.organisations],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", type=Path, default=REPO / "environments" / "big.yaml")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cryptogen", type=Path, help="a cryptogen binary to compare with")
+    args = parser.parse_args()
+
+    env = spec.load(args.env)
+    times = []
+    with tempfile.TemporaryDirectory(prefix="render-big-") as tmp:
+        for i in range(args.repeat):
+            out = Path(tmp) / f"run{i}"
+            start = time.perf_counter()
+            result = bundle.render(env, out, manifest_root=Path(tmp))
+            times.append(time.perf_counter() - start)
+        files = sum(1 for p in out.rglob("*") if p.is_file())
+        again = time.perf_counter()
+        bundle.render(env, out, manifest_root=Path(tmp))  # re-render: crypto reused
+        rerender = time.perf_counter() - again
+        print(f"launch render {args.env.name}: {len(result.plan.hosts)} hosts, "
+              f"{len(result.plan.peers)} peers, {files} files")
+        print(f"  first render (all crypto issued): median {statistics.median(times):.2f} s "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+        print(f"  re-render (crypto reused):        {rerender:.2f} s")
+        if args.cryptogen:
+            config = Path(tmp) / "crypto-config.yaml"
+            config.write_text(yaml.safe_dump(crypto_config(env)))
+            cg = []
+            for i in range(args.repeat):
+                start = time.perf_counter()
+                runner.run([args.cryptogen, "generate", f"--config={config}",
+                            f"--output={Path(tmp) / f'cryptogen{i}'}"], what="cryptogen")
+                cg.append(time.perf_counter() - start)
+            print(f"  cryptogen generate (same topology): median {statistics.median(cg):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

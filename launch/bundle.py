@@ -1,0 +1,290 @@
+"""`launch render`: the whole bundle of an environment, laid out as DESIGN.md says.
+
+    DIR/crypto/...              cryptogen-layout tree (kept across re-renders unless rotate)
+    DIR/fabric/configtx.yaml    + bootstrap.json, chaincode/<channel>/<name>/*.json
+    DIR/nodes/<host>/user-data  exactly what the instance gets (gzip when over budget)
+    DIR/nodes/<host>/<role>.env
+    DIR/caliper/                networkconfig-<host>.yaml per worker VM, benchmark.yaml,
+                                caliper.yaml
+    DIR/monitor/                file_sd/<job>.json, grafana.env
+    DIR/plan.json               hosts, roles, addresses, image ids, user-data sizes
+
+Everything is rendered into a staging directory next to DIR and swapped in at the end, so
+bad input (a spec error, a user-data over budget) leaves the rendered files as they were.
+The one exception is an existing crypto tree: it is moved into the staging directory and
+brought up to date in place (copying thousands of small files would cost more than the
+render), so after a failure past the crypto step DIR/crypto is already updated; its keys
+stay valid and the next render reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bake.errors import InputError
+from launch import caliper, cloudinit, crypto, fabric, monitor
+from launch import plan as planner
+from launch.cloudinit import File, UserData
+from launch.contract import (
+    BOOTSTRAP_DIR,
+    CALIPER_DIR,
+    CALIPER_MANAGER_DIR,
+    CALIPER_USER,
+    CALIPER_WORKER_ENV,
+    FABRIC_USER,
+    GRAFANA_ENV,
+    LAUNCH_JSON,
+    PROMETHEUS_FILE_SD,
+    Role,
+    env_file,
+)
+from launch.plan import Host, Plan
+from launch.spec import EnvSpec
+
+FABRIC_OWNER = f"{FABRIC_USER}:{FABRIC_USER}"
+CALIPER_OWNER = f"{CALIPER_USER}:{CALIPER_USER}"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A rendered environment: what `launch up` hands to a provider."""
+
+    out: Path
+    plan: Plan
+    nonce: str
+    user_data: Mapping[str, UserData]  # host name -> size-checked payload
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.plan.warnings
+
+
+class _Reader:
+    """Reads each crypto file once, as text (CA certificates are shared by every node of
+    an organisation and land in many hosts' user-data)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, path: str | Path) -> str:
+        key = os.fspath(path)
+        text = self.cache.get(key)
+        if text is None:
+            with open(key, encoding="ascii") as f:  # PEM and YAML: ASCII only
+                text = self.cache[key] = f.read()
+        return text
+
+
+def _yaml(doc: object) -> str:
+    return yaml.dump(doc, Dumper=cloudinit._Dumper, sort_keys=False, width=4096)
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _json_lines(items: list) -> str:
+    """A JSON list with one item per line: readable, and C-encoded (file_sd of big labs)."""
+    return "[\n" + ",\n".join(json.dumps(i, sort_keys=True) for i in items) + "\n]\n"
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What several hosts' user-data draw from, computed once per render."""
+
+    orgs: tuple[crypto.OrgCrypto, ...]
+    crypto_root: Path
+    read: _Reader
+    hosts_file: str
+    configtx: str
+    bootstrap_inputs: Mapping[str, str]
+    caliper_yaml: str
+    benchmark: str
+    network_configs: Mapping[str, str]   # worker host -> network config
+    file_sd: Mapping[str, str]
+    grafana_env: str
+    env_texts: Mapping[tuple[str, Role], str]
+
+
+def _material_files(materials: list[fabric.Material], read: _Reader, owner: str) -> list[File]:
+    return [File(m.dest, read(m.source), owner, "0600" if m.secret else "0644")
+            for m in materials]
+
+
+def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
+    spec = plan.spec
+    files = [
+        File("/etc/hosts", s.hosts_file),
+        File(LAUNCH_JSON, _json({"environment": spec.name, "host": host.name, "nonce": nonce,
+                                 "roles": [r.value for r in host.roles]})),
+    ]
+    for node in plan.nodes_on(host.name):
+        files += _material_files(fabric.node_material(s.orgs, s.crypto_root, node), s.read,
+                                 FABRIC_OWNER)
+        files.append(File(env_file(node.role), s.env_texts[(host.name, node.role)]))
+    if host is plan.bootstrap:
+        files += _material_files(fabric.bootstrap_material(plan, s.orgs, s.crypto_root),
+                                 s.read, "root:root")
+        files.append(File(f"{BOOTSTRAP_DIR}/fabric/configtx.yaml", s.configtx))
+        files += [File(f"{BOOTSTRAP_DIR}/{rel}", text)
+                  for rel, text in s.bootstrap_inputs.items()]
+    worker = plan.worker_on(host.name)
+    if worker is not None:
+        files += [
+            File(f"{CALIPER_DIR}/networkconfig.yaml", s.network_configs[host.name],
+                 CALIPER_OWNER, "0600"),
+            File(f"{CALIPER_DIR}/caliper.yaml", s.caliper_yaml, CALIPER_OWNER),
+            File(CALIPER_WORKER_ENV, cloudinit.env_text(
+                caliper.worker_env(plan, worker), title="Caliper remote workers",
+                environment=spec.name, host=host.name)),
+        ]
+    if Role.MONITOR in host.roles:
+        files += [File(f"{PROMETHEUS_FILE_SD}/{job}.json", text)
+                  for job, text in s.file_sd.items()]
+        files.append(File(GRAFANA_ENV, s.grafana_env, "root:root", "0600"))
+        first_worker = plan.workers[0].host
+        files += [
+            # The manager needs a valid network config although it submits nothing
+            # (--caliper-flow-only-test); it gets the first worker's.
+            File(f"{CALIPER_MANAGER_DIR}/networkconfig.yaml", s.network_configs[first_worker],
+                 "root:root", "0600"),
+            File(f"{CALIPER_MANAGER_DIR}/benchmark.yaml", s.benchmark),
+            File(f"{CALIPER_DIR}/caliper.yaml", s.caliper_yaml, CALIPER_OWNER),
+        ]
+    return cloudinit.dedupe(files)
+
+
+class _Writer:
+    """Writes bundle files; remembers the directories it made (mkdir is slow on some disks)."""
+
+    def __init__(self) -> None:
+        self.made: set[Path] = set()
+
+    def __call__(self, path: Path, data: bytes | str, mode: int = 0o644) -> None:
+        # No fsync: a bundle is reproducible from the spec; the staging swap gives atomicity.
+        raw = data.encode() if isinstance(data, str) else data
+        if path.parent not in self.made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.made.add(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / "plan.json").is_file())):
+        raise InputError.field(None, "--out", "a new directory or an earlier bundle "
+                               "(with plan.json)", str(out))
+
+
+def render(spec: EnvSpec, out: Path, *, rotate: bool = False, nonce: str | None = None,
+           manifest_root: Path | None = None) -> Bundle:
+    """Render the environment into `out` and return the plan and every host's user-data
+    (already within the provider's size budget). Crypto under out/crypto is reused unless
+    `rotate`. `nonce` (default: random) is the readiness token of this launch."""
+    out = Path(out)
+    _check_out(out)
+    plan = planner.build(spec, manifest_root=manifest_root)
+    nonce = nonce or secrets.token_hex(16)
+    staging = out.parent / f".{out.name}.render-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    old_crypto = out / "crypto"
+    moved = False
+    try:
+        if old_crypto.is_dir() and not rotate:
+            os.rename(old_crypto, staging / "crypto")
+            moved = True
+        result = _render_into(plan, staging, nonce, rotate, out / "monitor" / "grafana.env")
+    except BaseException:
+        if moved:
+            os.rename(staging / "crypto", old_crypto)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    trash = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.rename(out, trash)
+    os.rename(staging, out)
+    shutil.rmtree(trash, ignore_errors=True)
+    return Bundle(out=out, plan=plan, nonce=nonce, user_data=result)
+
+
+def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool,
+                 old_grafana: Path) -> dict[str, UserData]:
+    spec = plan.spec
+    orgs = fabric.crypto_orgs(plan)
+    crypto_root = root / "crypto"
+    crypto.generate(orgs, crypto_root, rotate=rotate)
+    read = _Reader()
+
+    env_texts: dict[tuple[str, Role], str] = {}
+    for node in (*plan.orderers, *plan.peers):
+        env_texts[(node.host, node.role)] = cloudinit.env_text(
+            fabric.node_env(plan, node), title=f"Fabric {node.role.value} {node.fqdn}",
+            environment=spec.name, host=node.host)
+    network_configs = {w.host: _yaml(caliper.network_config(plan, w, orgs, crypto_root, read))
+                       for w in plan.workers}
+    shared = _Shared(
+        orgs=orgs, crypto_root=crypto_root, read=read,
+        hosts_file=cloudinit.hosts_text(plan),
+        configtx=_yaml(fabric.configtx(plan, orgs, crypto_root)),
+        bootstrap_inputs=fabric.bootstrap_inputs(plan, orgs, crypto_root),
+        caliper_yaml=_yaml(caliper.caliper_yaml(plan)),
+        benchmark=_yaml(caliper.benchmark(plan)),
+        network_configs=network_configs,
+        file_sd={job: _json_lines(groups) for job, groups in monitor.file_sd(plan).items()},
+        grafana_env=cloudinit.env_text(
+            monitor.grafana_env(plan, None if rotate else old_grafana),
+            title="Grafana admin (secret)", environment=spec.name, host=plan.monitor.name),
+        env_texts=env_texts,
+    )
+
+    # Every host's user-data is built and size-checked before anything else is written.
+    user_data: dict[str, UserData] = {}
+    for host in plan.hosts:
+        doc = cloudinit.cloud_config(plan, host, _host_files(plan, host, shared, nonce), nonce)
+        user_data[host.name] = cloudinit.fit(host.name, cloudinit.dump(doc), spec.provider)
+
+    write = _Writer()
+    fabric_dir = root / "fabric"
+    write(fabric_dir / "configtx.yaml", shared.configtx)
+    for rel, text in shared.bootstrap_inputs.items():
+        write(fabric_dir / rel, text)
+    for host in plan.hosts:
+        d = root / "nodes" / host.name
+        write(d / "user-data", user_data[host.name].data, 0o600)
+        for role in host.roles:
+            if (host.name, role) in env_texts:
+                write(d / f"{role.value}.env", env_texts[(host.name, role)])
+    cal = root / "caliper"
+    for host, text in network_configs.items():
+        write(cal / f"networkconfig-{host}.yaml", text, 0o600)
+    write(cal / "benchmark.yaml", shared.benchmark)
+    write(cal / "caliper.yaml", shared.caliper_yaml)
+    mon = root / "monitor"
+    for job, text in shared.file_sd.items():
+        write(mon / "file_sd" / f"{job}.json", text)
+    write(mon / "grafana.env", shared.grafana_env, 0o600)
+
+    doc = plan.to_json()
+    doc["nonce"] = nonce
+    for entry in doc["hosts"]:
+        ud = user_data[entry["name"]]
+        entry["user_data"] = {"bytes": ud.size, "raw_bytes": ud.raw_size, "gzip": ud.gzipped,
+                              "sha256": hashlib.sha256(ud.data).hexdigest()}
+    write(root / "plan.json", _json(doc))
+    return user_data

@@ -1,0 +1,152 @@
+"""Caliper configuration: a v2 network config per worker VM, caliper.yaml, the benchmark.
+
+Each worker VM's network config names a different gateway peer (round robin over
+organisations, then peers; see launch.plan), because the fabric-gateway binding sends every
+transaction through the first peer of the organisation: that is the only way to spread the
+gateway load. Workers are remote (MQTT through the monitor's Mosquitto); the manager runs on
+the monitor with --caliper-flow-only-test semantics (Fabric is bootstrapped by launch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from launch import crypto
+from launch.contract import PORTS
+from launch.fabric import org_of
+from launch.plan import CaliperWorker, Plan
+
+REPORT_PATH = "/var/lib/caliper/report.html"
+PUSH_INTERVAL_MS = 5000
+
+
+def contract_ids(plan: Plan) -> dict[tuple[str, str], str]:
+    """(channel, chaincode) -> Caliper contract id: the chaincode name, or name@channel when
+    the same chaincode name is on several channels (Caliper ids must be unique)."""
+    pairs = [(ch.name, cc.name) for ch in plan.spec.channels for cc in ch.chaincodes]
+    names = [cc for _, cc in pairs]
+    return {(ch, cc): cc if names.count(cc) == 1 else f"{cc}@{ch}" for ch, cc in pairs}
+
+
+def network_config(plan: Plan, worker: CaliperWorker, orgs: tuple[crypto.OrgCrypto, ...],
+                   root: Path, read: Callable[[Path], str]) -> dict[str, Any]:
+    """The worker VM's network config v2: its gateway peer's organisation only, with the
+    identity and the peer's TLS CA inline (the worker VM holds no crypto tree)."""
+    spec = plan.spec
+    gw = worker.gateway
+    org = org_of(orgs, gw)
+    user = crypto.user_dir(root, org, worker.user) / "msp"
+    signcert = user / "signcerts" / f"{worker.user}@{org.domain}-cert.pem"
+    ids = contract_ids(plan)
+    channels = []
+    for ch in spec.channels:
+        if gw.org not in ch.orgs:
+            continue
+        contracts = []
+        for cc in ch.chaincodes:
+            cid = ids[(ch.name, cc.name)]
+            contracts.append({"id": cid} if cid == cc.name
+                             else {"id": cid, "contractID": cc.name})
+        channels.append({"channelName": ch.name, "contracts": contracts})
+    tls_ca = crypto.node_dir(root, org, gw.fqdn) / "tls" / "ca.crt"
+    return {
+        "name": f"fabperf-{spec.name}-{worker.host}",
+        "version": "2.0.0",
+        "caliper": {"blockchain": "fabric", "sutOptions": {"mutualTls": False}},
+        "channels": channels,
+        "organizations": [{
+            "mspid": gw.msp_id,
+            "identities": {"certificates": [{
+                "name": worker.user,
+                "clientPrivateKey": {"pem": read(user / "keystore" / "priv_sk")},
+                "clientSignedCert": {"pem": read(signcert)},
+            }]},
+            "peers": [{
+                "endpoint": gw.endpoint,
+                "tlsCACerts": {"pem": read(tls_ca)},
+                "grpcOptions": {
+                    "ssl-target-name-override": gw.fqdn,
+                    "grpc.keepalive_time_ms": 120000,
+                    "grpc.keepalive_timeout_ms": 20000,
+                },
+            }],
+        }],
+    }
+
+
+def caliper_yaml(plan: Plan) -> dict[str, Any]:
+    """caliper.yaml (the project config) shared by the manager and every worker."""
+    monitor = plan.monitor.address
+    return {"caliper": {
+        "worker": {"remote": True,
+                   "communication": {"method": "mqtt",
+                                     "address": f"mqtt://{monitor}:{PORTS['mqtt']}"}},
+        # Caliper's scrape observer defaults to 3000, which is Grafana's port.
+        "observer": {"prometheus": {"scrapeport": PORTS["caliper_scrape"]}},
+        "flow": {"only": {"test": True}},
+        "fabric": {"gateway": {"localhost": False}},
+        "report": {"path": REPORT_PATH},
+    }}
+
+
+def worker_env(plan: Plan, worker: CaliperWorker) -> dict[str, str]:
+    """/etc/fabperf/caliper/worker.env: how many caliper-worker@N units, and the broker."""
+    return {
+        "CALIPER_WORKERS": str(worker.processes),
+        "CALIPER_WORKER_COMMUNICATION_ADDRESS":
+            f"mqtt://{plan.monitor.address}:{PORTS['mqtt']}",
+    }
+
+
+def _round(plan: Plan, rnd: Any, default_contract: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": rnd.label}
+    if rnd.duration is not None:
+        out["txDuration"] = rnd.duration
+    else:
+        out["txNumber"] = rnd.tx_number
+    # tps is the total: Caliper divides it over test.workers.number.
+    out["rateControl"] = dict(rnd.rate_control) if rnd.rate_control else \
+        {"type": "fixed-rate", "opts": {"tps": rnd.tps}}
+    arguments = {"contractId": default_contract, **rnd.workload_arguments}
+    out["workload"] = {"module": rnd.workload_module, "arguments": arguments}
+    return out
+
+
+def benchmark(plan: Plan) -> dict[str, Any]:
+    """The manager's benchmark config: every worker process of every VM, the spec's rounds,
+    the Pushgateway observer and Prometheus resource queries for the report."""
+    spec = plan.spec
+    monitor = plan.monitor.address
+    first = spec.channels[0]
+    default_contract = contract_ids(plan)[(first.name, first.chaincodes[0].name)]
+
+    def cpu(group: str) -> dict[str, Any]:
+        return {"name": f"CPU {group} (%)", "label": "instance", "statistic": "avg",
+                "step": 5, "multiplier": 100,
+                "query": f'sum by (instance) (rate(namedprocess_namegroup_cpu_seconds_total'
+                         f'{{groupname="{group}"}}[30s]))'}
+
+    return {
+        "test": {
+            "name": f"fabperf-{spec.name}",
+            "description": f"{spec.name}: {len(plan.peers)} peers, {len(plan.orderers)} "
+                           f"{spec.orderers.type.value} orderers, {spec.caliper.workers} workers",
+            "workers": {"number": spec.caliper.workers},
+            "rounds": [_round(plan, r, default_contract) for r in spec.caliper.rounds],
+        },
+        "monitors": {
+            "transaction": [{"module": "prometheus-push", "options": {
+                "pushInterval": PUSH_INTERVAL_MS,
+                "pushUrl": f"http://{monitor}:{PORTS['pushgateway']}",
+                "processMetricCollectInterval": PUSH_INTERVAL_MS,
+                "defaultLabels": {"environment": spec.name},
+            }}],
+            "resource": [{"module": "prometheus", "options": {
+                "url": f"http://localhost:{PORTS['prometheus']}",
+                "metrics": {"include": [".*"],
+                            "queries": [cpu("peer"), cpu("orderer"), cpu("caliper")]},
+            }}],
+        },
+    }

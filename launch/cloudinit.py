@@ -1,0 +1,199 @@
+"""cloud-init user-data: one #cloud-config per host, and the provider's size budget.
+
+The cloud-config is built as a dict and dumped with PyYAML's safe dumper (never templated
+as YAML text); jinja2 renders only the files inside it (templates under cloud-init/).
+Rendered user-data holds private keys: it is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from bake.errors import InputError
+from launch.contract import READY_PROGRAM, UNITS, Role
+from launch.plan import Host, Plan
+from launch.spec import Provider
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "cloud-init"
+HEADER = b"#cloud-config\n"
+
+# Per-provider limits, checked before any provider call.
+AWS_RAW_LIMIT = 16384        # EC2: user data before base64
+OPENSTACK_B64_LIMIT = 65535  # Nova: user data after base64
+
+
+@dataclass(frozen=True)
+class File:
+    """One write_files entry."""
+
+    path: str
+    content: str
+    owner: str = "root:root"
+    permissions: str = "0644"
+
+
+@dataclass(frozen=True)
+class UserData:
+    """What a host's instance receives: `data` is exactly the bytes handed to the provider."""
+
+    host: str
+    data: bytes
+    raw_size: int    # the cloud-config before compression
+    gzipped: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def template(name: str, **values: object) -> str:
+    """Render cloud-init/<name> (StrictUndefined: a missing value is an error)."""
+    return _templates().get_template(name).render(**values)
+
+
+_ENV_VALUE = re.compile(r'^[^\n"\'\\]*$')
+
+
+def env_text(env: Mapping[str, str], *, title: str, environment: str, host: str) -> str:
+    """A systemd EnvironmentFile; values are plain (no quotes, backslashes, newlines)."""
+    for key, value in env.items():
+        if not _ENV_VALUE.match(value):
+            raise ValueError(f"env value of {key} cannot be written plainly: {value!r}")
+    return template("env.j2", env=env, title=title, environment=environment, host=host)
+
+
+def hosts_text(plan: Plan) -> str:
+    """/etc/hosts for every host: its own names, then the Fabric node FQDNs it runs."""
+    entries = [{"address": h.address,
+                "names": [h.fqdn, h.name, *(n.fqdn for n in plan.nodes_on(h.name))]}
+               for h in plan.hosts]
+    return template("hosts.j2", environment=plan.spec.name, entries=entries)
+
+
+def units(plan: Plan, host: Host) -> list[str]:
+    """The systemd units a host's roles run (caliper-worker@1..N for Caliper)."""
+    out: list[str] = []
+    for role in host.roles:
+        if role is Role.CALIPER:
+            worker = plan.worker_on(host.name)
+            out += [f"caliper-worker@{i}.service" for i in range(1, worker.processes + 1)]
+        else:
+            out += UNITS[role]
+    return out
+
+
+def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> dict:
+    """The #cloud-config document of one host."""
+    write_files = [{"path": f.path, "content": f.content, "owner": f.owner,
+                    "permissions": f.permissions}
+                   for f in sorted(files, key=lambda f: f.path)]
+    roles = [r.value for r in host.roles]
+    runcmd: list[list[str]] = []
+    enable = units(plan, host)
+    if enable:
+        runcmd.append(["systemctl", "enable", "--now", *enable])
+    # The readiness sentinel: launch waits for this nonce in the ready file.
+    runcmd.append([READY_PROGRAM, "--nonce", nonce, *roles])
+    return {
+        "hostname": host.name,
+        "fqdn": host.fqdn,
+        "prefer_fqdn_over_hostname": False,
+        # We write /etc/hosts ourselves: every Fabric name must resolve on every host.
+        "manage_etc_hosts": False,
+        "write_files": write_files,
+        "runcmd": runcmd,
+    }
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """The safe dumper, writing multi-line strings (PEM, env files) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(doc: Mapping) -> bytes:
+    """#cloud-config text of a document (keys kept in insertion order)."""
+    body = yaml.dump(dict(doc), Dumper=_Dumper, sort_keys=False, width=4096,
+                     default_flow_style=False, allow_unicode=False)
+    return HEADER + body.encode()
+
+
+def _b64_len(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def _fits(provider: Provider, data: bytes) -> bool:
+    if provider is Provider.AWS:
+        return len(data) <= AWS_RAW_LIMIT
+    if provider is Provider.OPENSTACK:
+        return _b64_len(len(data)) <= OPENSTACK_B64_LIMIT
+    return True
+
+
+def _limit(provider: Provider) -> str:
+    return {Provider.AWS: f"{AWS_RAW_LIMIT} bytes raw (EC2)",
+            Provider.OPENSTACK: f"{OPENSTACK_B64_LIMIT} bytes after base64 (Nova)"}[provider]
+
+
+def fit(host: str, text: bytes, provider: Provider) -> UserData:
+    """Apply the provider's budget: as is when it fits, else gzip (deterministic, mtime 0;
+    cloud-init detects and inflates it); an InputError naming the host and sizes if even
+    the compressed form is too big."""
+    if _fits(provider, text):
+        return UserData(host, text, len(text), gzipped=False)
+    packed = gzip.compress(text, compresslevel=9, mtime=0)
+    if _fits(provider, packed):
+        return UserData(host, packed, len(text), gzipped=True)
+    b64 = f", {_b64_len(len(packed))} bytes as base64" if provider is Provider.OPENSTACK else ""
+    raise InputError(
+        f"user-data of host {host} does not fit {provider.value}'s limit of "
+        f"{_limit(provider)}: {len(text)} bytes raw, {len(packed)} bytes gzipped{b64}",
+        hint="put fewer roles on the host, or give the bootstrap job fewer organisations "
+             "per host (the bootstrap node carries every organisation's admin identity)")
+
+
+def decode(data: bytes) -> bytes:
+    """The cloud-config text of user-data bytes (inflating gzip as cloud-init does)."""
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def b64(data: bytes) -> str:
+    """Base64 of user-data (what the OpenStack API carries)."""
+    return base64.b64encode(data).decode()
+
+
+def dedupe(files: Sequence[File]) -> list[File]:
+    """One entry per path; two different contents for one path is a bug, not input."""
+    seen: dict[str, File] = {}
+    for f in files:
+        if f.path in seen and seen[f.path] != f:
+            raise RuntimeError(f"two different files for {f.path}")
+        seen[f.path] = f
+    return list(seen.values())

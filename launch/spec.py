@@ -1,0 +1,579 @@
+"""The environment spec: environments/<env>.yaml loaded into frozen, validated models.
+
+Raw dicts exist only inside this module; everything it returns is typed. Every error names
+the file, the field path, what was expected and what was found (InputError, exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bake.errors import InputError
+from launch.contract import BENCHMARK_CHAINCODE, Role
+
+
+class Provider(StrEnum):
+    """Where an environment runs. `none` only renders, for hosts you already have.
+
+    Not bake.profiles.Provider: launch has the extra `none`, which bake must not accept.
+    """
+
+    QEMU = "qemu"
+    AWS = "aws"
+    OPENSTACK = "openstack"
+    NONE = "none"
+
+    def bakes_with(self) -> str | None:
+        """The bake provider whose images this provider boots (None for `none`)."""
+        return None if self is Provider.NONE else self.value
+
+
+class Consensus(StrEnum):
+    """The ordering service's consensus type, spelled as configtx.yaml spells it."""
+
+    ETCDRAFT = "etcdraft"
+    BFT = "BFT"
+
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_CHANNEL = re.compile(r"^[a-z][a-z0-9.-]{0,248}$")  # Fabric's channel name rule
+_DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+_SIZE = re.compile(r"^(\d+)\s*(KB|MB)$")
+TOP_KEYS = ("name", "provider", "settings", "network", "images", "manifest", "fabric",
+            "organisations", "orderers", "channels", "caliper", "monitor", "tuning",
+            "placement")
+
+
+# --- the models ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """A peer organisation: `peers` peers named peer0..peerN-1.<domain>, Admin + `users` users."""
+
+    name: str
+    msp_id: str
+    domain: str
+    peers: int
+    users: int
+
+
+@dataclass(frozen=True)
+class Orderers:
+    """The ordering service: one orderer organisation with `count` nodes orderer0..N-1.<domain>."""
+
+    org: str
+    msp_id: str
+    domain: str
+    count: int
+    type: Consensus
+    batch_timeout: str
+    max_message_count: int
+    preferred_max_bytes: str
+    absolute_max_bytes: str
+
+
+@dataclass(frozen=True)
+class Chaincode:
+    """A chaincode-as-a-service contract committed on a channel."""
+
+    name: str
+    version: str
+    sequence: int
+    endorsement_policy: str | None  # None: the channel's default (MAJORITY Endorsement)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """An application channel, its member organisations and its chaincodes."""
+
+    name: str
+    orgs: tuple[str, ...]
+    chaincodes: tuple[Chaincode, ...]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One Caliper round. `tps` is the total across all workers (Caliper divides it)."""
+
+    label: str
+    tps: int
+    duration: int | None  # seconds (txDuration)
+    tx_number: int | None  # txNumber
+    workload_module: str
+    workload_arguments: Mapping[str, Any]
+    rate_control: Mapping[str, Any] | None  # None: fixed-rate at `tps`
+
+
+@dataclass(frozen=True)
+class Caliper:
+    """The load generator: `vms` worker VMs, each running `processes` worker processes."""
+
+    vms: int
+    processes: int
+    rounds: tuple[Round, ...]
+
+    @property
+    def workers(self) -> int:
+        """All worker processes: Caliper's test.workers.number."""
+        return self.vms * self.processes
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The monitor VM: Prometheus, Pushgateway, Grafana, Mosquitto, Caliper manager."""
+
+    grafana_admin_user: str
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Performance knobs; the defaults are the performance settings, not Fabric's defaults."""
+
+    gateway_concurrency: int = 20000   # CORE_PEER_LIMITS_CONCURRENCY_GATEWAYSERVICE (Fabric: 500)
+    endorser_concurrency: int = 5000   # CORE_PEER_LIMITS_CONCURRENCY_ENDORSERSERVICE (2500)
+    deliver_concurrency: int = 5000    # CORE_PEER_LIMITS_CONCURRENCY_DELIVERSERVICE (2500)
+    validator_pool_size: int = 0       # CORE_PEER_VALIDATORPOOLSIZE; 0 = number of CPUs
+    cluster_send_buffer: int = 1000    # ORDERER_GENERAL_CLUSTER_SENDBUFFERSIZE (100)
+    gossip_max_block_count: int = 100  # CORE_PEER_GOSSIP_MAXBLOCKCOUNTTOSTORE (10)
+
+
+@dataclass(frozen=True)
+class PlacedHost:
+    """An explicitly placed host and the roles it runs."""
+
+    name: str
+    roles: tuple[Role, ...]
+    address: str | None
+    image: str | None
+
+
+@dataclass(frozen=True)
+class FabricVersion:
+    """The Fabric release the images carry, and the capabilities the channel gets."""
+
+    version: str
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        major, minor = self.version.split(".")[:2]
+        return int(major), int(minor)
+
+    @property
+    def channel_capability(self) -> str:
+        return "V3_0" if self.major_minor >= (3, 0) else "V2_0"
+
+    @property
+    def orderer_capability(self) -> str:
+        return "V2_0"
+
+    @property
+    def application_capability(self) -> str:
+        return "V2_5"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One environment file, validated."""
+
+    source: Path
+    name: str
+    provider: Provider
+    settings: Mapping[str, Any]
+    cidr: str
+    first_host: int
+    images: Mapping[str, str]           # image name -> explicit artifact id
+    manifest: Path                      # where unnamed images are resolved
+    fabric: FabricVersion
+    organisations: tuple[Organisation, ...]
+    orderers: Orderers
+    channels: tuple[Channel, ...]
+    caliper: Caliper
+    monitor: Monitor
+    tuning: Tuning
+    placement: tuple[PlacedHost, ...] | None = None  # None: one role per VM, names generated
+
+    def org(self, name: str) -> Organisation:
+        """The organisation called `name`."""
+        return next(o for o in self.organisations if o.name == name)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+class _Map:
+    """A YAML mapping being read: typed getters that name file + path, and unknown-key checks."""
+
+    def __init__(self, file: Path, path: str, raw: object) -> None:
+        if not isinstance(raw, Mapping):
+            raise InputError.field(file, path or "(top level)", "a mapping", raw)
+        self.file, self.path, self.raw = file, path, raw
+        self.seen: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, expected: str, found: object) -> InputError:
+        return InputError.field(self.file, self.where(key), expected, found)
+
+    def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
+        self.seen.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            if required or default is ...:
+                raise self.fail(key, "a value (required field)", None)
+            return default
+        return self.raw[key]
+
+    def str(self, key: str, default: object = ..., *, pattern: re.Pattern | None = None,
+            what: str = "a string") -> Any:
+        value = self.get(key, default)
+        if value is default and default is not ...:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # versions like 2.5 arrive as floats
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            raise self.fail(key, what, value)
+        return value
+
+    def int(self, key: str, default: object = ..., *, minimum: int = 0) -> Any:
+        value = self.get(key, default)
+        if value is default and default is not ...:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"an integer >= {minimum}", value)
+        return value
+
+    def map(self, key: str, *, required: bool = False) -> _Map:
+        return _Map(self.file, self.where(key), self.get(key, {}, required=required))
+
+    def list(self, key: str, *, required: bool = False) -> list[Any]:
+        value = self.get(key, [], required=required)
+        if not isinstance(value, list):
+            raise self.fail(key, "a list", value)
+        return value
+
+    def item(self, key: str, index: int, raw: object) -> _Map:
+        return _Map(self.file, f"{self.where(key)}[{index}]", raw)
+
+    def done(self, known: Iterable[str] | None = None) -> None:
+        """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
+        allowed = set(known) if known is not None else self.seen
+        unknown = sorted(set(map(str, self.raw)) - allowed)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+            raise InputError.field(self.file, self.where(unknown[0]),
+                                   f"one of the known keys {sorted(allowed)}",
+                                   f"unknown key {unknown[0]}",
+                                   hint=f"did you mean {close[0]}?" if close else None)
+
+
+def _enum(m: _Map, key: str, enum: type[StrEnum], default: object = ...) -> Any:
+    value = m.get(key, default)
+    try:
+        return enum(value)
+    except ValueError:
+        raise m.fail(key, f"one of {[e.value for e in enum]}", value) from None
+
+
+def _size(m: _Map, key: str, default: str) -> str:
+    value = m.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return f"{value // 1024} KB" if value % 1024 == 0 else f"{value} B"
+    if not isinstance(value, str) or not _SIZE.match(value):
+        raise m.fail(key, "a size such as '2 MB' or '512 KB' (or bytes as an integer)", value)
+    return value
+
+
+def _organisations(top: _Map) -> tuple[Organisation, ...]:
+    raw = top.list("organisations", required=True)
+    if not raw:
+        raise top.fail("organisations", "at least one organisation", raw)
+    orgs: list[Organisation] = []
+    for i, item in enumerate(raw):
+        m = top.item("organisations", i, item)
+        name = m.str("name", pattern=_NAME, what="a name (letters, digits, _ or -)")
+        org = Organisation(
+            name=name,
+            msp_id=m.str("msp_id", f"{name}MSP", pattern=_NAME, what="an MSP id"),
+            domain=m.str("domain", f"{name.lower()}.example.com", pattern=_DOMAIN,
+                         what="a lower-case DNS domain"),
+            peers=m.int("peers", 1, minimum=1),
+            users=m.int("users", 1, minimum=0),
+        )
+        m.done()
+        for other in orgs:
+            for attr in ("name", "msp_id", "domain"):
+                if getattr(other, attr) == getattr(org, attr):
+                    raise m.fail(attr, f"a {attr} no other organisation uses",
+                                 getattr(org, attr))
+        orgs.append(org)
+    return tuple(orgs)
+
+
+def _orderers(top: _Map, fabric: FabricVersion, orgs: tuple[Organisation, ...]) -> Orderers:
+    m = top.map("orderers")
+    o = Orderers(
+        org=m.str("org", "OrdererOrg", pattern=_NAME, what="a name"),
+        msp_id=m.str("msp_id", "OrdererMSP", pattern=_NAME, what="an MSP id"),
+        domain=m.str("domain", "example.com", pattern=_DOMAIN, what="a lower-case DNS domain"),
+        count=m.int("count", 1, minimum=1),
+        type=_enum(m, "type", Consensus, "etcdraft"),
+        batch_timeout=m.str("batch_timeout", "2s", pattern=_DURATION,
+                            what="a duration such as 2s or 500ms"),
+        max_message_count=m.int("max_message_count", 500, minimum=1),
+        preferred_max_bytes=_size(m, "preferred_max_bytes", "2 MB"),
+        absolute_max_bytes=_size(m, "absolute_max_bytes", "10 MB"),
+    )
+    m.done()
+    if o.type is Consensus.BFT:
+        if o.count < 4:
+            raise m.fail("count", "at least 4 orderers for BFT (3f+1, f >= 1)", o.count)
+        if fabric.major_minor < (3, 0):
+            raise top.fail("fabric.version", "Fabric 3.0 or later for BFT", fabric.version)
+    for org in orgs:
+        if org.msp_id == o.msp_id or org.domain == o.domain:
+            raise m.fail("msp_id" if org.msp_id == o.msp_id else "domain",
+                         f"a value organisation {org.name} does not use",
+                         o.msp_id if org.msp_id == o.msp_id else o.domain)
+    return o
+
+
+def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
+    raw = top.list("channels")
+    if not raw:
+        raw = [{"name": "mychannel"}]
+    names = [o.name for o in orgs]
+    channels: list[Channel] = []
+    for i, item in enumerate(raw):
+        m = top.item("channels", i, item)
+        name = m.str("name", pattern=_CHANNEL, what="a channel name ([a-z][a-z0-9.-]*)")
+        members = m.get("orgs", names)
+        if not isinstance(members, list) or not members:
+            raise m.fail("orgs", "a non-empty list of organisation names", members)
+        for j, member in enumerate(members):
+            if member not in names:
+                raise InputError.field(m.file, f"{m.where('orgs')}[{j}]",
+                                       f"one of the organisations {names}", member)
+        if len(set(members)) != len(members):
+            raise m.fail("orgs", "each organisation once", members)
+        ccs: list[Chaincode] = []
+        for k, cc_raw in enumerate(m.list("chaincodes") or [{"name": BENCHMARK_CHAINCODE}]):
+            c = m.item("chaincodes", k, cc_raw)
+            cc = Chaincode(
+                name=c.str("name", BENCHMARK_CHAINCODE, pattern=_NAME, what="a chaincode name"),
+                version=c.str("version", "1.0"),
+                sequence=c.int("sequence", 1, minimum=1),
+                endorsement_policy=c.str("endorsement_policy", None),
+            )
+            c.done()
+            if any(x.name == cc.name for x in ccs):
+                raise c.fail("name", "a chaincode name unique on the channel", cc.name)
+            ccs.append(cc)
+        m.done()
+        if any(c.name == name for c in channels):
+            raise m.fail("name", "a channel name no other channel uses", name)
+        channels.append(Channel(name=name, orgs=tuple(members), chaincodes=tuple(ccs)))
+    return tuple(channels)
+
+
+def _caliper(top: _Map) -> Caliper:
+    m = top.map("caliper")
+    w = m.map("workers")
+    vms, processes = w.int("vms", 1, minimum=1), w.int("processes", 1, minimum=1)
+    w.done()
+    rounds: list[Round] = []
+    raw_rounds = m.list("rounds") or [{"label": "create", "tps": 100, "duration": 60}]
+    for i, item in enumerate(raw_rounds):
+        r = m.item("rounds", i, item)
+        duration = r.int("duration", None, minimum=1)
+        tx_number = r.int("tx_number", None, minimum=1)
+        if (duration is None) == (tx_number is None):
+            raise r.fail("duration", "exactly one of duration (seconds) or tx_number",
+                         {"duration": duration, "tx_number": tx_number})
+        wl = r.map("workload")
+        arguments = wl.get("arguments", {})
+        if not isinstance(arguments, Mapping):
+            raise wl.fail("arguments", "a mapping", arguments)
+        rate = r.get("rate_control", None)
+        if rate is not None and (not isinstance(rate, Mapping) or "type" not in rate):
+            raise r.fail("rate_control", "a mapping with type and opts", rate)
+        rnd = Round(
+            label=r.str("label", pattern=_NAME, what="a round label"),
+            tps=r.int("tps", minimum=1),
+            duration=duration,
+            tx_number=tx_number,
+            workload_module=wl.str("module", "workloads/create-asset.js"),
+            workload_arguments=dict(arguments),
+            rate_control=dict(rate) if rate is not None else None,
+        )
+        wl.done()
+        r.done()
+        rounds.append(rnd)
+    m.done()
+    return Caliper(vms=vms, processes=processes, rounds=tuple(rounds))
+
+
+def _tuning(top: _Map) -> Tuning:
+    m = top.map("tuning")
+    defaults = Tuning()
+    values = {name: m.int(name, getattr(defaults, name), minimum=0)
+              for name in Tuning.__dataclass_fields__}
+    m.done()
+    return Tuning(**values)
+
+
+def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
+    m = top.map("placement")
+    raw = m.list("hosts")
+    m.done()
+    if not raw:
+        return None
+    hosts: list[PlacedHost] = []
+    for i, item in enumerate(raw):
+        h = m.item("hosts", i, item)
+        name = h.str("name", pattern=_LABEL, what="a host name (a DNS label: a-z, 0-9, -)")
+        roles_raw = h.get("roles", required=True)
+        if not isinstance(roles_raw, list) or not roles_raw:
+            raise h.fail("roles", f"a non-empty list of {[r.value for r in Role]}", roles_raw)
+        roles: list[Role] = []
+        for j, value in enumerate(roles_raw):
+            try:
+                role = Role(value)
+            except ValueError:
+                raise InputError.field(h.file, f"{h.where('roles')}[{j}]",
+                                       f"one of {[r.value for r in Role]}", value) from None
+            if role in roles:
+                raise InputError.field(h.file, f"{h.where('roles')}[{j}]",
+                                       "each role once per host", value)
+            roles.append(role)
+        address = h.str("address", None)
+        if address is not None:
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise h.fail("address", "an IPv4 address", address) from None
+        host = PlacedHost(name=name, roles=tuple(roles), address=address,
+                          image=h.str("image", None))
+        h.done()
+        if any(x.name == name for x in hosts):
+            raise h.fail("name", "a host name no other host uses (duplicate hostname)", name)
+        if address is not None and any(x.address == address for x in hosts):
+            raise h.fail("address", "an address no other host uses", address)
+        hosts.append(host)
+    return tuple(hosts)
+
+
+def _check_placement(top: _Map, spec: EnvSpec) -> None:
+    """Placed hosts must carry exactly as many of each role as the topology has nodes."""
+    hosts = spec.placement
+    if hosts is None:
+        if spec.provider is Provider.NONE:
+            raise top.fail("placement.hosts", "hosts with explicit addresses (provider none)",
+                           None)
+        return
+    wanted = {
+        Role.PEER: sum(o.peers for o in spec.organisations),
+        Role.ORDERER: spec.orderers.count,
+        Role.CALIPER: spec.caliper.vms,
+        Role.MONITOR: 1,
+    }
+    for role, count in wanted.items():
+        have = sum(role in h.roles for h in hosts)
+        if have != count:
+            raise top.fail("placement.hosts", f"{count} host(s) with role {role.value} "
+                           "(one per node the topology defines)", f"{have} host(s)")
+    net = ipaddress.IPv4Network(spec.cidr)
+    for i, h in enumerate(hosts):
+        if spec.provider is Provider.NONE and h.address is None:
+            raise top.fail(f"placement.hosts[{i}].address",
+                           "an address (provider none hosts already exist)", None)
+        if (spec.provider is not Provider.NONE and h.address is not None
+                and ipaddress.IPv4Address(h.address) not in net):
+            raise top.fail(f"placement.hosts[{i}].address",
+                           f"an address inside network.cidr {spec.cidr}", h.address)
+
+
+def _network(top: _Map, provider: Provider) -> tuple[str, int]:
+    m = top.map("network", required=provider is not Provider.NONE)
+    default_cidr = "10.99.0.0/24" if provider is Provider.NONE else ...
+    cidr = m.str("cidr", default_cidr)
+    try:
+        net = ipaddress.IPv4Network(cidr)
+    except ValueError:
+        raise m.fail("cidr", "an IPv4 network such as 10.40.0.0/24", cidr) from None
+    first = m.int("first_host", 10, minimum=1)
+    if first >= net.num_addresses - 1:
+        raise m.fail("first_host", f"an offset inside {cidr}", first)
+    m.done()
+    return str(net), first
+
+
+def load(path: str | Path) -> EnvSpec:
+    """Read and validate an environment file. Raises InputError naming file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the environment file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, path)
+
+
+def parse(raw: object, source: Path) -> EnvSpec:
+    """Validate an already-parsed environment document (`source` names it in errors)."""
+    top = _Map(source, "", raw)
+    top.done(TOP_KEYS)  # a misspelt section is reported before the sections it hides
+    name = top.str("name", pattern=_LABEL, what="an environment name (a DNS label)")
+    provider = _enum(top, "provider", Provider)
+    settings = top.get("settings", {})
+    if not isinstance(settings, Mapping):
+        raise top.fail("settings", "a mapping of provider settings", settings)
+    cidr, first = _network(top, provider)
+    images_raw = top.get("images", {})
+    if not isinstance(images_raw, Mapping) or not all(
+        isinstance(v, str) for v in images_raw.values()
+    ):
+        raise top.fail("images", "a mapping image name -> artifact id", images_raw)
+    manifest = Path(top.str("manifest", "build/manifest.json"))
+    f = top.map("fabric")
+    version = f.str("version", "3.0.0", pattern=re.compile(r"^\d+\.\d+(\.\d+)?$"),
+                    what="a Fabric version such as 3.0.0 or 2.5.10")
+    f.done()
+    fabric = FabricVersion(version)
+    if fabric.major_minor < (2, 5) or fabric.major_minor >= (4, 0):
+        raise top.fail("fabric.version", "Fabric 2.5.x or 3.x", version)
+    orgs = _organisations(top)
+    orderers = _orderers(top, fabric, orgs)
+    channels = _channels(top, orgs)
+    caliper = _caliper(top)
+    mon = top.map("monitor")
+    monitor = Monitor(
+        grafana_admin_user=mon.str("grafana_admin_user", "admin", pattern=_NAME, what="a name"),
+    )
+    mon.done()
+    tuning = _tuning(top)
+    placement = _placement(top)
+    top.done()
+    spec = EnvSpec(
+        source=source, name=name, provider=provider, settings=dict(settings), cidr=cidr,
+        first_host=first, images=dict(images_raw), manifest=manifest, fabric=fabric,
+        organisations=orgs, orderers=orderers, channels=channels, caliper=caliper,
+        monitor=monitor, tuning=tuning, placement=placement,
+    )
+    _check_placement(top, spec)
+    return spec
