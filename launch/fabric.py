@@ -33,6 +33,25 @@ RAFT_OPTIONS = {
     "MaxInflightBlocks": 5,
     "SnapshotIntervalSize": "16 MB",
 }
+# configtxgen fills SmartBFT defaults only when the whole block is absent, so every option
+# is spelled out (an empty one is rejected by the orderer at channel join). Values are
+# Fabric 3.0's defaults, with the request pool of sampleconfig's BFT profile (100000, not
+# the default 400, which a load generator fills at once).
+SMARTBFT_OPTIONS = {
+    "RequestBatchMaxBytes": 10485760,
+    "IncomingMessageBufferSize": 200,
+    "RequestPoolSize": 100000,
+    "RequestForwardTimeout": "2s",
+    "RequestComplainTimeout": "20s",
+    "RequestAutoRemoveTimeout": "3m0s",
+    "ViewChangeResendInterval": "5s",
+    "ViewChangeTimeout": "20s",
+    "LeaderHeartbeatTimeout": "1m0s",
+    "LeaderHeartbeatCount": 10,
+    "CollectTimeout": "1s",
+    "SyncOnStart": False,
+    "SpeedUpViewChange": False,
+}
 
 
 @dataclass(frozen=True)
@@ -149,7 +168,8 @@ def _orderer_section(plan: Plan, ord_org: crypto.OrgCrypto, root: Path,
              "ClientTLSCert": tls[n.fqdn], "ServerTLSCert": tls[n.fqdn]}
             for n in plan.orderers
         ]
-        section["SmartBFT"] = {"RequestBatchMaxCount": o.max_message_count,
+        section["SmartBFT"] = {**SMARTBFT_OPTIONS,
+                               "RequestBatchMaxCount": o.max_message_count,
                                "RequestBatchMaxInterval": o.batch_timeout}
     else:
         section["EtcdRaft"] = {

@@ -119,6 +119,12 @@ def test_configtx_bft_and_2_5(tmp_path: Path) -> None:
     assert mapping[3]["Identity"].endswith(
         "orderers/orderer3.example.com/msp/signcerts/orderer3.example.com-cert.pem")
     assert "EtcdRaft" not in prof["Orderer"]
+    # configtxgen applies no per-option defaults: an option left out reaches the orderer
+    # empty and `osnadmin channel join` fails ("invalid duration"). All 15 must be set.
+    bft = prof["Orderer"]["SmartBFT"]
+    assert len(bft) == 15
+    assert all(v not in ("", None) for v in bft.values())
+    assert bft["RequestBatchMaxCount"] == doc["orderers"].get("max_message_count", 500)
     doc = example("aws")
     doc["fabric"]["version"] = "2.5.10"
     prof = _configtx(doc, tmp_path)["Profiles"]["mychannel"]
