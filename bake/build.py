@@ -1,0 +1,413 @@
+"""Build orchestration: plan, skip unchanged, keys, render, validate, packer, manifest.
+
+The skip decision is taken first, from the manifest (and the artifact itself), before
+anything runs: a second `bake build` with nothing changed starts no subprocess at all.
+The Packer version is detected lazily, only once something must be rendered for Packer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bake import catalog, manifest, packer, profiles, render
+from bake.catalog import ImageSpec
+from bake.errors import ExternalError, InputError
+from bake.fingerprint import Fingerprint, fingerprint, sha256_file
+from bake.profiles import CommonProfile, Overrides, Provider, QemuProfile
+
+log = logging.getLogger("fabperf.bake")
+
+BASE_IMAGE_JSON = "base/base-image.json"
+GOSS_VERSION = "v0.4.9"
+# sha256 of goss v0.4.9 goss-linux-amd64 as pinned by independent public projects (goss
+# releases are not downloadable from the build machines, so this was not re-derived here).
+GOSS_SHA256 = "87dd36cfa1b8b50554e6e2ca29168272e26755b19ba5438341f7c66b36decc19"
+KVM_ENV = "FABPERF_QEMU_KVM"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One (image, provider) to render, validate or build."""
+
+    spec: ImageSpec
+    provider: Provider
+    profile: CommonProfile
+    fingerprint: Fingerprint
+
+    @property
+    def name(self) -> str:
+        return self.fingerprint.name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `bake build` did for one target."""
+
+    image: str
+    provider: str
+    name: str
+    fingerprint: str
+    action: str            # "built" | "skipped"
+    reason: str
+    artifact: dict[str, str]
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+NO_BASE = "none"   # checksum of the placeholder base: Packer accepts iso_checksum = "none"
+
+
+def with_qemu_base(profile: CommonProfile, build_dir: Path,
+                   placeholder_ok: bool = False) -> CommonProfile:
+    """Fill the qemu base image from build/base/base-image.json unless the user set one.
+
+    ``placeholder_ok`` (render, validate): without a base image, stand in the path where
+    `bake base-image` would put it and checksum "none", so templates can be checked on a
+    fresh clone. `bake build` never does that.
+    """
+    if not isinstance(profile, QemuProfile):
+        return profile
+    if profile.base_image:
+        if not profile.base_image_checksum:
+            raise InputError.field(None, "qemu.base_image_checksum", "the sha256 of base_image",
+                                   "", hint="set --var base_image_checksum=<sha256>")
+        return profile
+    meta = build_dir / BASE_IMAGE_JSON
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if placeholder_ok:
+            return replace(profile, base_image=str(build_dir / "base" / "not-built.qcow2"),
+                           base_image_checksum=NO_BASE)
+        raise InputError(
+            f"no qemu base image: {meta} does not exist and qemu.base_image is not set",
+            hint="run `bake base-image` first, or pass --var base_image=FILE "
+                 "--var base_image_checksum=SHA256",
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{meta}: not valid JSON: {exc}",
+                         hint="run `bake base-image` again") from exc
+    if not isinstance(doc, dict) or not doc.get("path") or not doc.get("sha256"):
+        raise InputError.field(meta, "path/sha256", "the base image path and sha256", doc)
+    return replace(profile, base_image=str(doc["path"]), base_image_checksum=str(doc["sha256"]))
+
+
+def plan(root: Path, build_dir: Path, provider: Provider, images: Sequence[str],
+         overrides: Overrides, placeholder_base: bool = False) -> list[Target]:
+    """Load the catalog, resolve the profile and fingerprint every selected image."""
+    specs = catalog.load_catalog(root, list(images) or None)
+    profile = with_qemu_base(profiles.resolve(provider, overrides), build_dir, placeholder_base)
+    for ca in profile.extra_ca_certs:
+        if not Path(ca).is_file():
+            raise InputError.field(None, "extra_ca_certs", "existing PEM files", ca)
+    if profile.goss_binary and not Path(profile.goss_binary).is_file():
+        raise InputError.field(None, "goss_binary", "an existing file", profile.goss_binary)
+    for key in ("tags", "properties"):
+        for item in getattr(profile, key, ()):
+            if "=" not in item or not item.partition("=")[0]:
+                raise InputError.field(None, f"{provider.value}.{key}", "KEY=VALUE items", item)
+    return [Target(s, provider, profile, fingerprint(root, s, provider, profile)) for s in specs]
+
+
+def resolve_accelerator(value: str) -> str:
+    """auto -> tcg, unless $FABPERF_QEMU_KVM=1 and /dev/kvm is usable (nested KVM is slow)."""
+    if value != profiles.Accelerator.AUTO:
+        return value
+    if os.environ.get(KVM_ENV) == "1" and os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return profiles.Accelerator.KVM.value
+    return profiles.Accelerator.TCG.value
+
+
+def goss_binary(profile: CommonProfile, build_dir: Path) -> str | None:
+    """The goss binary to upload, or None (then bake.goss runs from the host over SSH)."""
+    if profile.goss_binary:
+        return str(Path(profile.goss_binary).resolve())
+    cached = build_dir / "cache" / "goss" / f"goss-{GOSS_VERSION}-linux-amd64"
+    if cached.is_file() and sha256_file(cached) == GOSS_SHA256:
+        return str(cached)
+    return None
+
+
+def render_env(target: Target, root: Path, build_dir: Path,
+               packer_version: packer.Version) -> render.RenderEnv:
+    """The host-specific render inputs of a target."""
+    accel = resolve_accelerator(getattr(target.profile, "accelerator", "tcg"))
+    return render.RenderEnv(
+        repo_root=str(root), build_dir=str(build_dir), python=sys.executable,
+        packer_version=packer_version, fingerprint=target.fingerprint.digest,
+        accelerator=accel, goss_binary=goss_binary(target.profile, build_dir),
+    )
+
+
+def render_target(target: Target, root: Path, build_dir: Path, out_dir: Path,
+                  packer_version: packer.Version) -> Path:
+    """Render one target into <out>/<image>/<provider>/; returns the file."""
+    env = render_env(target, root, build_dir, packer_version)
+    text = render.render(root, target.spec, target.provider, target.profile, env)
+    return render.write(out_dir, target.spec, target.provider, text)
+
+
+# --- keys and seeds -----------------------------------------------------------------------
+
+def seed_user_data(user: str, public_key: str, create_user: bool) -> str:
+    """cloud-config giving ``user`` this build's key (and creating it with sudo on qemu)."""
+    if create_user:
+        doc: dict[str, object] = {"users": [{
+            "name": user, "shell": "/bin/bash", "lock_passwd": True,
+            "sudo": "ALL=(ALL) NOPASSWD:ALL", "ssh_authorized_keys": [public_key],
+        }]}
+    else:
+        doc = {"ssh_authorized_keys": [public_key]}
+    doc["ssh_pwauth"] = False
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=True)
+
+
+@contextmanager
+def _exclusive(target: Target, build_dir: Path) -> Iterator[None]:
+    """One bake of (image, provider) per build dir at a time: they share keys/ and packer-out/."""
+    lock = build_dir / "locks" / f"{target.spec.name}-{target.provider.value}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExternalError(
+                f"another bake of {target.spec.name} on {target.provider.value} is running "
+                f"in {build_dir} (lock {lock})",
+                hint="wait for it, or use another --build-dir") from None
+        yield
+
+
+@contextmanager
+def build_keys(target: Target, build_dir: Path) -> Iterator[dict[str, str]]:
+    """A per-build ed25519 key (0600) and its seed files; removed afterwards (build-dir lock
+    held meanwhile)."""
+    with _exclusive(target, build_dir), _keys(target, build_dir) as p:
+        yield p
+
+
+@contextmanager
+def _keys(target: Target, build_dir: Path) -> Iterator[dict[str, str]]:
+    p = render.paths(target.spec, target.provider, str(build_dir))
+    key_dir = Path(p["key_dir"])
+    if key_dir.exists():
+        shutil.rmtree(key_dir)
+    (key_dir / "seed").mkdir(parents=True, mode=0o700)
+    key_dir.chmod(0o700)
+    try:
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption())
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode()
+        fd = os.open(p["ssh_key"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private)
+        user = render.build_user(target.spec, target.provider, target.profile)
+        Path(p["user_data"]).write_text(
+            seed_user_data(user, f"{public} fabperf-build",
+                           create_user=target.provider is Provider.QEMU))
+        # hostname "localhost": resolvable without touching /etc/hosts (sudo looks it up),
+        # and nothing build-specific is left in the image.
+        Path(p["meta_data"]).write_text(
+            f"instance-id: fabperf-build-{target.spec.name}\nlocal-hostname: localhost\n")
+        yield p
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):   # the parent too, once no other build uses it
+            key_dir.parent.rmdir()
+
+
+# --- skip unchanged -----------------------------------------------------------------------
+
+def up_to_date(target: Target, entries: dict[str, dict[str, manifest.Entry]],
+               notes: Callable[[str], None]) -> tuple[bool, str]:
+    """Whether the target's fingerprint already has an artifact, and why (no subprocess)."""
+    entry = entries.get(target.spec.name, {}).get(target.provider.value)
+    if entry is None:
+        return False, "not in the manifest"
+    if entry.fingerprint != target.fingerprint.digest:
+        return False, f"inputs changed (manifest has {entry.fingerprint[:12]})"
+    if target.provider is Provider.QEMU:
+        path = Path(entry.artifact.get("path", ""))
+        if not path.is_file():
+            return False, f"artifact {path} is missing"
+        return True, "up to date"
+    found = _cloud_has(target, entry, notes)
+    if found is False:
+        return False, "the manifest's artifact is gone from the cloud"
+    return True, "up to date" if found else "up to date (manifest trusted)"
+
+
+def _cloud_has(target: Target, entry: manifest.Entry,
+               notes: Callable[[str], None]) -> bool | None:
+    """Look the artifact up by its fingerprint tag; None when the cloud cannot be asked."""
+    fp = target.fingerprint.digest
+    try:
+        if target.provider is Provider.AWS:
+            import boto3  # lazily: an optional extra
+
+            region = entry.artifact.get("region") or getattr(target.profile, "region", None)
+            ec2 = boto3.client("ec2", region_name=region)
+            images = ec2.describe_images(
+                Owners=["self"], Filters=[{"Name": "tag:fabperf:fingerprint", "Values": [fp]}],
+            )["Images"]
+            return bool(images)
+        import openstack  # lazily: an optional extra
+
+        conn = openstack.connect(cloud=getattr(target.profile, "cloud", None))
+        return any(img.properties.get("fabperf:fingerprint") == fp
+                   or getattr(img, "metadata", {}).get("fabperf:fingerprint") == fp
+                   for img in conn.image.images(tag=f"fabperf-fp-{fp}"))
+    except ImportError as exc:
+        notes(f"{target.name}: {exc.name} is not installed; trusting the manifest")
+    except Exception as exc:  # noqa: BLE001 - any SDK/credential failure: trust the manifest
+        notes(f"{target.name}: could not ask {target.provider.value} ({type(exc).__name__}: "
+              f"{exc}); trusting the manifest")
+    return None
+
+
+# --- the commands -------------------------------------------------------------------------
+
+@dataclass
+class PackerInfo:
+    """The installed Packer, detected on first use."""
+
+    binary: str = "packer"
+    _version: packer.Version | None = None
+
+    def version(self) -> packer.Version:
+        if self._version is None:
+            self._version = packer.detect_version(self.binary)
+        return self._version
+
+
+def _imds_note(t: Target, version: packer.Version, progress: Callable[[str], None]) -> None:
+    """Packer 1.6.6's amazon-ebs rejects metadata_options: say that IMDSv2 is not enforced."""
+    if t.provider is Provider.AWS and version < render.REQUIRED_PLUGINS_SINCE and \
+            getattr(t.profile, "imdsv2_required", False):
+        progress(f"{t.name}: Packer {packer.format_version(version)} cannot require IMDSv2 "
+                 "(metadata_options needs Packer >= 1.7); launch must set it on instances")
+
+
+def validate_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: PackerInfo,
+                     progress: Callable[[str], None]) -> list[dict[str, str]]:
+    """Render and `packer validate` each target (qemu/aws fully, openstack -syntax-only)."""
+    results = []
+    for t in targets:
+        out = build_dir / "packer"
+        _imds_note(t, info.version(), progress)
+        with build_keys(t, build_dir):
+            hcl_file = render_target(t, root, build_dir, out, info.version())
+            syntax_only = t.provider is Provider.OPENSTACK   # full validation authenticates
+            logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "validate")
+            progress(f"{t.spec.name}/{t.provider.value}: packer validate"
+                     + (" -syntax-only" if syntax_only else ""))
+            packer.validate(hcl_file.parent, log=logp, syntax_only=syntax_only, cwd=root,
+                            packer=info.binary)
+        results.append({"image": t.spec.name, "provider": t.provider.value,
+                        "template": str(hcl_file),
+                        "mode": "syntax-only" if syntax_only else "full"})
+    return results
+
+
+def build_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: PackerInfo,
+                  progress: Callable[[str], None], force: bool = False) -> list[Outcome]:
+    """Build what is not up to date; skip the rest. Decides every skip before running anything."""
+    entries = manifest.load(build_dir)
+    todo: list[Target] = []
+    outcomes: list[Outcome] = []
+    for t in targets:
+        ok, reason = (False, "--force") if force else up_to_date(t, entries, progress)
+        if ok:
+            e = entries[t.spec.name][t.provider.value]
+            progress(f"{t.name}: {reason}, skipped")
+            outcomes.append(Outcome(t.spec.name, t.provider.value, t.name,
+                                    t.fingerprint.digest, "skipped", reason, e.artifact))
+        else:
+            progress(f"{t.name}: will build ({reason})")
+            todo.append(t)
+    for t in todo:
+        outcomes.append(_build_one(t, root, build_dir, info, progress))
+    return outcomes
+
+
+def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
+               progress: Callable[[str], None]) -> Outcome:
+    version = info.version()
+    _imds_note(t, version, progress)
+    out = build_dir / "packer"
+    with build_keys(t, build_dir) as p:
+        hcl_file = render_target(t, root, build_dir, out, version)
+        logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "build")
+        progress(f"{t.name}: packer validate")
+        packer.validate(hcl_file.parent, log=logp, syntax_only=False, cwd=root,
+                        packer=info.binary)
+        progress(f"{t.name}: packer build (log: {logp})")
+        ids = packer.build(hcl_file.parent, log=logp, cwd=root, packer=info.binary,
+                           progress=lambda m: progress(f"{t.spec.name}: {m}"))
+        artifact = _collect(t, p, ids, build_dir)
+    entry = manifest.Entry(
+        name=t.name, fingerprint=t.fingerprint.digest, artifact=artifact,
+        versions=t.spec.versions_dict,
+        built_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        packer_version=packer.format_version(version),
+    )
+    manifest.record(build_dir, t.spec.name, t.provider.value, entry)
+    progress(f"{t.name}: built")
+    return Outcome(t.spec.name, t.provider.value, t.name, t.fingerprint.digest, "built",
+                   "", artifact)
+
+
+def _collect(t: Target, p: dict[str, str], ids: list[str], build_dir: Path) -> dict[str, str]:
+    """Turn Packer's artifact ids into the manifest's artifact record."""
+    if t.provider is Provider.QEMU:
+        produced = Path(p["output_dir"]) / f"{t.name}.qcow2"
+        if not produced.is_file():
+            raise ExternalError(f"packer reported success but {produced} does not exist")
+        dest = build_dir / "images" / f"{t.name}.qcow2"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(produced, dest)
+        shutil.rmtree(p["output_dir"], ignore_errors=True)
+        with contextlib.suppress(OSError):
+            Path(p["output_dir"]).parent.rmdir()
+        return {"path": str(dest), "sha256": sha256_file(dest)}
+    if t.provider is Provider.AWS:
+        # "region:ami-id[,region:ami-id]": the first is the build region.
+        region, _, ami = ids[-1].split(",")[0].partition(":")
+        return {"ami": ami, "region": region}
+    return {"image_id": ids[-1], "cloud": getattr(t.profile, "cloud", "")}
+
+
+def status(targets: Sequence[Target], build_dir: Path) -> list[dict[str, object]]:
+    """For `bake list`: image, fingerprint, name and the manifest's artifact (no cloud calls)."""
+    entries = manifest.load(build_dir)
+    rows: list[dict[str, object]] = []
+    for t in targets:
+        e = entries.get(t.spec.name, {}).get(t.provider.value)
+        current = e is not None and e.fingerprint == t.fingerprint.digest
+        if current and t.provider is Provider.QEMU:
+            current = Path(e.artifact.get("path", "")).is_file()
+        rows.append({
+            "image": t.spec.name, "provider": t.provider.value, "name": t.name,
+            "fingerprint": t.fingerprint.digest, "built": current,
+            "artifact": e.artifact if current and e else None,
+            "stale": e.name if e is not None and not current else None,
+        })
+    return rows

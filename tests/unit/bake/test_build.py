@@ -1,0 +1,195 @@
+"""bake.build: skip unchanged before anything runs; keys; manifest; machine-readable parsing."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bake import build, manifest, packer, profiles, runner
+from bake.profiles import Provider
+
+
+def _targets(root: Path, build_dir: Path, provider: Provider = Provider.QEMU,
+             vars_: tuple[str, ...] = ()) -> list[build.Target]:
+    return build.plan(root, build_dir, provider, [],
+                      profiles.make_overrides(None, list(vars_), env={}))
+
+
+def _fake_built(targets: list[build.Target], build_dir: Path) -> None:
+    """A manifest + artifact as a finished build leaves them."""
+    for t in targets:
+        art = build_dir / "images" / f"{t.name}.qcow2"
+        art.parent.mkdir(parents=True, exist_ok=True)
+        art.write_bytes(b"qcow2")
+        manifest.record(build_dir, t.spec.name, t.provider.value, manifest.Entry(
+            name=t.name, fingerprint=t.fingerprint.digest,
+            artifact={"path": str(art), "sha256": "00"}, versions=t.spec.versions_dict,
+            built_at="2026-01-01T00:00:00+00:00", packer_version="1.6.6"))
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, msg: str) -> None:
+        self.lines.append(msg)
+
+
+def test_second_build_runs_no_subprocess(fake_repo: Path, build_dir: Path) -> None:
+    # The runner's door is closed in unit tests: any packer call would raise.
+    targets = _targets(fake_repo, build_dir)
+    _fake_built(targets, build_dir)
+    info = build.PackerInfo()
+    out = _Recorder()
+    outcomes = build.build_targets(_targets(fake_repo, build_dir), fake_repo, build_dir, info,
+                                   out)
+    assert [o.action for o in outcomes] == ["skipped"] * 3
+    assert info._version is None                      # packer was not even asked its version
+    assert all("up to date, skipped" in line for line in out.lines)
+
+
+def test_the_door_is_really_closed(fake_repo: Path, build_dir: Path) -> None:
+    # The proof above means something only if a needed build would hit the runner.
+    targets = _targets(fake_repo, build_dir)
+    _fake_built(targets, build_dir)
+    (fake_repo / "packer/scripts/monitor/monitor.sh").write_text("#!/bin/bash\necho v2\n")
+    with pytest.raises(runner.SubprocessForbidden, match="packer version"):
+        build.build_targets(_targets(fake_repo, build_dir), fake_repo, build_dir,
+                            build.PackerInfo(), _Recorder())
+    assert not (build_dir / "keys").exists() or not any((build_dir / "keys").iterdir())
+
+
+def test_up_to_date_reasons(fake_repo: Path, build_dir: Path) -> None:
+    targets = _targets(fake_repo, build_dir)
+    t = targets[0]
+    assert build.up_to_date(t, {}, print) == (False, "not in the manifest")
+    _fake_built(targets, build_dir)
+    entries = manifest.load(build_dir)
+    assert build.up_to_date(t, entries, print) == (True, "up to date")
+    Path(entries[t.spec.name]["qemu"].artifact["path"]).unlink()
+    ok, why = build.up_to_date(t, entries, print)
+    assert not ok and "missing" in why
+    other = _targets(fake_repo, build_dir, vars_=("base_image=/b.qcow2",
+                                                  "base_image_checksum=" + "ee" * 32))[0]
+    ok, why = build.up_to_date(other, entries, print)
+    assert not ok and why.startswith("inputs changed")
+
+
+def test_cloud_without_sdk_trusts_manifest(fake_repo: Path, build_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sdk(name, *a, **kw):  # type: ignore[no-untyped-def]
+        if name in ("boto3", "openstack"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_sdk)
+    t = _targets(fake_repo, build_dir, Provider.AWS)[0]
+    manifest.record(build_dir, t.spec.name, "aws", manifest.Entry(
+        name=t.name, fingerprint=t.fingerprint.digest,
+        artifact={"ami": "ami-0123", "region": "us-east-1"}))
+    notes = _Recorder()
+    ok, why = build.up_to_date(t, manifest.load(build_dir), notes)
+    assert ok and why == "up to date (manifest trusted)"
+    assert "boto3 is not installed" in notes.lines[0]
+
+
+def test_qemu_base_from_base_image_json_or_error(fake_repo: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-build"
+    with pytest.raises(Exception, match="run `bake base-image` first"):
+        _targets(fake_repo, empty)
+    assert not empty.exists()
+    with pytest.raises(Exception, match="base_image_checksum"):
+        _targets(fake_repo, empty, vars_=("base_image=/x.qcow2",))
+
+
+def test_build_keys_are_private_and_removed(fake_repo: Path, build_dir: Path) -> None:
+    t = _targets(fake_repo, build_dir)[0]
+    with build.build_keys(t, build_dir) as p:
+        key = Path(p["ssh_key"])
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        seed = Path(p["user_data"]).read_text()
+        assert seed.startswith("#cloud-config\n")
+        doc = yaml.safe_load(seed)
+        user = doc["users"][0]
+        assert user["name"] == "fabperf-build" and user["sudo"] == "ALL=(ALL) NOPASSWD:ALL"
+        assert user["ssh_authorized_keys"][0].startswith("ssh-ed25519 ")
+        assert "instance-id:" in Path(p["meta_data"]).read_text()
+    assert not Path(p["key_dir"]).exists() and not (build_dir / "keys").exists()
+
+
+def test_concurrent_bake_of_the_same_target_is_refused(fake_repo: Path,
+                                                        build_dir: Path) -> None:
+    t = _targets(fake_repo, build_dir)[0]
+    with build.build_keys(t, build_dir) as p, pytest.raises(Exception,
+                                                            match="another bake of"):
+        with build.build_keys(t, build_dir):
+            pass
+    assert not Path(p["key_dir"]).exists()
+    with build.build_keys(t, build_dir):     # released afterwards
+        pass
+
+
+def test_accelerator_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(build.KVM_ENV, raising=False)
+    assert build.resolve_accelerator("auto") == "tcg"
+    assert build.resolve_accelerator("kvm") == "kvm"
+    monkeypatch.setenv(build.KVM_ENV, "1")
+    monkeypatch.setattr(build.os, "access", lambda *_: True)
+    assert build.resolve_accelerator("auto") == "kvm"
+
+
+def test_goss_binary_needs_the_pinned_checksum(build_dir: Path, tmp_path: Path) -> None:
+    q = profiles.resolve(Provider.QEMU, profiles.make_overrides(None, [], env={}))
+    cached = build_dir / "cache" / "goss" / f"goss-{build.GOSS_VERSION}-linux-amd64"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not goss")
+    assert build.goss_binary(q, build_dir) is None     # wrong sha256: host-side bake.goss
+    own = tmp_path / "goss"
+    own.write_bytes(b"x")
+    q2 = profiles.resolve(Provider.QEMU, profiles.make_overrides(None, [f"goss_binary={own}"],
+                                                                  env={}))
+    assert build.goss_binary(q2, build_dir) == str(own)
+
+
+def test_manifest_roundtrip_is_atomic(tmp_path: Path) -> None:
+    e = manifest.Entry(name="fabperf-monitor-abc", fingerprint="abc",
+                       artifact={"ami": "ami-1", "region": "eu-west-1"})
+    manifest.record(tmp_path, "monitor", "aws", e)
+    manifest.record(tmp_path, "monitor", "qemu", e)
+    assert manifest.load(tmp_path)["monitor"]["aws"] == e
+    assert sorted(json.loads((tmp_path / "manifest.json").read_text())["images"]["monitor"]) \
+        == ["aws", "qemu"]
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]   # no temp file left
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(Exception, match="not valid JSON"):
+        manifest.load(tmp_path)
+
+
+def test_machine_readable_parsing() -> None:
+    seen: list[str] = []
+    w = packer.BuildWatcher(seen.append, [], [])
+    for raw in [
+        "1795857714,,ui,say,==> qemu.monitor: Running local shell script: /tmp/packer-shell1",
+        "1795857714,,ui,message,    qemu.monitor: a%!(PACKER_COMMA) b",
+        "1795857714,,ui,error,==> qemu.monitor: boom",
+        "1795857714,amazon-ebs.monitor,artifact,0,builder-id,mitchellh.amazonebs",
+        "1795857714,amazon-ebs.monitor,artifact,0,id,eu-west-1:ami-0abc%!(PACKER_COMMA)"
+        "us-east-1:ami-0def",
+        "not a machine-readable line",
+    ]:
+        w(raw)
+    assert seen == ["==> qemu.monitor: Running local shell script: /tmp/packer-shell1",
+                    "qemu.monitor: a, b", "==> qemu.monitor: boom"]
+    assert w.artifact_ids == ["eu-west-1:ami-0abc,us-east-1:ami-0def"]
+    assert w.errors == ["==> qemu.monitor: boom"]
+    assert packer.parse_version("Packer v1.6.6\n") == (1, 6, 6)
+    assert packer.parse_version("Packer v1.11.2\n\nYour version is out of date") == (1, 11, 2)
