@@ -24,7 +24,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bake import catalog, manifest, packer, profiles, render
+from bake import catalog, imagescan, manifest, packer, profiles, render
 from bake.catalog import ImageSpec
 from bake.errors import ExternalError, InputError
 from bake.fingerprint import Fingerprint, fingerprint, sha256_file
@@ -320,7 +320,8 @@ def validate_targets(targets: Sequence[Target], root: Path, build_dir: Path, inf
             progress(f"{t.spec.name}/{t.provider.value}: packer validate"
                      + (" -syntax-only" if syntax_only else ""))
             packer.validate(hcl_file.parent, log=logp, syntax_only=syntax_only, cwd=root,
-                            packer=info.binary)
+                            packer=info.binary,
+                            env={"PACKER_CACHE_DIR": str(build_dir / "packer_cache")})
         results.append({"image": t.spec.name, "provider": t.provider.value,
                         "template": str(hcl_file),
                         "mode": "syntax-only" if syntax_only else "full"})
@@ -356,13 +357,17 @@ def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
     with build_keys(t, build_dir) as p:
         hcl_file = render_target(t, root, build_dir, out, version)
         logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "build")
+        # Packer keeps its ISO/seed cache in the working directory unless told otherwise.
+        env = {"PACKER_CACHE_DIR": str(build_dir / "packer_cache")}
         progress(f"{t.name}: packer validate")
         packer.validate(hcl_file.parent, log=logp, syntax_only=False, cwd=root,
-                        packer=info.binary)
+                        packer=info.binary, env=env)
         progress(f"{t.name}: packer build (log: {logp})")
-        ids = packer.build(hcl_file.parent, log=logp, cwd=root, packer=info.binary,
+        ids = packer.build(hcl_file.parent, log=logp, cwd=root, packer=info.binary, env=env,
                            progress=lambda m: progress(f"{t.spec.name}: {m}"))
         artifact = _collect(t, p, ids, build_dir)
+        if t.provider is Provider.QEMU:
+            _hygiene_scan(Path(artifact["path"]), progress)
     entry = manifest.Entry(
         name=t.name, fingerprint=t.fingerprint.digest, artifact=artifact,
         versions=t.spec.versions_dict,
@@ -373,6 +378,27 @@ def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
     progress(f"{t.name}: built")
     return Outcome(t.spec.name, t.provider.value, t.name, t.fingerprint.digest, "built",
                    "", artifact)
+
+
+def _hygiene_scan(image: Path, progress: Callable[[str], None]) -> None:
+    """Scan the sealed qcow2 for private keys, host keys, machine-id, cloud-init state.
+
+    The in-guest goss hygiene spec runs before fabperf-seal (SSH must still work), so this
+    is the check of what is really shipped. It mounts the image, which needs root.
+    """
+    if os.geteuid() != 0:
+        progress(f"WARNING: {image.name}: hygiene scan skipped (mounting the image needs root); "
+                 f"run `sudo bake imagescan {image}`")
+        return
+    progress(f"{image.name}: hygiene scan of the final image")
+    findings = imagescan.scan_qcow2(image)
+    if findings:
+        image.unlink()
+        raise ExternalError(
+            f"{image.name} failed the hygiene scan and was removed:\n"
+            + "\n".join(f"  {f}" for f in findings),
+            hint="a provisioning script left a key or instance state behind; see fabperf-seal",
+        )
 
 
 def _collect(t: Target, p: dict[str, str], ids: list[str], build_dir: Path) -> dict[str, str]:
