@@ -108,9 +108,14 @@ def with_qemu_base(profile: CommonProfile, build_dir: Path,
 
 
 def plan(root: Path, build_dir: Path, provider: Provider, images: Sequence[str],
-         overrides: Overrides, placeholder_base: bool = False) -> list[Target]:
-    """Load the catalog, resolve the profile and fingerprint every selected image."""
-    specs = catalog.load_catalog(root, list(images) or None)
+         overrides: Overrides, placeholder_base: bool = False,
+         version_sets: Sequence[str] = ()) -> list[Target]:
+    """Load the catalog, resolve the profile and fingerprint every selected image.
+
+    ``version_sets`` are `--set [IMAGE.]NAME=VALUE` overrides of the pinned versions.
+    """
+    specs = catalog.override_versions(catalog.load_catalog(root, list(images) or None),
+                                      version_sets)
     profile = with_qemu_base(profiles.resolve(provider, overrides), build_dir, placeholder_base)
     for ca in profile.extra_ca_certs:
         if not Path(ca).is_file():

@@ -7,7 +7,8 @@ InputError naming the file and the field path, raised before anything is written
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,6 +103,36 @@ def load_catalog(root: Path, names: list[str] | tuple[str, ...] | None = None) -
     """Load the named images (default: all), validating each; sorted by name."""
     wanted = sorted(set(names)) if names else image_names(root)
     return [load_image(root, n) for n in wanted]
+
+
+def override_versions(specs: Sequence[ImageSpec], texts: Sequence[str]) -> list[ImageSpec]:
+    """Apply `--set [IMAGE.]NAME=VALUE` to the images' pinned versions.
+
+    Without IMAGE the value goes to every selected image that pins NAME. A NAME no selected
+    image pins is an error: a typo must not bake an image with the default silently. The
+    overridden versions enter the fingerprint like the pinned ones.
+    """
+    result = list(specs)
+    for text in texts:
+        key, sep, value = text.partition("=")
+        image, dot, name = key.rpartition(".")
+        if not sep or not name or not _ENV_RE.match(name):
+            raise InputError.field(None, "--set", "[IMAGE.]NAME=VALUE", text)
+        hit = False
+        for i, spec in enumerate(result):
+            if (dot and spec.name != image) or name not in spec.versions_dict:
+                continue
+            versions = {**spec.versions_dict, name: value}
+            raw = {**spec.raw, "versions": versions}
+            result[i] = replace(spec, versions=tuple(versions.items()), raw=raw)
+            hit = True
+        if not hit:
+            known = sorted({k for s in result if not dot or s.name == image
+                            for k in s.versions_dict})
+            raise InputError.field(
+                None, "--set", f"a version one of the selected images pins ({', '.join(known)})",
+                text)
+    return result
 
 
 def _validate(root: Path, rel: Path, doc: dict[str, Any], dirname: str) -> ImageSpec:

@@ -164,7 +164,8 @@ def command_failed(result: Completed, what: str | None = None) -> ExternalError:
         parts.append(f"  log: {result.log_path}")
     tail = _tail(result.stderr) or _tail(result.stdout)
     if tail:
-        parts.append("  output (last lines):\n" + "\n".join("    " + ln for ln in tail.splitlines()))
+        shown = "\n".join("    " + ln for ln in tail.splitlines())
+        parts.append("  output (last lines):\n" + shown)
     return ExternalError("\n".join(parts))
 
 
