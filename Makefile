@@ -4,13 +4,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROVIDER ?= qemu
+ENV ?= environments/local.yaml
+# Extra arguments: e.g. BAKE_ARGS='--set monitor.GRAFANA_SOURCE=none --image caliper-worker'
+BAKE_ARGS ?=
+# The host's locally added CAs (Debian: /usr/local/share/ca-certificates) are trusted inside
+# the base image, so guests work behind the same TLS-intercepting proxy as the host.
+# Empty on a machine without any; override with BASE_ARGS='--extra-ca FILE' or BASE_ARGS=.
+BASE_ARGS ?= $(foreach c,$(wildcard /usr/local/share/ca-certificates/*.crt),--extra-ca $(c))
 
 APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap shellcheck \
 	genisoimage xorriso openssl python3-venv python3-pip ca-certificates sudo \
-	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client
+	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2
 APT_NO_RECOMMENDS := cloud-init
 
-.PHONY: help venv deps bake-images test test-unit lint clean
+.PHONY: help venv deps base-image bake-images up down test test-chroot test-unit lint clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,11 +35,23 @@ deps: ## system packages (Debian 12; run as root)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_NO_RECOMMENDS)
 
-bake-images: venv ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
-	$(BIN)/bake build --provider $(PROVIDER)
+base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; cached)
+	$(BIN)/bake base-image $(BASE_ARGS)
+
+bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
+	$(BIN)/bake build --provider $(PROVIDER) $(BAKE_ARGS)
+
+up: venv ## launch the environment $(ENV) from the baked images
+	$(BIN)/launch up $(ENV)
+
+down: venv ## tear the environment $(ENV) down
+	$(BIN)/launch down $(ENV)
 
 test: venv ## the whole test suite: unit, integration, end to end (QEMU)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests -m "not chroot"
+
+test-chroot: venv ## the image scripts in a debootstrap chroot (root; FABPERF_FABRIC_SRC=DIR adds fabric-node)
+	$(BIN)/pytest tests -m chroot
 
 test-unit: venv ## unit tests only (seconds, no subprocess)
 	$(BIN)/pytest tests/unit

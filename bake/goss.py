@@ -21,9 +21,12 @@ Templating: the goss subset ``{{.Vars.X}}``, ``{{if .Vars.X}}``, ``{{if eq|ne .V
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import shlex
+import shutil
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -216,8 +219,15 @@ def connect(hostspec: str, ssh_key: str | None = None) -> Target:
         user = spec.split("@", 1)[0] if "@" in spec else None
         # Checks read root-only files (keys, /root): a non-root login runs them through sudo,
         # as goss's Packer provisioner does (use_sudo).
+        # One multiplexed connection for all checks: testinfra asks for ControlMaster but
+        # without a ControlPath ssh ignores it, and a key exchange per check costs seconds
+        # against a TCG guest (about 5 minutes for one image's specs).
+        control_dir = tempfile.mkdtemp(prefix="fabperf-goss-")
+        atexit.register(shutil.rmtree, control_dir, ignore_errors=True)
         backend = _runner_backend(SshBackend)(
             spec, ssh_identity_file=ssh_key, sudo=user not in (None, "root"),
+            # %% because testinfra %-formats the ssh command line; ssh sees %C.
+            controlpath=f"{control_dir}/%%C", controlpersist=30,
             ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                            "-o BatchMode=yes -o ConnectTimeout=15 -o LogLevel=ERROR",
         )

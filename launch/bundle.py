@@ -158,7 +158,9 @@ def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
             File(f"{CALIPER_MANAGER_DIR}/networkconfig.yaml", s.network_configs[first_worker],
                  "root:root", "0600"),
             File(f"{CALIPER_MANAGER_DIR}/benchmark.yaml", s.benchmark),
-            File(f"{CALIPER_DIR}/caliper.yaml", s.caliper_yaml, CALIPER_OWNER),
+            # Root's: the monitor image has no caliper user, and cloud-init's write_files
+            # fails the whole module on an unknown owner.
+            File(f"{CALIPER_MANAGER_DIR}/caliper.yaml", s.caliper_yaml),
         ]
     return cloudinit.dedupe(files)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from bake.clikit import exits, verbosity_options
+from bake.clikit import emit_json, exits, output_option, progress, verbosity_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +17,212 @@ def cli() -> None:
     An environment file (environments/*.yaml) describes organisations, orderers, Caliper
     workers, the monitor and where each host runs.
     """
+
+
+@cli.command("render")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle directory (created; an earlier bundle there is replaced).")
+@click.option("--rotate", is_flag=True,
+              help="Issue all keys and certificates anew instead of reusing DIR/crypto.")
+@verbosity_options
+@output_option
+def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
+    """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
+    per-host user-data, plan.json); nothing is launched."""
+    from launch import bundle, spec
+
+    env = spec.load(env_file)
+    progress(f"rendering {env.name} ({env.provider.value}) into {out}")
+    result = bundle.render(env, out, rotate=rotate)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    hosts = [
+        {"host": h.name, "address": h.address, "roles": [r.value for r in h.roles],
+         "user_data_bytes": result.user_data[h.name].size,
+         "gzip": result.user_data[h.name].gzipped}
+        for h in result.plan.hosts
+    ]
+    if output == "json":
+        emit_json({"environment": env.name, "out": str(out), "hosts": hosts,
+                   "warnings": list(result.warnings)})
+        return
+    for h in hosts:
+        gz = " (gzip)" if h["gzip"] else ""
+        click.echo(f"{h['host']:<24} {h['address']:<15} {','.join(h['roles']):<20} "
+                   f"user-data {h['user_data_bytes']} bytes{gz}")
+    click.echo(f"bundle: {out}")
+
+
+# --- up / status / ssh / validate / down (launch.up) ------------------------------------
+
+def _build_dir(override: Path | None) -> tuple[Path, Path]:
+    from bake import layout
+
+    root = layout.find_repo_root()
+    return root, layout.build_dir(root, override)
+
+
+_build_dir_option = click.option(
+    "--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Build directory holding environments/ [default: $FABPERF_BUILD_DIR or <repo>/build].")
+
+
+@cli.command("up")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--only", "only", multiple=True, metavar="HOST",
+              help="Bring up only these hosts of the plan (repeatable).")
+@click.option("--keep-on-failure", is_flag=True,
+              help="Leave failed hosts running for inspection (`launch down` removes them).")
+@click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
+              help="Seconds for cloud-init to finish on every host [default: 1800].")
+@_build_dir_option
+@output_option
+@verbosity_options
+def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
+           ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
+    """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
+
+    A second `up` of a running environment changes nothing.
+    """
+    from launch import up
+    from launch.ready import Timeouts
+
+    root, bdir = _build_dir(build_dir)
+    timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
+    progress(f"launch up {env_file}")
+    result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
+                   keep_on_failure=keep_on_failure, timeouts=timeouts)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for rep in result.readiness:
+        for warning in rep.warnings:
+            click.echo(f"warning: {rep.host}: {warning}", err=True)
+    if output == "json":
+        emit_json({"environment": result.environment, "changed": result.changed,
+                   "timings": dict(result.timings),
+                   "hosts": [_host_json(h) for h in result.hosts],
+                   "readiness": [{"host": r.host, "seconds": r.seconds}
+                                 for r in result.readiness]})
+        return
+    verb = "up" if result.changed else "already up (nothing changed)"
+    click.echo(f"environment {result.environment}: {verb} in {result.timings.get('total', 0)}s")
+    for h in result.hosts:
+        click.echo(f"  {h.name:<20} {h.address:<15} ssh 127.0.0.1:{h.ports.get('ssh', '-')}")
+
+
+def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
+    return {"name": h.name, "address": h.address, "roles": list(h.roles),
+            "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports)}
+
+
+@cli.command("status")
+@click.argument("env", metavar="ENV")
+@_build_dir_option
+@output_option
+@verbosity_options
+def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
+    """Show an environment's hosts: address, roles, phase, process, forwarded ports."""
+    from launch import up
+
+    _, bdir = _build_dir(build_dir)
+    state, rows = up.status(env, build_dir=bdir)
+    if output == "json":
+        emit_json({"environment": state.environment, "provider": state.provider,
+                   "network": dict(state.network), "updated_at": state.updated_at,
+                   "hosts": [{"name": r.name, "address": r.address, "roles": list(r.roles),
+                              "phase": r.phase, "alive": r.alive, "pid": r.pid,
+                              "ports": dict(r.ports), "error": r.error} for r in rows]})
+        return
+    click.echo(f"environment {state.environment} ({state.provider})")
+    click.echo(f"  {'HOST':<20} {'ADDRESS':<15} {'ROLES':<16} {'PHASE':<9} {'PROC':<6} PORTS")
+    for r in rows:
+        ports = " ".join(f"{k}->{v}" for k, v in sorted(r.ports.items()))
+        proc = "up" if r.alive else "down"
+        click.echo(f"  {r.name:<20} {r.address:<15} {','.join(r.roles):<16} {r.phase:<9} "
+                   f"{proc:<6} {ports}")
+        if r.error:
+            click.echo(f"    error: {r.error}")
+
+
+@cli.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("env", metavar="ENV")
+@click.argument("host", metavar="HOST")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_build_dir_option
+@verbosity_options
+def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | None) -> None:
+    """Open a shell on HOST, or run `-- CMD...` there (exit code passed through)."""
+    import os
+    import shlex
+
+    from bake import runner
+    from launch import ssh, up
+
+    _, bdir = _build_dir(build_dir)
+    target = up.target(env, host, build_dir=bdir)
+    if not command:
+        argv = ssh.ssh_argv(target, tty=True)
+        # An interactive session replaces this process (nothing to capture or log).
+        os.execvp(argv[0], argv)
+    res = runner.run(ssh.ssh_argv(target, shlex.join(command)), check=False,
+                     what=f"ssh {host}")
+    click.echo(res.stdout, nl=False)
+    click.echo(res.stderr, nl=False, err=True)
+    raise SystemExit(res.returncode)
+
+
+@cli.command("validate")
+@click.argument("env", metavar="ENV")
+@click.option("--no-goss", is_flag=True,
+              help="Skip the images' goss specs (one SSH round trip per check: slow under TCG).")
+@_build_dir_option
+@output_option
+@verbosity_options
+def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -> None:
+    """Run the images' runtime checks on every live host of an environment."""
+    from launch import validate
+
+    _, bdir = _build_dir(build_dir)
+    results = validate.validate(env, build_dir=bdir, goss_specs=not no_goss)
+    failed = [r for r in results if not r.ok]
+    if output == "json":
+        emit_json({"ok": not failed, "hosts": [r.to_json() for r in results]})
+    else:
+        for r in results:
+            for c in r.checks:
+                mark = "ok  " if c.ok else "FAIL"
+                click.echo(f"{mark} {r.host:<20} {c.name}" + ("" if c.ok else f": {c.detail}"))
+    if failed:
+        from bake.errors import ExternalError
+
+        raise ExternalError(f"validate: {len(failed)} of {len(results)} hosts failed: "
+                            + ", ".join(r.host for r in failed))
+
+
+@cli.command("down")
+@click.argument("env", metavar="ENV")
+@_build_dir_option
+@output_option
+@verbosity_options
+def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
+    """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
+    from launch import up
+
+    _, bdir = _build_dir(build_dir)
+    result = up.down(env, build_dir=bdir)
+    rep = result.report
+    if output == "json":
+        emit_json({"environment": result.environment, "removed": list(rep.removed),
+                   "leaked": [{"kind": x.kind, "id": x.ident, "detail": x.detail}
+                              for x in rep.leaked_found]})
+        return
+    if not rep.removed:
+        click.echo(f"environment {result.environment}: nothing to remove")
+    for x in rep.leaked_found:
+        click.echo(f"found leaked {x.kind} {x.ident} ({x.detail})")
+    for item in rep.removed:
+        click.echo(f"removed {item}")
 
 
 main = exits(cli)

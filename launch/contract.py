@@ -64,18 +64,40 @@ UNITS = {
         "mosquitto.service",
     ),
 }
-CHAINCODE_UNIT = "fabric-chaincode@{name}.service"       # EnvironmentFile=/etc/fabperf/chaincode-{name}.env
+# EnvironmentFile=/etc/fabperf/chaincode-{name}.env
+CHAINCODE_UNIT = "fabric-chaincode@{name}.service"
 CHAINCODE_ENV = "/etc/fabperf/chaincode-{name}.env"      # CHAINCODE_SERVER_ADDRESS, CHAINCODE_ID
-CHAINCODE_DIR = "/opt/fabperf/chaincode"                 # baked benchmark contract (Node.js, CCaaS server)
-BOOTSTRAP_DIR = "/etc/fabperf/bootstrap"                 # channel block inputs, admin identities: one node only
+# baked benchmark contract (Node.js, CCaaS server)
+CHAINCODE_DIR = "/opt/fabperf/chaincode"
+# channel block inputs, admin identities: one node only
+BOOTSTRAP_DIR = "/etc/fabperf/bootstrap"
+
+# The accounts each image bakes, so user-data may own files by them (cloud-init's write_files
+# fails on an unknown owner). Each image's goss spec checks its accounts exist.
+IMAGE_USERS = {
+    "fabric-node": ("root", "fabric"),
+    "caliper-worker": ("root", "caliper"),
+    "monitor": ("root",),
+}
 
 CALIPER_UNIT = "caliper-worker@{index}.service"
-CALIPER_DIR = "/etc/fabperf/caliper"                     # networkconfig.yaml, caliper.yaml, worker.env
+# networkconfig.yaml, caliper.yaml, worker.env
+CALIPER_DIR = "/etc/fabperf/caliper"
 CALIPER_WORKSPACE = "/opt/fabperf/caliper"               # baked: node_modules, workloads/
 CALIPER_USER = "caliper"
+CALIPER_MANAGER_DIR = "/etc/fabperf/caliper/manager"     # monitor: networkconfig, benchmark.yaml
+CALIPER_WORKER_ENV = "/etc/fabperf/caliper/worker.env"  # CALIPER_WORKERS=N, CALIPER_* settings
+CALIPER_WORKER_BENCHCONFIG = "/opt/fabperf/caliper/benchmarks/worker.yaml"  # baked placeholder
+CALIPER_WORKLOADS = "/opt/fabperf/caliper/workloads"     # {create,read,update}-asset.js
+BENCHMARK_CHAINCODE = "fixed-asset"                      # default contractId of the baked workloads
 
 PROMETHEUS_FILE_SD = "/etc/prometheus/file_sd"           # <job>.json written by launch
 GRAFANA_ENV = "/etc/fabperf/monitor/grafana.env"         # GF_SECURITY_ADMIN_PASSWORD=...
+PROMETHEUS_JOBS = ("node", "process", "fabric", "pushgateway", "caliper")  # file_sd/<job>.json
+PROMETHEUS_TARGET_LABELS = ("host", "role")  # on every file_sd group; dashboards join on host
+GRAFANA_DATASOURCE_UID = "fabperf-prometheus"
+PROCESS_GROUPS = ("peer", "orderer", "chaincode", "caliper")  # process-exporter groupname values
+SEAL_PROGRAM = "/usr/local/sbin/fabperf-seal"            # Packer's shutdown_command (sudo)
 
 # --- ports -----------------------------------------------------------------------------
 PORTS = {

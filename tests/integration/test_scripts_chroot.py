@@ -23,6 +23,9 @@ FABRIC_SRC = Path(os.environ.get("FABPERF_FABRIC_SRC", "/nonexistent/fabric"))
 
 pytestmark = [
     pytest.mark.e2e,
+    # The QEMU bakes of the end-to-end tests run the same scripts for real; these chroot runs
+    # are the quicker loop while writing scripts, kept out of `make test` for CI's time.
+    pytest.mark.chroot,
     pytest.mark.skipif(os.geteuid() != 0, reason="chroot, mounts and debootstrap need root"),
 ]
 

@@ -73,8 +73,7 @@ chown -R root:root "${WORKSPACE}"
 chmod -R u=rwX,go=rX "${WORKSPACE}"
 
 # 6. The worker unit template (instances are enabled by cloud-init).
-sed "s|@CALIPER_BIND_SUT@|${CALIPER_BIND_SUT}|" "${F}/caliper-worker@.service" >/etc/systemd/system/caliper-worker@.service
-chmod 0644 /etc/systemd/system/caliper-worker@.service
+install -m 0644 "${F}/caliper-worker@.service" /etc/systemd/system/caliper-worker@.service
 systemd_reload
 
 write_image_json caliper_version="${CALIPER_VERSION}" caliper_bind_sut="${CALIPER_BIND_SUT}" \

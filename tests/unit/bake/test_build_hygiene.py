@@ -18,7 +18,7 @@ def _image(tmp_path: Path) -> Path:
 
 def test_an_image_with_findings_is_removed_and_fails(tmp_path, monkeypatch) -> None:
     image = _image(tmp_path)
-    finding = imagescan.Finding(imagescan.Kind(list(imagescan.Kind)[0]), "/etc/ssh/ssh_host_ed25519_key",
+    finding = imagescan.Finding(list(imagescan.Kind)[0], "/etc/ssh/ssh_host_ed25519_key",
                                 "private key")
     monkeypatch.setattr(build.os, "geteuid", lambda: 0)
     monkeypatch.setattr(imagescan, "scan_qcow2", lambda path: [finding])

@@ -1,0 +1,67 @@
+"""Provider `none`: hosts you already have. Addresses come from the spec; nothing is created.
+
+`launch up` with this provider renders the bundle (nodes/<host>/user-data is what you feed
+your machines) and records the hosts; creating, waiting and destroying are no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bake.errors import InputError
+from launch import ssh
+from launch.providers.base import DestroyReport, HostRequest, Leaked, ProviderContext
+from launch.ready import HostReadiness, Timeouts
+from launch.state import EnvState, HostState, Phase
+
+
+class NoneProvider:
+    """Render-only provider (see the module docstring)."""
+
+    name = "none"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+
+    def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
+        """The spec's own addresses (required for existing hosts), recorded in the state."""
+        if self.store.load() is None:
+            self.store.save(EnvState(environment=self.ctx.environment, provider=self.name))
+        out = {}
+        for h in hosts:
+            if not h.address:
+                raise InputError.field(None, f"placement.hosts.{h.name}.address",
+                                       "an address (provider none hosts already exist)", None)
+            self.store.update_host(h.name, address=h.address, roles=h.roles,
+                                   phase=Phase.RESERVED)
+            out[h.name] = h.address
+        return out
+
+    def create(self, host: HostRequest, user_data: bytes) -> None:
+        """Nothing to create: the bundle's user-data is for you to apply."""
+
+    def wait_ready(self, hosts: Sequence[str], nonce: str,
+                   timeouts: Timeouts | None = None) -> list[HostReadiness]:
+        """Nothing to wait for."""
+        return [HostReadiness(h) for h in hosts]
+
+    def destroy(self) -> DestroyReport:
+        """Forget the environment (the hosts are yours)."""
+        removed = ()
+        if self.store.exists():
+            self.store.remove()
+            removed = (str(self.store.path),)
+        return DestroyReport(removed)
+
+    def find_leaked(self) -> list[Leaked]:
+        """Nothing is created, so nothing leaks."""
+        return []
+
+    def target(self, host: HostState) -> ssh.Target:
+        """The host's own address, port 22."""
+        state = self.store.load()
+        user = state.ssh_user if state else ssh.ADMIN_USER
+        key = Path(state.ssh_key) if state and state.ssh_key else Path("~/.ssh/id_ed25519")
+        return ssh.Target(host.name, host.address, 22, user, key.expanduser())

@@ -1,0 +1,214 @@
+"""launch.up: reconcile semantics over a fake provider (no VM, no subprocess)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bake.errors import ExternalError, InputError
+from launch import up
+from launch.providers.base import DestroyReport, HostRequest
+from launch.ready import HostReadiness, Layer, NotReady
+from launch.state import Phase, StateStore
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class FakeProvider:
+    """Records what `up` asks for; hosts are 'alive' once created."""
+
+    name = "qemu"
+    instances: list[FakeProvider] = []
+
+    def __init__(self, ctx, fail_ready: BaseException | None = None) -> None:
+        self.ctx, self.store = ctx, ctx.store
+        self.created: list[str] = []
+        self.destroyed = False
+        self.destroyed_hosts: list[str] = []
+        self.fail_ready = fail_ready
+        FakeProvider.instances.append(self)
+
+    def reserve(self, hosts: list[HostRequest]) -> dict[str, str]:
+        for h in hosts:
+            if h.name not in self.store.load().hosts:
+                self.store.update_host(h.name, address=h.address, roles=h.roles,
+                                       image=h.image)
+        return {h.name: self.store.load().hosts[h.name].address for h in hosts}
+
+    def create(self, host: HostRequest, user_data: bytes) -> None:
+        assert user_data.startswith(b"#cloud-config")
+        self.created.append(host.name)
+        self.store.update_host(host.name, pid=100 + len(self.created), phase=Phase.RUNNING,
+                               ports={"ssh": 40000 + len(self.created)})
+
+    def vm_alive(self, host) -> bool:
+        return host.pid is not None
+
+    def wait_ready(self, hosts, nonce, timeouts=None):
+        if self.fail_ready is not None:
+            raise self.fail_ready
+        for h in hosts:
+            self.store.update_host(h, phase=Phase.READY)
+        return [HostReadiness(h, {"ssh": 1.0}) for h in hosts]
+
+    def destroy(self) -> DestroyReport:
+        self.destroyed = True
+        self.store.remove()
+        return DestroyReport(("everything",))
+
+    def destroy_hosts(self, names) -> DestroyReport:
+        self.destroyed_hosts += list(names)
+        return DestroyReport()
+
+    def find_leaked(self):
+        return []
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A copy of environments/local.yaml whose images are files under tmp_path."""
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    images = {}
+    for name in ("fabric-node", "caliper-worker", "monitor"):
+        p = tmp_path / f"{name}.qcow2"
+        p.write_bytes(b"QFI")
+        images[name] = str(p)
+    doc["images"] = images
+    doc["name"] = "unit"
+    path = tmp_path / "unit.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    FakeProvider.instances.clear()
+    failure: dict[str, BaseException | None] = {"ready": None}
+    monkeypatch.setattr(up, "get_provider",
+                        lambda name, ctx: FakeProvider(ctx, failure["ready"]))
+    return {"path": path, "doc": doc, "build": tmp_path / "build", "failure": failure}
+
+
+def do_up(env, **kw):
+    return up.up(env["path"], build_dir=env["build"], repo_root=REPO, **kw)
+
+
+def test_up_creates_every_host_then_a_second_up_changes_nothing(env):
+    first = do_up(env)
+    assert first.changed
+    assert FakeProvider.instances[-1].created == ["fabric", "caliper", "monitor"]
+    state = StateStore(env["build"] / "environments" / "unit").load()
+    assert state.nonce and state.spec_sha256 and Path(state.ssh_key).exists()
+    assert {h.address for h in state.hosts.values()} == {"10.77.0.10", "10.77.0.11",
+                                                         "10.77.0.12"}
+    bundle_ud = env["build"] / "environments" / "unit" / "bundle" / "nodes" / "caliper"
+    assert (bundle_ud / "user-data").exists()
+
+    second = do_up(env)
+    assert not second.changed
+    assert FakeProvider.instances[-1].created == []
+    assert StateStore(env["build"] / "environments" / "unit").load().nonce == state.nonce
+
+
+def test_only_brings_up_a_subset_and_sizes_follow_roles(env):
+    result = do_up(env, only=("caliper", "monitor"))
+    assert [h.name for h in result.hosts] == ["caliper", "monitor"]
+    assert FakeProvider.instances[-1].created == ["caliper", "monitor"]
+    with pytest.raises(InputError, match="--only"):
+        do_up(env, only=("nope",))
+
+
+def test_a_changed_spec_of_a_running_environment_is_refused(env):
+    do_up(env)
+    env["path"].write_text(env["path"].read_text() + "# edited\n")
+    with pytest.raises(InputError, match="different version"):
+        do_up(env)
+
+
+def test_failure_rolls_back_the_new_environment(env):
+    env["failure"]["ready"] = NotReady("caliper", Layer.CLOUD_INIT, "cloud-init failed",
+                                       "serial tail")
+    with pytest.raises(NotReady):
+        do_up(env)
+    assert FakeProvider.instances[-1].destroyed
+
+
+def test_keep_on_failure_keeps_it(env):
+    env["failure"]["ready"] = NotReady("caliper", Layer.SSH, "no answer", "")
+    with pytest.raises(NotReady):
+        do_up(env, keep_on_failure=True)
+    assert not FakeProvider.instances[-1].destroyed
+    assert StateStore(env["build"] / "environments" / "unit").load() is not None
+
+
+def test_ctrl_c_rolls_back_too(env):
+    env["failure"]["ready"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        do_up(env)
+    assert FakeProvider.instances[-1].destroyed
+
+
+def test_failed_resume_rolls_back_only_what_it_created(env):
+    do_up(env, only=("monitor",))
+    env["failure"]["ready"] = NotReady("caliper", Layer.SSH, "no answer", "")
+    with pytest.raises(NotReady):
+        do_up(env, only=("monitor", "caliper"))
+    p = FakeProvider.instances[-1]
+    assert not p.destroyed and p.destroyed_hosts == ["caliper"]
+
+
+def test_settings_are_validated(tmp_path):
+    with pytest.raises(InputError, match="settings.accel"):
+        up.qemu_settings({"accel": "hvf"}, tmp_path / "e.yaml")
+    with pytest.raises(InputError, match="settings.memory"):
+        up.qemu_settings({"memory": 1}, tmp_path / "e.yaml")
+    with pytest.raises(InputError, match="settings.hosts.a.cpus"):
+        up.qemu_settings({"hosts": {"a": {"cpus": 0}}}, None)
+    s = up.qemu_settings({"accel": "tcg", "memory_mb": 1024, "hosts": {"a": {"cpus": 1}}}, None)
+    assert s.accel == "tcg" and s.memory_mb == 1024 and s.hosts["a"]["cpus"] == 1
+
+
+def test_unbaked_image_names_the_bake_command(tmp_path):
+    with pytest.raises(InputError, match="bake build --provider qemu --image monitor"):
+        up.image_path("monitor", None, tmp_path, tmp_path)
+
+
+def test_down_of_an_unknown_environment_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="unknown environment 'never-seen'") as exc:
+        up.down("never-seen", build_dir=tmp_path)
+    assert exc.value.exit_code == 2
+
+
+def test_status_of_unknown_environment_is_input_error(tmp_path):
+    with pytest.raises(InputError):
+        up.status("never-seen", build_dir=tmp_path)
+
+
+def test_target_needs_a_known_host(env):
+    do_up(env)
+    with pytest.raises(InputError, match="HOST"):
+        up.target("unit", "nope", build_dir=env["build"])
+
+
+def test_resolve_env_accepts_name_or_spec_path(env):
+    name, edir = up.resolve_env(str(env["path"]), env["build"])
+    assert name == "unit" and edir == env["build"] / "environments" / "unit"
+    with pytest.raises(InputError):
+        up.resolve_env("Bad Name", env["build"])
+
+
+def test_external_errors_are_exit_1():
+    assert ExternalError("x").exit_code == 1
+
+
+def test_cli_down_unknown_exits_2_and_status_json(env, capsys):
+    from bake.clikit import run_main
+    from launch.cli import cli
+
+    assert run_main(cli, ["down", "never-seen", "--build-dir", str(env["build"])]) == 2
+    do_up(env)
+    capsys.readouterr()
+    assert run_main(cli, ["status", "unit", "--build-dir", str(env["build"]),
+                          "--output", "json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert [h["name"] for h in doc["hosts"]] == ["fabric", "caliper", "monitor"]
+    assert all(h["alive"] and h["phase"] == "ready" for h in doc["hosts"])

@@ -1,0 +1,142 @@
+"""launch.ready: the layers, their timeouts and the errors (fake probes, fake clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bake import runner
+from bake.errors import ExternalError
+from launch.contract import FAILED_FILE, READY_FILE
+from launch.ready import Layer, NotReady, Probe, Timeouts, wait_all, wait_host
+
+SERIAL = "\n".join(f"boot line {i}" for i in range(100)) + "\ncloud-init: stuck in runcmd"
+
+
+class Clock:
+    """A fake monotonic clock that sleep() advances."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def done(rc: int = 0, out: str = "", err: str = "") -> runner.Completed:
+    return runner.Completed(("ssh",), rc, out, err, None)
+
+
+class FakeNode:
+    """Answers the commands readiness sends, like a booting VM would."""
+
+    def __init__(self, clock: Clock, *, ssh_after: float = 0, cloud_init_rc: int = 0,
+                 marker: str = "N1", failed: str = "", alive: bool = True) -> None:
+        self.clock, self.ssh_after = clock, ssh_after
+        self.cloud_init_rc, self.marker, self.failed = cloud_init_rc, marker, failed
+        self.is_alive = alive
+        self.commands: list[str] = []
+
+    def ssh(self, cmd: str, timeout: float) -> runner.Completed:
+        self.commands.append(cmd)
+        if self.clock() < self.ssh_after:
+            self.clock.sleep(5)
+            return done(255, err="ssh: connect to host 127.0.0.1 port 40022: Connection refused")
+        if cmd == "true":
+            return done()
+        if "cloud-init status" in cmd:
+            return done(self.cloud_init_rc, "status: done\n" if self.cloud_init_rc != 1
+                        else "status: error\ndetail: runcmd failed\n")
+        if READY_FILE in cmd:
+            return done(0 if self.marker else 1, self.marker + "\n" if self.marker else "")
+        if FAILED_FILE in cmd:
+            return done(0 if self.failed else 1, self.failed)
+        raise AssertionError(cmd)
+
+    def probe(self, host: str = "caliper0") -> Probe:
+        return Probe(host, alive=lambda: self.is_alive, ssh=self.ssh,
+                     console_tail=lambda n: "\n".join(SERIAL.splitlines()[-n:]),
+                     died=lambda: "qemu exited")
+
+
+def test_all_layers_pass_and_are_timed():
+    clock = Clock()
+    node = FakeNode(clock, ssh_after=30)
+    rep = wait_host(node.probe(), "N1", Timeouts(poll=1), clock=clock, sleep=clock.sleep)
+    assert set(rep.seconds) == {"process", "ssh", "cloud-init", "ready-marker"}
+    assert rep.seconds["ssh"] >= 30
+    assert rep.warnings == ()
+
+
+def test_ssh_never_answers_names_host_layer_and_console_tail():
+    clock = Clock()
+    node = FakeNode(clock, ssh_after=10_000)
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe("peer0"), "N1", Timeouts(ssh=60, poll=1), clock=clock,
+                  sleep=clock.sleep)
+    err = exc.value
+    assert err.host == "peer0" and err.layer is Layer.SSH
+    assert "host peer0" in str(err) and "Connection refused" in str(err)
+    assert "cloud-init: stuck in runcmd" in str(err)          # the serial log tail
+    assert "boot line 10\n" not in str(err)                   # only the tail
+    assert err.exit_code == 1
+
+
+def test_cloud_init_error_fails_with_its_status_and_failed_file():
+    clock = Clock()
+    node = FakeNode(clock, cloud_init_rc=1, failed="timeout after 600s waiting for: caliper")
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe(), "N1", Timeouts(poll=1), clock=clock, sleep=clock.sleep)
+    assert exc.value.layer is Layer.CLOUD_INIT
+    assert "runcmd failed" in str(exc.value)
+    assert "waiting for: caliper" in str(exc.value)
+
+
+def test_cloud_init_recoverable_errors_warn():
+    clock = Clock()
+    rep = wait_host(FakeNode(clock, cloud_init_rc=2).probe(), "N1", Timeouts(poll=1),
+                    clock=clock, sleep=clock.sleep)
+    assert rep.warnings and "recoverable" in rep.warnings[0]
+
+
+def test_marker_from_another_launch_times_out():
+    clock = Clock()
+    node = FakeNode(clock, marker="OLD")
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe(), "N1", Timeouts(marker=20, poll=1), clock=clock,
+                  sleep=clock.sleep)
+    assert exc.value.layer is Layer.MARKER and "'OLD'" in str(exc.value)
+
+
+def test_node_failure_file_stops_the_wait_at_once():
+    clock = Clock()
+    node = FakeNode(clock, marker="", failed="caliper: caliper-worker@1.service is failed")
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe(), "N1", Timeouts(marker=600, poll=1), clock=clock,
+                  sleep=clock.sleep)
+    assert "caliper-worker@1.service is failed" in str(exc.value)
+    assert clock() < 10
+
+
+def test_dead_process_fails_the_process_layer():
+    clock = Clock()
+    node = FakeNode(clock, alive=False)
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe(), "N1", Timeouts(process=5, poll=1), clock=clock,
+                  sleep=clock.sleep)
+    assert exc.value.layer is Layer.PROCESS and "qemu exited" in str(exc.value)
+
+
+def test_wait_all_reports_every_failed_host():
+    clock_ok, clock_bad = Clock(), Clock()
+    good = FakeNode(clock_ok).probe("a")
+    bad = FakeNode(clock_bad, cloud_init_rc=1).probe("b")
+    with pytest.raises(NotReady) as exc:
+        wait_all([good, bad], "N1", Timeouts(poll=0))
+    assert exc.value.host == "b"
+    bad2 = FakeNode(Clock(), cloud_init_rc=1).probe("c")
+    with pytest.raises(ExternalError, match="2 hosts not ready") as exc2:
+        wait_all([bad, bad2], "N1", Timeouts(poll=0))
+    assert "host b" in str(exc2.value) and "host c" in str(exc2.value)
