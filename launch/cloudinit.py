@@ -19,7 +19,7 @@ import jinja2
 import yaml
 
 from bake.errors import InputError
-from launch.contract import READY_PROGRAM, UNITS, Role
+from launch.contract import OPTIONAL_UNITS, READY_PROGRAM, UNITS, Role
 from launch.plan import Host, Plan
 from launch.spec import Provider
 
@@ -111,8 +111,12 @@ def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> d
     roles = [r.value for r in host.roles]
     runcmd: list[list[str]] = []
     enable = units(plan, host)
-    if enable:
-        runcmd.append(["systemctl", "enable", "--now", *enable])
+    required = [u for u in enable if u not in OPTIONAL_UNITS]
+    if required:
+        runcmd.append(["systemctl", "enable", "--now", *required])
+    for unit in (u for u in enable if u in OPTIONAL_UNITS):
+        runcmd.append(["sh", "-c", f"if systemctl cat {unit} >/dev/null 2>&1; "
+                                   f"then systemctl enable --now {unit}; fi"])
     # The readiness sentinel: launch waits for this nonce in the ready file.
     runcmd.append([READY_PROGRAM, "--nonce", nonce, *roles])
     return {

@@ -65,6 +65,9 @@ UNITS = {
     ),
 }
 # EnvironmentFile=/etc/fabperf/chaincode-{name}.env
+# Units a role runs when its image has them: a monitor baked with GRAFANA_SOURCE=none has no
+# Grafana, and `systemctl enable` of a missing unit would fail the whole runcmd.
+OPTIONAL_UNITS = frozenset({"grafana-server.service"})
 CHAINCODE_UNIT = "fabric-chaincode@{name}.service"
 CHAINCODE_ENV = "/etc/fabperf/chaincode-{name}.env"      # CHAINCODE_SERVER_ADDRESS, CHAINCODE_ID
 # baked benchmark contract (Node.js, CCaaS server)
