@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bake import runner
+from bake.atomic import write_atomic
 from bake.errors import ExternalError, InputError
 from bake.fingerprint import sha256_file
 
@@ -190,13 +191,9 @@ def _write_json(base_dir: Path, image: BaseImage, repo_root: Path | None) -> Non
     doc["built_at"] = _dt.datetime.fromtimestamp(
         image.path.stat().st_mtime, tz=_dt.UTC).isoformat(timespec="seconds")
     # Next to the image: the sha256 of a 700 MB file is not recomputed on every cache hit.
-    tmp = base_dir / f".{JSON_NAME}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, base_dir / JSON_NAME)
-    side = image.path.with_suffix(".json")
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, side)
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    write_atomic(base_dir / JSON_NAME, text)
+    write_atomic(image.path.with_suffix(".json"), text)
 
 
 def build_base_image(

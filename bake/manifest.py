@@ -10,11 +10,11 @@ Written atomically (temporary file + os.replace), so a crash never leaves half a
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bake.atomic import write_atomic
 from bake.errors import InputError
 
 FILE_NAME = "manifest.json"
@@ -66,10 +66,7 @@ def save(build_dir: Path, entries: dict[str, dict[str, Entry]]) -> Path:
         image: {prov: asdict(e) for prov, e in sorted(provs.items())}
         for image, provs in sorted(entries.items())
     }}
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return write_atomic(p, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def record(build_dir: Path, image: str, provider: str, entry: Entry) -> Path:

@@ -8,7 +8,6 @@ forwarded port).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bake import runner
+from bake.atomic import write_atomic
 
 ADMIN_USER = "fabperf"
 KEY_NAME = "id_ed25519"
@@ -43,11 +43,7 @@ def ensure_keypair(directory: Path, comment: str) -> KeyPair:
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                          serialization.PublicFormat.OpenSSH).decode()
     line = f"{line} {comment}"
-    tmp = priv.with_name(f".{KEY_NAME}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.replace(tmp, priv)
+    write_atomic(priv, pem, mode=0o600)
     pub.write_text(line + "\n")
     return KeyPair(priv, line)
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bake.atomic import write_atomic
 from bake.errors import ExternalError, InputError
 
 STATE_VERSION = 1
@@ -142,14 +143,8 @@ class StateStore:
         with self._mutex:
             state = replace(state, updated_at=now(), created_at=state.created_at or now())
             self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(state.to_json(), f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n",
+                         mode=0o600, fsync=True)
             return state
 
     def update(self, **changes: Any) -> EnvState:
