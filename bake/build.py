@@ -349,8 +349,22 @@ def build_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: 
         else:
             progress(f"{t.name}: will build ({reason})")
             todo.append(t)
+    # Images are independent: one that cannot be baked (an unreachable source, a failing
+    # check) does not keep the others from baking. Every failure is reported at the end.
+    failures: list[tuple[Target, ExternalError]] = []
     for t in todo:
-        outcomes.append(_build_one(t, root, build_dir, info, progress))
+        try:
+            outcomes.append(_build_one(t, root, build_dir, info, progress))
+        except ExternalError as exc:
+            progress(f"{t.name}: FAILED (going on with the other images)")
+            failures.append((t, exc))
+    if failures:
+        done = ", ".join(f"{o.image} {o.action}" for o in outcomes) or "none"
+        raise ExternalError(
+            f"{len(failures)} of {len(targets)} images failed to bake "
+            f"(the others: {done}):\n"
+            + "\n".join(f"- {t.spec.name}/{t.provider.value}: {exc}" for t, exc in failures)
+        )
     return outcomes
 
 

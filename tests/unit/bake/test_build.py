@@ -193,3 +193,27 @@ def test_machine_readable_parsing() -> None:
     assert w.errors == ["==> qemu.monitor: boom"]
     assert packer.parse_version("Packer v1.6.6\n") == (1, 6, 6)
     assert packer.parse_version("Packer v1.11.2\n\nYour version is out of date") == (1, 11, 2)
+
+
+def test_one_failing_image_does_not_stop_the_others(fake_repo: Path, build_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from bake.errors import ExternalError
+
+    targets = _targets(fake_repo, build_dir)
+    tried: list[str] = []
+
+    def fake_build_one(t, root, bdir, info, progress):  # type: ignore[no-untyped-def]
+        tried.append(t.spec.name)
+        if t.spec.name == "fabric-node":
+            raise ExternalError("fabric.sh: cannot clone FABRIC_REPO\n  log: build/logs/x.log")
+        return build.Outcome(t.spec.name, t.provider.value, t.name, t.fingerprint.digest,
+                             "built", "new", {"path": "x.qcow2"})
+
+    monkeypatch.setattr(build, "_build_one", fake_build_one)
+    with pytest.raises(ExternalError) as err:
+        build.build_targets(targets, fake_repo, build_dir, build.PackerInfo(), _Recorder())
+    assert tried == ["caliper-worker", "fabric-node", "monitor"]
+    text = str(err.value)
+    assert text.startswith("1 of 3 images failed to bake")
+    assert "caliper-worker built" in text and "monitor built" in text
+    assert "fabric-node/qemu: fabric.sh: cannot clone FABRIC_REPO" in text
