@@ -36,6 +36,7 @@ from bake.errors import ExternalError, InputError
 from launch import ssh
 from launch.contract import PORTS, Role
 from launch.providers.base import (
+    PROVIDERS,
     DestroyReport,
     HostRequest,
     Leaked,
@@ -204,21 +205,27 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     timings: dict[str, float] = {}
     spec = spec_mod.load(spec_path)
     name = spec.name
+    # Every input is checked before anything is written (bad input changes nothing).
+    if spec.provider.value not in PROVIDERS:
+        raise InputError.field(spec.source, "provider", f"one of {sorted(PROVIDERS)}",
+                               spec.provider.value,
+                               hint="this version launches qemu and none; "
+                                    "`launch render` renders the bundle for the others")
+    settings = qemu_settings(spec.settings, spec.source) \
+        if spec.provider.value == "qemu" else None
+    options = {"accel": settings.accel, "subnet": spec.cidr} if settings else {}
+    plan = plan_mod.build(spec, manifest_root=repo_root)
+    names = [h.name for h in plan.hosts]
+    for n in only:
+        if n not in names:
+            raise InputError.field(None, "--only", f"one of the plan's hosts {names}", n)
+    wanted = [n for n in names if not only or n in only]
     edir = env_dir(build_dir, name)
     store = StateStore(edir)
     spec_sha = _sha256(spec_path)
     with store.lock():
         before = store.load()
-        settings = qemu_settings(spec.settings, spec.source) \
-            if spec.provider.value == "qemu" else None
-        options = {"accel": settings.accel, "subnet": spec.cidr} if settings else {}
         provider = _provider(spec.provider.value, name, edir, store, options)
-        plan = plan_mod.build(spec, manifest_root=repo_root)
-        names = [h.name for h in plan.hosts]
-        for n in only:
-            if n not in names:
-                raise InputError.field(None, "--only", f"one of the plan's hosts {names}", n)
-        wanted = [n for n in names if not only or n in only]
 
         if before is not None:
             alive = {h.name for h in before.hosts.values() if _alive(provider, h)}

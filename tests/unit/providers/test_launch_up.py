@@ -212,3 +212,20 @@ def test_cli_down_unknown_exits_2_and_status_json(env, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert [h["name"] for h in doc["hosts"]] == ["fabric", "caliper", "monitor"]
     assert all(h["alive"] and h["phase"] == "ready" for h in doc["hosts"])
+
+
+@pytest.mark.parametrize("change", [{"provider": "aws"}, {"placement": None, "only": "nosuch"}])
+def test_bad_input_to_up_writes_nothing(tmp_path, change):
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    only = ()
+    if "provider" in change:
+        doc["provider"], doc["settings"] = change["provider"], {}
+    else:
+        only = (change["only"],)
+    spec_path = tmp_path / "env.yaml"
+    spec_path.write_text(yaml.safe_dump(doc))
+    build_dir = tmp_path / "build"
+    with pytest.raises(InputError) as exc:
+        up.up(spec_path, build_dir=build_dir, repo_root=REPO, only=only)
+    assert exc.value.exit_code == 2
+    assert not build_dir.exists()
