@@ -120,12 +120,14 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
               help="YAML profile settings (they change fingerprints).")
 @click.option("--var", "var_texts", multiple=True, metavar="KEY=VALUE",
               help="Override a provider profile setting (repeatable).")
+@click.option("--set", "version_sets", multiple=True, metavar="[IMAGE.]NAME=VALUE",
+              help="Override a pinned image version, as given to `bake build` (repeatable).")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where build outputs go [default: $FABPERF_BUILD_DIR or <repo>/build].")
 @output_option
 @verbosity_options
 def list_images(providers: tuple[str, ...], config_file: str | None, var_texts: tuple[str, ...],
-                build_dir: Path | None, output: str) -> None:
+                version_sets: tuple[str, ...], build_dir: Path | None, output: str) -> None:
     """Images, their fingerprints, and what is built per provider (from build/manifest.json)."""
     from bake import build, catalog, layout, profiles
     from bake.errors import InputError
@@ -137,7 +139,8 @@ def list_images(providers: tuple[str, ...], config_file: str | None, var_texts: 
     rows: list[dict[str, object]] = []
     for prov in providers or _PROVIDERS:
         try:
-            targets = build.plan(root, bdir, profiles.Provider(prov), [], overrides)
+            targets = build.plan(root, bdir, profiles.Provider(prov), [], overrides,
+                                 version_sets=version_sets)
         except InputError as exc:
             if "base image" not in exc.message:
                 raise
