@@ -7,6 +7,16 @@ PROVIDER ?= qemu
 ENV ?= environments/local.yaml
 # Extra arguments: e.g. BAKE_ARGS='--set monitor.GRAFANA_SOURCE=none --image caliper-worker'
 BAKE_ARGS ?=
+# Air-gapped inputs (machines without github.com / Grafana's apt repository):
+#   FABRIC_SOURCE=PATH   a Fabric `git archive` tarball or checkout (else git at FABRIC_REF)
+#   GOSS_BINARY=PATH     a goss binary for every bake's goss step (else the pinned release)
+#   GRAFANA_SOURCE=none  bake the monitor without Grafana (else Grafana's apt repository)
+FABRIC_SOURCE ?=
+GOSS_BINARY ?=
+GRAFANA_SOURCE ?=
+export GOSS_BINARY
+INPUT_ARGS := $(if $(FABRIC_SOURCE),--set fabric-node.FABRIC_SOURCE=$(abspath $(FABRIC_SOURCE))) \
+	$(if $(GRAFANA_SOURCE),--set monitor.GRAFANA_SOURCE=$(GRAFANA_SOURCE))
 # The host's locally added CAs (Debian: /usr/local/share/ca-certificates) are trusted inside
 # the base image, so guests work behind the same TLS-intercepting proxy as the host.
 # Empty on a machine without any; override with BASE_ARGS='--extra-ca FILE' or BASE_ARGS=.
@@ -17,7 +27,7 @@ APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap 
 	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2
 APT_NO_RECOMMENDS := cloud-init
 
-.PHONY: help venv deps base-image bake-images up down test test-chroot test-unit lint clean
+.PHONY: help venv deps base-image bake-images lab up status down test test-chroot test-unit lint clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,10 +49,17 @@ base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; 
 	$(BIN)/bake base-image $(BASE_ARGS)
 
 bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
-	$(BIN)/bake build --provider $(PROVIDER) $(BAKE_ARGS)
+	$(BIN)/bake build --provider $(PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
 
-up: venv ## launch the environment $(ENV) from the baked images
+lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, show it
 	$(BIN)/launch up $(ENV)
+	$(BIN)/launch status $(ENV)
+
+up: venv ## launch the environment $(ENV) from the baked images (bootstraps the channel)
+	$(BIN)/launch up $(ENV)
+
+status: venv ## hosts and every Fabric node's channel height of $(ENV)
+	$(BIN)/launch status $(ENV)
 
 down: venv ## tear the environment $(ENV) down
 	$(BIN)/launch down $(ENV)

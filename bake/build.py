@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,7 +25,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bake import catalog, imagescan, manifest, packer, profiles, render
+from bake import catalog, imagescan, manifest, packer, prebuild, profiles, render
+from bake.atomic import write_atomic
 from bake.catalog import ImageSpec
 from bake.errors import ExternalError, InputError
 from bake.fingerprint import Fingerprint, fingerprint, sha256_file
@@ -37,6 +39,9 @@ GOSS_VERSION = "v0.4.9"
 # sha256 of goss v0.4.9 goss-linux-amd64 as pinned by independent public projects (goss
 # releases are not downloadable from the build machines, so this was not re-derived here).
 GOSS_SHA256 = "87dd36cfa1b8b50554e6e2ca29168272e26755b19ba5438341f7c66b36decc19"
+GOSS_URL = ("https://github.com/goss-org/goss/releases/download/"
+            f"{GOSS_VERSION}/goss-linux-amd64")
+GOSS_BINARY_ENV = "GOSS_BINARY"
 KVM_ENV = "FABPERF_QEMU_KVM"
 
 
@@ -138,24 +143,59 @@ def resolve_accelerator(value: str) -> str:
     return profiles.Accelerator.TCG.value
 
 
-def goss_binary(profile: CommonProfile, build_dir: Path) -> str | None:
-    """The goss binary to upload, or None (then bake.goss runs from the host over SSH)."""
-    if profile.goss_binary:
-        return str(Path(profile.goss_binary).resolve())
+def goss_binary(profile: CommonProfile, build_dir: Path, *, download: bool = False) -> str | None:
+    """The real goss binary to upload and run in the build VM: the profile's goss_binary
+    (or $GOSS_BINARY), else the pinned release (downloaded once into build/cache/goss and
+    checked against GOSS_SHA256). None when neither can be had: then the same specs run
+    through bake.goss (testinfra) from the host over SSH, and the bake says so."""
+    chosen = profile.goss_binary or os.environ.get(GOSS_BINARY_ENV, "")
+    if chosen:
+        p = Path(chosen)
+        if not p.is_file():
+            raise InputError.field(None, "goss_binary", "an existing goss binary", chosen)
+        return str(p.resolve())
     cached = build_dir / "cache" / "goss" / f"goss-{GOSS_VERSION}-linux-amd64"
     if cached.is_file() and sha256_file(cached) == GOSS_SHA256:
+        return str(cached)
+    if download and _download_goss(cached):
         return str(cached)
     return None
 
 
+def _download_goss(dest: Path) -> bool:
+    import urllib.request  # only when a bake needs it
+
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(GOSS_URL, timeout=15) as r, open(tmp, "wb") as f:  # noqa: S310
+            shutil.copyfileobj(r, f)
+        if sha256_file(tmp) != GOSS_SHA256:
+            log.warning("goss download %s does not match the pinned sha256: not used", GOSS_URL)
+            return False
+        tmp.chmod(0o755)
+        os.replace(tmp, dest)
+        return True
+    except OSError as exc:
+        log.warning("goss %s cannot be downloaded (%s): the goss specs run through the "
+                    "testinfra runner instead (set GOSS_BINARY=PATH for real goss)", GOSS_VERSION,
+                    exc)
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def render_env(target: Target, root: Path, build_dir: Path,
-               packer_version: packer.Version) -> render.RenderEnv:
+               packer_version: packer.Version,
+               prebuilt: Path | None = None, download: bool = False) -> render.RenderEnv:
     """The host-specific render inputs of a target."""
     accel = resolve_accelerator(getattr(target.profile, "accelerator", "tcg"))
     return render.RenderEnv(
         repo_root=str(root), build_dir=str(build_dir), python=sys.executable,
         packer_version=packer_version, fingerprint=target.fingerprint.digest,
-        accelerator=accel, goss_binary=goss_binary(target.profile, build_dir),
+        accelerator=accel, goss_binary=goss_binary(target.profile, build_dir,
+                                                    download=download),
+        prebuilt=str(prebuilt) if prebuilt else None,
     )
 
 
@@ -373,9 +413,23 @@ def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
     version = info.version()
     _imds_note(t, version, progress)
     out = build_dir / "packer"
+    start = time.monotonic()
+    stages: list[packer.Stage] = []
+    logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "build")
+    t0 = time.monotonic()
+    artifact_pre = prebuild.ensure(root, build_dir, t.spec, progress=progress,
+                                   log_path=logp.with_name(logp.stem + "-prebuild.log"))
+    if artifact_pre is not None:
+        stages.append(packer.Stage("prebuild (native)" + (" cached" if artifact_pre.cached
+                                                          else ""), time.monotonic() - t0))
     with build_keys(t, build_dir) as p:
-        hcl_file = render_target(t, root, build_dir, out, version)
-        logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "build")
+        env_r = render_env(t, root, build_dir, version,
+                           artifact_pre.path if artifact_pre else None, download=True)
+        progress(f"{t.name}: goss step: " + (f"real goss {env_r.goss_binary}" if env_r.goss_binary
+                                             else "testinfra runner (no goss binary: set "
+                                                  "GOSS_BINARY=PATH)"))
+        text = render.render(root, t.spec, t.provider, t.profile, env_r)
+        hcl_file = render.write(out, t.spec, t.provider, text)
         # Packer keeps its ISO/seed cache in the working directory unless told otherwise.
         env = {"PACKER_CACHE_DIR": str(build_dir / "packer_cache")}
         progress(f"{t.name}: packer validate")
@@ -383,10 +437,20 @@ def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
                         packer=info.binary, env=env)
         progress(f"{t.name}: packer build (log: {logp})")
         ids = packer.build(hcl_file.parent, log=logp, cwd=root, packer=info.binary, env=env,
-                           progress=lambda m: progress(f"{t.spec.name}: {m}"))
+                           progress=lambda m: progress(f"{t.spec.name}: {m}"), stages=stages)
         artifact = _collect(t, p, ids, build_dir)
         if t.provider is Provider.QEMU:
+            t0 = time.monotonic()
             _hygiene_scan(Path(artifact["path"]), progress)
+            stages.append(packer.Stage("hygiene scan", time.monotonic() - t0))
+    total = time.monotonic() - start
+    summary = ", ".join(f"{s.name} {packer.format_seconds(s.seconds)}" for s in stages)
+    progress(f"{t.name}: stages: {summary}; total {packer.format_seconds(total)}")
+    write_atomic(logp.with_name(logp.stem + "-stages.json"), json.dumps(
+        {"image": t.spec.name, "provider": t.provider.value, "name": t.name,
+         "total_seconds": round(total, 1),
+         "stages": [{"name": s.name, "seconds": round(s.seconds, 1)} for s in stages]},
+        indent=2) + "\n")
     entry = manifest.Entry(
         name=t.name, fingerprint=t.fingerprint.digest, artifact=artifact,
         versions=t.spec.versions_dict,

@@ -21,6 +21,7 @@ SCRIPTS_DIR = "packer/scripts"
 IMAGES_DIR = "images"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_OUTPUT_RE = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
 class Base(StrEnum):
@@ -47,6 +48,11 @@ class ImageSpec:
     goss: tuple[str, ...]                   # relative to images/
     source: Path                            # the image.yaml it came from
     raw: dict[str, Any]                     # the parsed YAML, for the fingerprint
+    # Compile once, bake many: scripts (under packer/scripts/) run first in the native
+    # build root (bake.prebuild); the absolute paths `outputs` they leave there are packed
+    # and unpacked in the build VM before `scripts` run, which then find the work done.
+    prebuild_scripts: tuple[str, ...] = ()
+    prebuild_outputs: tuple[str, ...] = ()
 
     @property
     def versions_dict(self) -> dict[str, str]:
@@ -74,8 +80,10 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "files": (list, "a list of repo-relative paths"),
     "scripts": (list, "a list of paths under packer/scripts/"),
     "goss": (list, "a list of paths under images/"),
+    "prebuild": (dict, "a mapping {scripts: [paths under packer/scripts/], outputs: "
+                       "[absolute paths]}"),
 }
-_OPTIONAL = {"description": "", "versions": {}, "files": [], "goss": []}
+_OPTIONAL = {"description": "", "versions": {}, "files": [], "goss": [], "prebuild": {}}
 
 
 def image_names(root: Path) -> list[str]:
@@ -177,12 +185,41 @@ def _validate(root: Path, rel: Path, doc: dict[str, Any], dirname: str) -> Image
     goss = _paths(root, rel, "goss", values["goss"], root / IMAGES_DIR, want_dir=False)
     if not scripts:
         raise InputError.field(rel, "scripts", "at least one script", [])
+    pre_scripts, pre_outputs = _prebuild(root, rel, values["prebuild"])
     return ImageSpec(
         name=values["name"], description=values["description"], base=base,
         disk_size_gb=values["disk_size_gb"], build_memory_mb=values["build_memory_mb"],
         build_cpus=values["build_cpus"], versions=tuple(versions), files=files,
         scripts=scripts, goss=goss, source=root / rel, raw=doc,
+        prebuild_scripts=pre_scripts, prebuild_outputs=pre_outputs,
     )
+
+
+def _prebuild(root: Path, rel: Path, doc: dict[str, Any]) -> tuple[tuple[str, ...],
+                                                                     tuple[str, ...]]:
+    if not doc:
+        return (), ()
+    for key in doc:
+        if key not in ("scripts", "outputs"):
+            raise InputError.field(rel, f"prebuild.{key}", "scripts or outputs", key)
+    scripts_v, outputs_v = doc.get("scripts"), doc.get("outputs")
+    if not isinstance(scripts_v, list) or not scripts_v:
+        raise InputError.field(rel, "prebuild.scripts", "a non-empty list of paths under "
+                               "packer/scripts/", scripts_v)
+    if not isinstance(outputs_v, list) or not outputs_v:
+        raise InputError.field(rel, "prebuild.outputs", "a non-empty list of absolute paths",
+                               outputs_v)
+    scripts = _paths(root, rel, "prebuild.scripts", scripts_v, root / SCRIPTS_DIR,
+                     want_dir=False)
+    outputs = []
+    for i, item in enumerate(outputs_v):
+        p = PurePosixPath(item) if isinstance(item, str) else None
+        if (p is None or not p.is_absolute() or ".." in p.parts
+                or len(p.parts) < 3 or not _OUTPUT_RE.fullmatch(item)):
+            raise InputError.field(rel, f"prebuild.outputs[{i}]",
+                                   "an absolute path at least two levels deep (/opt/x)", item)
+        outputs.append(item)
+    return scripts, tuple(outputs)
 
 
 def _paths(root: Path, rel: Path, field: str, items: list[Any], under: Path,

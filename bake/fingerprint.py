@@ -21,7 +21,7 @@ from bake.catalog import ImageSpec, files_of
 from bake.profiles import AwsProfile, CommonProfile, OpenstackProfile, Provider, QemuProfile
 
 # Bump when the meaning of the inputs changes (a new input, a new layout).
-SCHEME = "fabperf-fingerprint-1"
+SCHEME = "fabperf-fingerprint-2"   # 2: prebuild inputs; host-path versions by content
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,21 @@ def inputs(root: Path, spec: ImageSpec, provider: Provider,
         if not profile.remove_extra_ca_certs else []
     template = render.render(root, spec, provider, profiles.canonical(profile),
                              render.RenderEnv.canonical())
+    from bake import buildroot, prebuild  # prebuild hashes files with sha256_file (here)
+
+    pre = None
+    if spec.prebuild_scripts:
+        br = buildroot.make_inputs()
+        pre = prebuild.key_inputs(root, spec, f"{br.suite}-{br.digest()[:12]}")
+    # Versions appear once, host paths (FABRIC_SOURCE...) by the content they name.
+    image_yaml = {k: v for k, v in spec.raw.items() if k != "versions"}
     return {
         "scheme": SCHEME,
         "image": spec.name,
         "provider": provider.value,
-        "image_yaml": spec.raw,
-        "versions": dict(sorted(spec.versions)),
+        "image_yaml": image_yaml,
+        "versions": prebuild.versions_identity(root, spec),
+        "prebuild": pre,
         "scripts": dict(sorted(scripts.items())),
         "files": dict(sorted(files.items())),
         "goss": dict(sorted(goss.items())),

@@ -96,11 +96,17 @@ _VAR = r"\.Vars\.([A-Za-z_][A-Za-z0-9_]*)"
 
 
 class _Missing(jinja2.Undefined):
-    """Missing vars are falsy in conditions (as in goss) but an error when printed."""
+    """A missing var is an error wherever it is used, as in real goss (its templates run with
+    missingkey=error); `index .Vars "X"` is the way to test for an optional one."""
 
     def __str__(self) -> str:
         raise jinja2.UndefinedError(
-            f"template prints undefined variable .Vars.{self._undefined_name}")
+            f'map has no entry for key "{self._undefined_name}" (.Vars.{self._undefined_name}; '
+            f'use `index .Vars "{self._undefined_name}"` for an optional variable)')
+
+    def __bool__(self) -> bool:
+        self.__str__()
+        return False
 
 
 def _translate(text: str, source: str) -> str:
@@ -116,6 +122,8 @@ def _translate(text: str, source: str) -> str:
             out.append("{{ Vars." + mm.group(1) + " }}")
         elif mm := re.fullmatch(r"if\s+" + _VAR, expr):
             out.append("{% if Vars." + mm.group(1) + " %}")
+        elif mm := re.fullmatch(r'if\s+index\s+\.Vars\s+"([A-Za-z_][A-Za-z0-9_]*)"', expr):
+            out.append("{% if Vars.get(" + json.dumps(mm.group(1)) + ") %}")
         elif mm := re.fullmatch(r"if\s+not\s+" + _VAR, expr):
             out.append("{% if not Vars." + mm.group(1) + " %}")
         elif mm := re.fullmatch(r'if\s+(eq|ne)\s+' + _VAR + r'\s+"([^"]*)"', expr):
@@ -128,7 +136,8 @@ def _translate(text: str, source: str) -> str:
         else:
             raise InputError.field(
                 source, "template",
-                "a goss template action this runner supports (.Vars.X, if/eq/ne/not, else, end)",
+                "a goss template action this runner supports (.Vars.X, if/eq/ne/not, "
+                'if index .Vars "X", else, end)',
                 "{{" + expr + "}}")
     out.append(text[pos:])
     return "".join(out)

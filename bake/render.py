@@ -36,6 +36,7 @@ TEMPLATE_FILE = "{image}.pkr.hcl"
 GUEST_ROOT = "/tmp/fabperf"
 SEAL_PROGRAM = "/usr/local/sbin/fabperf-seal"   # packer/files/common/fabperf-seal
 SEAL_COMMAND = f"sudo {SEAL_PROGRAM}"
+PREBUILT_GUEST = f"{GUEST_ROOT}/prebuilt.tar.gz"   # bake.prebuild.GUEST_ARTIFACT
 # Packer learnt `packer init` / required_plugins in 1.7.0; the amazon plugin that carries
 # metadata_options and imds_support is a 1.7+ plugin as well (1.6.6 rejects both).
 REQUIRED_PLUGINS_SINCE = (1, 7, 0)
@@ -64,6 +65,7 @@ class RenderEnv:
     fingerprint: str
     accelerator: str = "tcg"
     goss_binary: str | None = None
+    prebuilt: str | None = None   # the image's bake.prebuild artifact on this machine
 
     @classmethod
     def canonical(cls) -> RenderEnv:
@@ -114,8 +116,9 @@ def image_name(image: str, fingerprint: str) -> str:
     return f"fabperf-{image}-{fingerprint[:12]}"
 
 
-def _environment(spec: ImageSpec, provider: Provider, profile: CommonProfile,
-                 fingerprint: str) -> dict[str, str]:
+def script_environment(spec: ImageSpec, provider: Provider, profile: CommonProfile,
+                       fingerprint: str) -> dict[str, str]:
+    """What every provisioning script gets in its environment; also goss's --vars."""
     env = dict(spec.versions)
     env["FABPERF_IMAGE"] = spec.name
     env["FABPERF_PROVIDER"] = provider.value
@@ -155,7 +158,7 @@ def _context(repo: Path, spec: ImageSpec, provider: Provider, profile: CommonPro
     p = paths(spec, provider, env.build_dir)
     name = image_name(spec.name, env.fingerprint)
     user = build_user(spec, provider, profile)
-    environment = _environment(spec, provider, profile, env.fingerprint)
+    environment = script_environment(spec, provider, profile, env.fingerprint)
     uploads = []
     for entry in spec.files:
         src = f"{root}/{entry}"
@@ -165,7 +168,12 @@ def _context(repo: Path, spec: ImageSpec, provider: Provider, profile: CommonPro
         uploads.append({"source": src, "destination": dest})
     cas = [{"source": c, "destination": f"{GUEST_ROOT}/ca/fabperf-extra-{i:02d}.crt"}
            for i, c in enumerate(profile.extra_ca_certs)]
-    scripts = [f"{root}/packer/scripts/{s}" for s in spec.scripts]
+    # Each script is named in its log lines (Packer uploads it as script_NNNN.sh).
+    scripts = [{"path": f"{root}/packer/scripts/{s}", "name": s} for s in spec.scripts]
+    prebuilt = None
+    if spec.prebuild_scripts and (env.prebuilt or env.packer_version is None):
+        prebuilt = {"source": env.prebuilt or f"{env.build_dir}/prebuilt/{spec.name}.tar.gz",
+                    "destination": PREBUILT_GUEST}
     specs = [f"{root}/images/{g}" for g in spec.goss]
     goss_vars = json.dumps(environment, sort_keys=True, separators=(",", ":"))
     goss_local = None
@@ -198,6 +206,7 @@ def _context(repo: Path, spec: ImageSpec, provider: Provider, profile: CommonPro
         "uploads": uploads,
         "extra_cas": cas,
         "scripts": scripts,
+        "prebuilt": prebuilt,
         "environment_vars": [f"{k}={v}" for k, v in environment.items()],
         "goss_specs": specs,
         "goss_spec_dests": [f"{GUEST_ROOT}/goss/specs/{g.replace('/', '__')}"

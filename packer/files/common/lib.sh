@@ -110,14 +110,20 @@ service_enable_now() {
   if ! in_chroot; then systemctl restart "$@"; fi
 }
 
-# install_nodejs MAJOR : Node.js and npm from Debian; fails unless node is MAJOR.x.
+# install_nodejs MAJOR [npm] : Node.js (and npm when asked: only a script that runs npm needs
+#   it, and Debian's npm brings ~300 node-* packages) from Debian; fails unless node is MAJOR.x.
 #   Sets NODE_VERSION (e.g. 18.20.4). bookworm has 18.x (security updates in -security).
 install_nodejs() {
   apt_update_once
-  apt_install nodejs npm
+  if [ "${2:-}" = "npm" ]; then apt_install nodejs npm; else apt_install nodejs; fi
   NODE_VERSION="$(node --version | sed 's/^v//')"
   [ "${NODE_VERSION%%.*}" = "$1" ] || die "NODE_MAJOR=$1 but Debian installed Node.js ${NODE_VERSION}"
   export NODE_VERSION
+}
+
+# npm_version_of DIR PACKAGE : the version of PACKAGE installed in DIR/node_modules (or empty).
+npm_version_of() {
+  jq -r '.version // empty' "$1/node_modules/$2/package.json" 2>/dev/null || true
 }
 
 # write_image_json KEY=VALUE... : merge string fields into /etc/fabperf/image.json (jq).
@@ -135,6 +141,16 @@ write_image_json() {
 }
 
 # --- Fabric source (fabric-node: go.sh reads its go.mod, fabric.sh builds it) -------------
+# fabric_known_commit REF : the commit a released tag is known to be at (empty if unknown).
+#   A source that claims such a tag but is at another commit is refused.
+fabric_known_commit() {
+  case "$1" in
+    v3.0.0) echo 94590aa4332b20350e8aee5572a8cfd29164221c ;;
+    v2.5.12) echo af0b647fc99bc529c5788a238dac081d0fa86194 ;;
+    *) echo "" ;;
+  esac
+}
+
 # fabric_source : materialize the Fabric tree at FABRIC_BUILD_DIR once (idempotent) from
 #   FABRIC_SOURCE (a directory or a .tar/.tar.gz uploaded by Packer: air-gapped builds) or
 #   FABRIC_REPO at FABRIC_REF (git). Sets FABRIC_SRC_DIR and FABRIC_COMMIT (full sha).
@@ -190,6 +206,11 @@ fabric_source() {
   fi
   if [ -n "${FABRIC_COMMIT:-}" ] && [ -n "${commit}" ] && [ "${FABRIC_COMMIT}" != "${commit}" ]; then
     die "FABRIC_COMMIT=${FABRIC_COMMIT} but the source is at ${commit}"
+  fi
+  local known
+  known="$(fabric_known_commit "${FABRIC_REF}")"
+  if [ -n "${known}" ] && [ -n "${commit:-${FABRIC_COMMIT:-}}" ] && [ "${commit:-${FABRIC_COMMIT}}" != "${known}" ]; then
+    die "FABRIC_REF=${FABRIC_REF} is commit ${known}, but the source (${FABRIC_SOURCE:-git}) is at ${commit:-${FABRIC_COMMIT}}: set FABRIC_REF to what the source really is"
   fi
   FABRIC_COMMIT="${FABRIC_COMMIT:-${commit}}"
   [ -n "${FABRIC_COMMIT}" ] || die "cannot tell the commit of FABRIC_SOURCE=${FABRIC_SOURCE} (no git metadata): set FABRIC_COMMIT to its full sha"

@@ -27,12 +27,18 @@ F="${FABPERF_FILES}/caliper-worker"
 require_root
 
 # 1. Node.js from Debian (bookworm-security has 18.20.x); refuse a Node the pinned Caliper rejects.
-install_nodejs "${NODE_MAJOR}"
+#    npm only when the workspace is not already installed and bound (prebuilt).
+need_npm=""
+if [ "$(npm_version_of "${WORKSPACE}" @hyperledger/caliper-cli)" != "${CALIPER_VERSION}" ] \
+    || [ "$(cat "${WORKSPACE}/.fabperf-bound" 2>/dev/null || true)" != "${CALIPER_VERSION} ${CALIPER_BIND_SUT}" ]; then
+  need_npm=npm
+fi
+install_nodejs "${NODE_MAJOR}" ${need_npm}
 node_version="${NODE_VERSION}"
 if [ "$(printf '%s\n%s\n' "${NODE_MIN_VERSION}" "${node_version}" | sort -V | head -n1)" != "${NODE_MIN_VERSION}" ]; then
   die "Node.js ${node_version} is older than ${NODE_MIN_VERSION} (NODE_MIN_VERSION) that Caliper ${CALIPER_VERSION} needs; is ${DEBIAN_SUITE:-bookworm}-security in the apt sources?"
 fi
-log "Node.js ${node_version}, npm $(npm --version)"
+log "Node.js ${node_version}${need_npm:+, npm $(npm --version)}"
 
 # 2. The caliper user and the workspace (root-owned, read-only for the workers).
 ensure_system_user caliper /var/lib/caliper
@@ -41,8 +47,7 @@ install -d -m 0750 -o root -g caliper "${CONFIG_DIR}"
 
 # 3. Caliper CLI at the pinned version (skipped when already there: idempotent).
 cd "${WORKSPACE}"
-installed="$(jq -r '.version // empty' node_modules/@hyperledger/caliper-cli/package.json 2>/dev/null || true)"
-if [ "${installed}" != "${CALIPER_VERSION}" ]; then
+if [ "$(npm_version_of . @hyperledger/caliper-cli)" != "${CALIPER_VERSION}" ]; then
   [ -f package.json ] || jq -n '{name: "fabperf-caliper-workspace", private: true, description: "fabperf Caliper workspace"}' >package.json
   npm install --no-audit --no-fund --omit=dev --registry "${NPM_REGISTRY}" \
     "@hyperledger/caliper-cli@${CALIPER_VERSION}" \

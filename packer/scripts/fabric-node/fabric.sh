@@ -19,12 +19,19 @@
 #                   modules (not vendored by Fabric) cannot be had    (default required)
 #   GOPROXY         module proxy for the CCaaS builder's three modules (default https://proxy.golang.org)
 #                   fallback: Debian golang-github-otiai10-copy-dev / golang-github-pkg-errors-dev (GOPATH build)
+#   FABPERF_PHASE   prebuild = running in bake's native build root (bake.prebuild), where the
+#                   compile happens once; in the build VM the binaries it packed are found in
+#                   /opt/fabric (BUILD.json names the commit, Go and binaries) and not rebuilt
+#                                                                                     (default empty)
+# A tag whose commit is known (FABRIC_KNOWN_COMMITS in lib.sh) must be at that commit.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../files/common/lib.sh
 . "${FABPERF_FILES:-/tmp/fabperf/files}/common/lib.sh"
 
 FABRIC_BINARIES="${FABRIC_BINARIES:-peer orderer osnadmin configtxgen configtxlator discover}"
 CCAAS_BUILDER="${CCAAS_BUILDER:-required}"
+FABRIC_REF="${FABRIC_REF:-v3.0.0}"
+FABRIC_REPO="${FABRIC_REPO:-https://github.com/hyperledger/fabric.git}"
 GOPROXY="${GOPROXY:-https://proxy.golang.org}"
 FABRIC_BIN=/opt/fabric/bin                  # launch.contract.FABRIC_BIN
 FABRIC_CFG=/etc/hyperledger/fabric          # launch.contract.FABRIC_CFG_PATH
@@ -35,29 +42,52 @@ GO=/usr/local/go/bin/go
 
 require_root
 case "${CCAAS_BUILDER}" in required|optional) ;; *) die "CCAAS_BUILDER: expected required or optional, found '${CCAAS_BUILDER}'" ;; esac
+BUILD_JSON="${FABRIC_BIN%/bin}/BUILD.json"      # /opt/fabric/BUILD.json
+
+# prebuilt_ok : /opt/fabric holds binaries of the wanted ref/commit (bake's native build root
+# made them; the build VM unpacked them), so nothing is compiled here.
+prebuilt_ok() {
+  local want_commit b
+  [ -f "${BUILD_JSON}" ] || return 1
+  [ "$(jq -r .fabric_ref "${BUILD_JSON}")" = "${FABRIC_REF:-v3.0.0}" ] || return 1
+  [ "$(jq -r .binaries "${BUILD_JSON}")" = "${FABRIC_BINARIES}" ] || return 1
+  want_commit="${FABRIC_COMMIT:-$(fabric_known_commit "${FABRIC_REF:-v3.0.0}")}"
+  if [ -n "${want_commit}" ] && [ "$(jq -r .fabric_commit "${BUILD_JSON}")" != "${want_commit}" ]; then
+    return 1
+  fi
+  for b in ${FABRIC_BINARIES}; do [ -x "${FABRIC_BIN}/${b}" ] || return 1; done
+  [ -f "${FABRIC_CFG}/core.yaml" ]
+}
+
+if [ "${FABPERF_PHASE:-}" != "prebuild" ] && prebuilt_ok; then
+  FABRIC_COMMIT="$(jq -r .fabric_commit "${BUILD_JSON}")"
+  short="${FABRIC_COMMIT:0:7}"
+  fabric_version="$(jq -r .fabric_version "${BUILD_JSON}")"
+  go_version="$(jq -r .go_version "${BUILD_JSON}")"
+  ccaas_how="$(jq -r .ccaas_builder "${BUILD_JSON}")"
+  log "Fabric ${fabric_version} (${FABRIC_REF:-v3.0.0} @ ${short}) prebuilt natively with ${go_version}: not compiling here"
+else
+if [ -f "${BUILD_JSON}" ] && [ "${FABPERF_PHASE:-}" != "prebuild" ]; then
+  die "the prebuilt Fabric in /opt/fabric ($(jq -c '{fabric_ref, fabric_commit, binaries}' "${BUILD_JSON}")) does not match FABRIC_REF=${FABRIC_REF} FABRIC_COMMIT=${FABRIC_COMMIT:-} FABRIC_BINARIES=${FABRIC_BINARIES}"
+fi
 [ -x "${GO}" ] || die "no Go at ${GO}: run fabric-node/go.sh first"
 fabric_source
 short="${FABRIC_COMMIT:0:7}"
 export PATH="/usr/local/go/bin:${PATH}" GOTOOLCHAIN=local GOFLAGS=-mod=vendor \
   GOPATH=/var/tmp/fabperf/gopath GOCACHE=/var/tmp/fabperf/gocache
 fabric_version="$(sed -n 's/^FABRIC_VER ?= *//p' "${FABRIC_SRC_DIR}/Makefile" | head -n1)"
+go_version="$("${GO}" env GOVERSION)"
 
 # 1. The binaries, with Fabric's Makefile (same ldflags as a release: metadata.Version/CommitSHA).
+log "compiling ${FABRIC_BINARIES} with ${go_version}"
+t0=$(date +%s)
 # shellcheck disable=SC2086 # FABRIC_BINARIES is a list
 ( cd "${FABRIC_SRC_DIR}" && make EXTRA_VERSION="${short}" ${FABRIC_BINARIES} )
+log "compiled in $(( $(date +%s) - t0 )) s"
 install -d -m 0755 "${FABRIC_BIN}"
 for b in ${FABRIC_BINARIES}; do
   install -m 0755 "${FABRIC_SRC_DIR}/build/bin/${b}" "${FABRIC_BIN}/${b}"
 done
-cat >/etc/profile.d/fabperf-fabric.sh <<'PROFILE'
-# fabperf: Fabric binaries and their default configuration.
-export PATH="/opt/fabric/bin:${PATH}"
-export FABRIC_CFG_PATH=/etc/hyperledger/fabric
-PROFILE
-peer_version="$("${FABRIC_BIN}/peer" version)"
-printf '%s\n' "${peer_version}" | grep -q "Commit SHA: ${short}" \
-  || die "peer version does not report commit ${short}: ${peer_version}"
-log "built: $(printf '%s' "${peer_version}" | tr '\n' ' ')"
 
 # 2. Default configuration (cloud-init overrides per node through CORE_*/ORDERER_* env).
 install -d -m 0755 "${FABRIC_CFG}"
@@ -104,22 +134,38 @@ else
   ccaas_how="absent"
 fi
 rm -rf "${ccaas_out}"
+jq -n --arg ref "${FABRIC_REF}" --arg commit "${FABRIC_COMMIT}" --arg ver "${fabric_version}" \
+  --arg go "${go_version}" --arg bins "${FABRIC_BINARIES}" --arg ccaas "${ccaas_how}" \
+  --arg arch "$(dpkg --print-architecture)" \
+  '{fabric_ref: $ref, fabric_commit: $commit, fabric_version: $ver, go_version: $go,
+    binaries: $bins, ccaas_builder: $ccaas, arch: $arch}' >"${BUILD_JSON}"
+chmod 0644 "${BUILD_JSON}"
+# The build tree and caches are ~1 GB that an image does not need (the native build root
+# keeps them: a rebuild there is incremental).
+if [ "${FABPERF_PHASE:-}" != "prebuild" ]; then
+  rm -rf "${FABRIC_BUILD_DIR}" /var/tmp/fabperf/gocache /var/tmp/fabperf/gopath
+fi
+fi
+peer_version="$("${FABRIC_BIN}/peer" version)"
+printf '%s\n' "${peer_version}" | grep -q "Commit SHA: ${short}" \
+  || die "peer version does not report commit ${short}: ${peer_version}"
+log "peer: $(printf '%s' "${peer_version}" | tr '\n' ' ')"
 
 # 4. The fabric user, data directory, units (installed, NOT enabled: cloud-init picks the role).
 ensure_system_user fabric "${FABRIC_DATA}"
 install -d -m 0750 -o fabric -g fabric "${FABRIC_DATA}"
 install -d -m 0755 /etc/fabperf
-for u in fabric-peer.service fabric-orderer.service fabric-chaincode@.service; do
+for u in fabric-peer.service fabric-orderer.service fabric-chaincode@.service fabperf-bootstrap.service; do
   install_file "${F}/${u}" "/etc/systemd/system/${u}" 0644
 done
+# The channel bootstrap job (started by cloud-init on the bootstrap node only).
+install_file "${F}/fabperf-bootstrap" /usr/local/bin/fabperf-bootstrap 0755
 systemd_reload
-service_disable_now fabric-peer.service fabric-orderer.service
+service_disable_now fabric-peer.service fabric-orderer.service fabperf-bootstrap.service
 
 # 5. What this image was built from.
 write_image_json fabric_repo="${FABRIC_REPO}" fabric_ref="${FABRIC_REF}" \
   fabric_source="${FABRIC_SOURCE:-git}" fabric_commit="${FABRIC_COMMIT}" fabric_commit_short="${short}" \
-  fabric_version="${fabric_version}" go_version="$("${GO}" env GOVERSION)" \
+  fabric_version="${fabric_version}" go_version="${go_version}" \
   peer_version="${peer_version}" ccaas_builder="${ccaas_how}"
-# The build tree and caches are ~1 GB that the image does not need.
-rm -rf "${FABRIC_BUILD_DIR}" /var/tmp/fabperf/gocache /var/tmp/fabperf/gopath
 log "Fabric ${fabric_version} (${FABRIC_REF} @ ${short}) installed"

@@ -15,6 +15,8 @@
 #   DEBIAN_SUITE      Debian release                                                 (default bookworm)
 #   DEBIAN_MIRROR     Debian mirror for backports                                    (default http://deb.debian.org/debian)
 #   FABRIC_SOURCE, FABRIC_REPO, FABRIC_REF, FABRIC_COMMIT: where the go.mod comes from (see fabric.sh)
+#   FABPERF_PHASE     prebuild in bake's native build root; in the build VM, when /opt/fabric/BUILD.json
+#                     is there (binaries prebuilt), no Go is installed                (default empty)
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../files/common/lib.sh
 . "${FABPERF_FILES:-/tmp/fabperf/files}/common/lib.sh"
@@ -33,6 +35,14 @@ declare -A GO_KNOWN_SHA256=(
 )
 
 require_root
+# Compile once, bake many: in the build VM, Fabric's binaries were built in bake's native
+# build root and unpacked to /opt/fabric; the image needs no Go toolchain then.
+if [ "${FABPERF_PHASE:-}" != "prebuild" ] && [ -f /opt/fabric/BUILD.json ]; then
+  go_used="$(jq -r .go_version /opt/fabric/BUILD.json)"
+  write_image_json go_version="${go_used}" go_required="${GO_VERSION}"
+  log "Fabric is prebuilt (compiled natively with ${go_used}): no Go toolchain in this image"
+  exit 0
+fi
 apt_update_once
 apt_install make gcc libc6-dev git
 

@@ -217,3 +217,30 @@ def test_one_failing_image_does_not_stop_the_others(fake_repo: Path, build_dir: 
     assert text.startswith("1 of 3 images failed to bake")
     assert "caliper-worker built" in text and "monitor built" in text
     assert "fabric-node/qemu: fabric.sh: cannot clone FABRIC_REPO" in text
+
+
+def test_stages_are_timed_and_named_by_script() -> None:
+    seen: list[str] = []
+    w = packer.BuildWatcher(seen.append, [], [])
+    base = 1795857000
+    for dt, msg in [
+        (0, "==> qemu.fabric-node: Waiting for SSH to become available..."),
+        (69, "==> qemu.fabric-node: Connected to SSH!"),
+        (70, "==> qemu.fabric-node: Uploading /r/packer/files/common => /tmp/fabperf/files/"),
+        (75, "==> qemu.fabric-node: Uploading /r/build/prebuilt/x.tar.gz => /tmp/fabperf/p.tgz"),
+        (100, "==> qemu.fabric-node: Provisioning with shell script: /r/packer/scripts/common/"
+              "base.sh"),
+        (409, "==> qemu.fabric-node: Provisioning with shell script: /r/packer/scripts/"
+              "fabric-node/fabric.sh"),
+        (430, "==> qemu.fabric-node: Uploading /r/goss/goss => /tmp/fabperf/goss/goss"),
+        (431, "==> qemu.fabric-node: Uploading /r/images/a.yaml => /tmp/fabperf/goss/specs/a"),
+        (470, "==> qemu.fabric-node: Gracefully halting virtual machine..."),
+        (500, "==> qemu.fabric-node: Converting hard drive..."),
+    ]:
+        w(f"{base + dt},,ui,say,{msg}")
+    w(f"{base + 530},,ui,say,Build 'qemu.fabric-node' finished.")
+    w.finish()
+    assert [(s.name, s.seconds) for s in w.stages] == [
+        ("boot -> SSH", 70), ("uploads", 30), ("common/base.sh", 309),
+        ("fabric-node/fabric.sh", 21), ("goss", 40), ("seal + shutdown", 30), ("convert", 30)]
+    assert "stage common/base.sh: 5:09" in seen

@@ -114,7 +114,10 @@ def test_qemu_semantics(fake_repo: Path) -> None:
     assert [s["script"].rsplit("/scripts/", 1)[1] for s in shells] == [
         "common/base.sh", "common/exporters.sh", "fabric-node/go.sh", "fabric-node/fabric.sh",
         "fabric-node/chaincode.sh", "common/cleanup.sh"]
-    assert {s["environment_vars"] for s in shells} == {"${local.script_env}"}
+    # Each script is named in its own log lines (Packer uploads it as script_NNNN.sh).
+    names = [s["script"].rsplit("/scripts/", 1)[1] for s in shells]
+    assert [s["environment_vars"] for s in shells] == [
+        f'${{concat(local.script_env, ["FABPERF_LOG_TAG={n}"])}}' for n in names]
     assert {s["execute_command"] for s in shells} == {"${local.execute_command}"}
     env = doc["locals"][0]["script_env"]
     assert "FABRIC_REF=v3.0.0" in env and f"FABPERF_FINGERPRINT={FP}" in env

@@ -76,9 +76,17 @@ def test_fabric_node_units_are_installed_disabled_and_ports_closed() -> None:
 def test_template_subset() -> None:
     text = ('a: "{{.Vars.X}}"\n{{if .Vars.F}}b: 1\n{{else}}b: 2\n{{end}}'
             '{{if eq .Vars.X "v"}}c: 3\n{{end}}{{if ne .Vars.X "v"}}d: 4\n{{end}}'
-            '{{if not .Vars.MISSING}}e: 5\n{{end}}')
+            '{{if not .Vars.F}}e: 5\n{{end}}{{if index .Vars "MISSING"}}f: 6\n{{end}}'
+            '{{if index .Vars "X"}}g: 7\n{{end}}')
     out = yaml.safe_load(goss.render(text, {"X": "v", "F": False}))
-    assert out == {"a": "v", "b": 2, "c": 3, "e": 5}
+    assert out == {"a": "v", "b": 2, "c": 3, "e": 5, "g": 7}
+
+
+def test_a_missing_var_in_a_condition_is_an_error_as_in_real_goss() -> None:
+    # Real goss runs templates with missingkey=error: `{{if .Vars.SEALED}}` without SEALED
+    # fails there, so the runner must fail too (optional ones use `index .Vars "X"`).
+    with pytest.raises(InputError, match='no entry for key "SEALED"'):
+        goss.render("{{if .Vars.SEALED}}a: 1\n{{end}}", {}, "s.yaml")
 
 
 def test_template_refuses_unsupported_actions() -> None:

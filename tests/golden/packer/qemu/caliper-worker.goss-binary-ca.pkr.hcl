@@ -104,25 +104,25 @@ build {
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/base.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/base.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/exporters.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/exporters.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/caliper-worker/caliper.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=caliper-worker/caliper.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/cleanup.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/cleanup.sh"])
     execute_command  = local.execute_command
   }
 

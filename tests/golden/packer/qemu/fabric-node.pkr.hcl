@@ -18,10 +18,14 @@ locals {
   script_env = [
     "FABRIC_REPO=https://github.com/hyperledger/fabric.git",
     "FABRIC_REF=v3.0.0",
+    "FABRIC_SOURCE=",
+    "FABRIC_SOURCE_SHA256=",
+    "FABRIC_COMMIT=",
     "GO_VERSION=auto",
     "NODE_MAJOR=18",
     "FABRIC_CONTRACT_API_VERSION=2.5.8",
     "FABRIC_SHIM_VERSION=2.5.8",
+    "FABRIC_GATEWAY_VERSION=1.5.0",
     "FABPERF_IMAGE=fabric-node",
     "FABPERF_PROVIDER=qemu",
     "FABPERF_FINGERPRINT=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -101,37 +105,37 @@ build {
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/base.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/base.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/exporters.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/exporters.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/fabric-node/go.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=fabric-node/go.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/fabric-node/fabric.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=fabric-node/fabric.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/fabric-node/chaincode.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=fabric-node/chaincode.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/cleanup.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/cleanup.sh"])
     execute_command  = local.execute_command
   }
 
@@ -142,6 +146,6 @@ build {
 
   # No goss binary on this host: bake.goss checks the same specs over SSH from here.
   provisioner "shell-local" {
-    inline = ["/srv/fabperf/.venv/bin/python3 -m bake.goss validate --host ssh://${build.User}@${build.Host}:${build.Port} --ssh-key /srv/fabperf/build/keys/fabric-node-qemu/id_ed25519 --spec /srv/fabperf/images/fabric-node/goss/fabric-node.yaml --spec /srv/fabperf/images/common/goss/common.yaml --spec /srv/fabperf/images/common/goss/hygiene.yaml --junit /srv/fabperf/build/goss/fabric-node-qemu.xml --vars-json '{\"FABPERF_FINGERPRINT\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"FABPERF_IMAGE\":\"fabric-node\",\"FABPERF_PROVIDER\":\"qemu\",\"FABRIC_CONTRACT_API_VERSION\":\"2.5.8\",\"FABRIC_REF\":\"v3.0.0\",\"FABRIC_REPO\":\"https://github.com/hyperledger/fabric.git\",\"FABRIC_SHIM_VERSION\":\"2.5.8\",\"GO_VERSION\":\"auto\",\"NODE_MAJOR\":\"18\",\"REMOVE_EXTRA_CA_CERTS\":\"0\"}'"]
+    inline = ["/srv/fabperf/.venv/bin/python3 -m bake.goss validate --host ssh://${build.User}@${build.Host}:${build.Port} --ssh-key /srv/fabperf/build/keys/fabric-node-qemu/id_ed25519 --spec /srv/fabperf/images/fabric-node/goss/fabric-node.yaml --spec /srv/fabperf/images/common/goss/common.yaml --spec /srv/fabperf/images/common/goss/hygiene.yaml --junit /srv/fabperf/build/goss/fabric-node-qemu.xml --vars-json '{\"FABPERF_FINGERPRINT\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"FABPERF_IMAGE\":\"fabric-node\",\"FABPERF_PROVIDER\":\"qemu\",\"FABRIC_COMMIT\":\"\",\"FABRIC_CONTRACT_API_VERSION\":\"2.5.8\",\"FABRIC_GATEWAY_VERSION\":\"1.5.0\",\"FABRIC_REF\":\"v3.0.0\",\"FABRIC_REPO\":\"https://github.com/hyperledger/fabric.git\",\"FABRIC_SHIM_VERSION\":\"2.5.8\",\"FABRIC_SOURCE\":\"\",\"FABRIC_SOURCE_SHA256\":\"\",\"GO_VERSION\":\"auto\",\"NODE_MAJOR\":\"18\",\"REMOVE_EXTRA_CA_CERTS\":\"0\"}'"]
   }
 }

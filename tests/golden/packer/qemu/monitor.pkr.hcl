@@ -104,25 +104,25 @@ build {
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/base.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/base.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/exporters.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/exporters.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/monitor/monitor.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=monitor/monitor.sh"])
     execute_command  = local.execute_command
   }
 
   provisioner "shell" {
     script           = "/srv/fabperf/packer/scripts/common/cleanup.sh"
-    environment_vars = local.script_env
+    environment_vars = concat(local.script_env, ["FABPERF_LOG_TAG=common/cleanup.sh"])
     execute_command  = local.execute_command
   }
 
