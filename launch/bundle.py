@@ -40,6 +40,7 @@ from launch.contract import (
     CALIPER_MANAGER_DIR,
     CALIPER_USER,
     CALIPER_WORKER_ENV,
+    CHAINCODE_ENV,
     FABRIC_USER,
     GRAFANA_ENV,
     LAUNCH_JSON,
@@ -106,7 +107,7 @@ class _Shared:
     read: _Reader
     hosts_file: str
     configtx: str
-    bootstrap_inputs: Mapping[str, str]
+    bootstrap_inputs: Mapping[str, str | bytes]
     caliper_yaml: str
     benchmark: str
     network_configs: Mapping[str, str]   # worker host -> network config
@@ -131,6 +132,11 @@ def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
         files += _material_files(fabric.node_material(s.orgs, s.crypto_root, node), s.read,
                                  FABRIC_OWNER)
         files.append(File(env_file(node.role), s.env_texts[(host.name, node.role)]))
+        if node.role is Role.PEER:
+            for inst, env in fabric.chaincode_envs(plan, node).items():
+                files.append(File(CHAINCODE_ENV.format(name=inst), cloudinit.env_text(
+                    env, title=f"chaincode server {inst}", environment=spec.name,
+                    host=host.name)))
     if host is plan.bootstrap:
         files += _material_files(fabric.bootstrap_material(plan, s.orgs, s.crypto_root),
                                  s.read, "root:root")

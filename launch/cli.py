@@ -127,12 +127,18 @@ def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
 
     _, bdir = _build_dir(build_dir)
     state, rows = up.status(env, build_dir=bdir)
+    fabric, nodes = up.channel_status(state, build_dir=bdir)
     if output == "json":
         emit_json({"environment": state.environment, "provider": state.provider,
                    "network": dict(state.network), "updated_at": state.updated_at,
                    "hosts": [{"name": r.name, "address": r.address, "roles": list(r.roles),
                               "phase": r.phase, "alive": r.alive, "pid": r.pid,
-                              "ports": dict(r.ports), "error": r.error} for r in rows]})
+                              "ports": dict(r.ports), "error": r.error} for r in rows],
+                   "fabric": {"state": fabric,
+                              "package_ids": dict(state.bootstrap.get("package_ids") or {}),
+                              "nodes": [{"node": n.node, "role": n.role, "channel": n.channel,
+                                         "state": n.state, "height": n.height}
+                                        for n in nodes]}})
         return
     click.echo(f"environment {state.environment} ({state.provider})")
     click.echo(f"  {'HOST':<20} {'ADDRESS':<15} {'ROLES':<16} {'PHASE':<9} {'PROC':<6} PORTS")
@@ -143,6 +149,12 @@ def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
                    f"{proc:<6} {ports}")
         if r.error:
             click.echo(f"    error: {r.error}")
+    click.echo(f"fabric: {fabric}")
+    if nodes:
+        click.echo(f"  {'NODE':<32} {'ROLE':<8} {'CHANNEL':<16} {'STATE':<10} HEIGHT")
+        for n in nodes:
+            click.echo(f"  {n.node:<32} {n.role:<8} {n.channel:<16} {n.state:<10} "
+                       f"{'-' if n.height is None else n.height}")
 
 
 @cli.command("ssh", context_settings={"ignore_unknown_options": True})

@@ -19,7 +19,15 @@ import jinja2
 import yaml
 
 from bake.errors import InputError
-from launch.contract import OPTIONAL_UNITS, READY_PROGRAM, UNITS, Role
+from launch import fabric
+from launch.contract import (
+    BOOTSTRAP_UNIT,
+    CHAINCODE_UNIT,
+    OPTIONAL_UNITS,
+    READY_PROGRAM,
+    UNITS,
+    Role,
+)
 from launch.plan import Host, Plan
 from launch.spec import Provider
 
@@ -36,7 +44,7 @@ class File:
     """One write_files entry."""
 
     path: str
-    content: str
+    content: str | bytes   # bytes go base64-encoded (cloud-init's `encoding: b64`)
     owner: str = "root:root"
     permissions: str = "0644"
 
@@ -92,7 +100,8 @@ def hosts_text(plan: Plan) -> str:
 
 
 def units(plan: Plan, host: Host) -> list[str]:
-    """The systemd units a host's roles run (caliper-worker@1..N for Caliper)."""
+    """The systemd units a host's roles run (caliper-worker@1..N for Caliper; on a peer host
+    one chaincode server per chaincode its organisation runs)."""
     out: list[str] = []
     for role in host.roles:
         if role is Role.CALIPER:
@@ -100,14 +109,24 @@ def units(plan: Plan, host: Host) -> list[str]:
             out += [f"caliper-worker@{i}.service" for i in range(1, worker.processes + 1)]
         else:
             out += UNITS[role]
-    return out
+        if role is Role.PEER:
+            for node in plan.nodes_on(host.name):
+                if node.role is Role.PEER:
+                    out += [CHAINCODE_UNIT.format(name=i)
+                            for i in fabric.chaincode_envs(plan, node)]
+    return list(dict.fromkeys(out))
 
 
 def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> dict:
     """The #cloud-config document of one host."""
-    write_files = [{"path": f.path, "content": f.content, "owner": f.owner,
-                    "permissions": f.permissions}
-                   for f in sorted(files, key=lambda f: f.path)]
+    write_files = []
+    for f in sorted(files, key=lambda f: f.path):
+        entry = {"path": f.path, "content": f.content, "owner": f.owner,
+                 "permissions": f.permissions}
+        if isinstance(f.content, bytes):
+            entry["content"] = base64.b64encode(f.content).decode()
+            entry["encoding"] = "b64"
+        write_files.append(entry)
     roles = [r.value for r in host.roles]
     runcmd: list[list[str]] = []
     enable = units(plan, host)
@@ -117,6 +136,11 @@ def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> d
     for unit in (u for u in enable if u in OPTIONAL_UNITS):
         runcmd.append(["sh", "-c", f"if systemctl cat {unit} >/dev/null 2>&1; "
                                    f"then systemctl enable --now {unit}; fi"])
+    if host is plan.bootstrap:
+        # The channel bootstrap runs in the background (a oneshot unit): the ready marker
+        # must not wait for it, since it waits for every other node to be up.
+        runcmd.append(["systemctl", "enable", BOOTSTRAP_UNIT])
+        runcmd.append(["systemctl", "start", "--no-block", BOOTSTRAP_UNIT])
     # The readiness sentinel: launch waits for this nonce in the ready file.
     runcmd.append([READY_PROGRAM, "--nonce", nonce, *roles])
     return {

@@ -74,6 +74,11 @@ CHAINCODE_ENV = "/etc/fabperf/chaincode-{name}.env"      # CHAINCODE_SERVER_ADDR
 CHAINCODE_DIR = "/opt/fabperf/chaincode"
 # channel block inputs, admin identities: one node only
 BOOTSTRAP_DIR = "/etc/fabperf/bootstrap"
+BOOTSTRAP_UNIT = "fabperf-bootstrap.service"             # baked, started on that node only
+BOOTSTRAP_PROGRAM = "/usr/local/bin/fabperf-bootstrap"   # run | status | smoke ASSET
+BOOTSTRAP_DONE = "/var/lib/fabperf/bootstrap.done"       # JSON: heights, package IDs, timings
+BOOTSTRAP_FAILED = "/var/lib/fabperf/bootstrap.failed"   # JSON: step, node, error
+GATEWAY_CLIENT = "/opt/fabperf/gateway-client"           # baked smoke-transaction client
 
 # The accounts each image bakes, so user-data may own files by them (cloud-init's write_files
 # fails on an unknown owner). Each image's goss spec checks its accounts exist.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launch import crypto
+from launch import chaincode, crypto
 from launch.contract import (
     BOOTSTRAP_DIR,
     FABRIC_DATA,
@@ -348,31 +348,56 @@ def chaincode_port(plan: Plan, channel: str, name: str) -> int:
     return PORTS["chaincode_server"] + pairs.index((channel, name))
 
 
+def chaincode_instance(channel: str, name: str) -> str:
+    """The fabric-chaincode@ instance (and env file name) of a chaincode on a channel."""
+    return f"{channel}-{name}"
+
+
+def chaincode_packages(plan: Plan) -> dict[tuple[str, str], chaincode.Package]:
+    """(channel, chaincode) -> its deterministic CCaaS package (package ID known now)."""
+    return {(ch.name, cc.name): chaincode.package(f"{cc.name}_{cc.version}",
+                                                  chaincode_port(plan, ch.name, cc.name))
+            for ch in plan.spec.channels for cc in ch.chaincodes}
+
+
+def chaincode_envs(plan: Plan, node: FabricNode) -> dict[str, dict[str, str]]:
+    """instance -> the env of its chaincode server, for every chaincode the peer's
+    organisation runs (each peer host serves them to its own peer)."""
+    spec = plan.spec
+    packages = chaincode_packages(plan)
+    out = {}
+    for ch in spec.channels:
+        if node.msp_id not in {spec.org(n).msp_id for n in ch.orgs}:
+            continue
+        for cc in ch.chaincodes:
+            port = chaincode_port(plan, ch.name, cc.name)
+            out[chaincode_instance(ch.name, cc.name)] = {
+                "CHAINCODE_SERVER_ADDRESS": chaincode.server_address(port),
+                "CHAINCODE_ID": packages[(ch.name, cc.name)].package_id,
+            }
+    return out
+
+
 def bootstrap_inputs(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...],
-                     root: Path) -> dict[str, str]:
-    """The bootstrap job's own files (relative to /etc/fabperf/bootstrap): the join list
-    (bootstrap.json) and per chaincode the CCaaS connection.json and metadata.json."""
+                     root: Path) -> dict[str, str | bytes]:
+    """The bootstrap job's own files (relative to /etc/fabperf/bootstrap): the job's
+    description (bootstrap.json) and per chaincode its CCaaS package (bytes)."""
     spec = plan.spec
     rel = {o.msp_id: crypto.org_dir(root, o).relative_to(root).as_posix() for o in orgs}
-    files: dict[str, str] = {}
+    packages = chaincode_packages(plan)
+    files: dict[str, str | bytes] = {}
     channels = []
     for ch in spec.channels:
         msps = [spec.org(n).msp_id for n in ch.orgs]
         ccs = []
         for cc in ch.chaincodes:
-            port = chaincode_port(plan, ch.name, cc.name)
-            label = f"{cc.name}_{cc.version}"
-            d = f"chaincode/{ch.name}/{cc.name}"
-            # The package is the same for every peer: each peer dials the chaincode server
-            # running beside it on its own host.
-            files[f"{d}/connection.json"] = json.dumps(
-                {"address": f"127.0.0.1:{port}", "dial_timeout": "10s",
-                 "tls_required": False}, indent=2) + "\n"
-            files[f"{d}/metadata.json"] = json.dumps(
-                {"type": "ccaas", "label": label}, indent=2) + "\n"
+            pkg = packages[(ch.name, cc.name)]
+            path = f"chaincode/{ch.name}/{cc.name}/{pkg.label}.tar.gz"
+            files[path] = pkg.data
             ccs.append({"name": cc.name, "version": cc.version, "sequence": cc.sequence,
-                        "label": label, "endorsement_policy": cc.endorsement_policy,
-                        "server_port": port, "package_dir": d})
+                        "label": pkg.label, "endorsement_policy": cc.endorsement_policy,
+                        "server_port": chaincode_port(plan, ch.name, cc.name),
+                        "package": path, "package_id": pkg.package_id})
         channels.append({
             "name": ch.name,
             "profile": ch.name,
@@ -386,6 +411,7 @@ def bootstrap_inputs(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...],
     doc = {
         "environment": spec.name,
         "fabric_version": spec.fabric.version,
+        "consensus": spec.orderers.type.value,
         "configtx": "fabric/configtx.yaml",
         "orgs": [{"name": o.name, "msp_id": o.msp_id, "domain": o.domain,
                   "kind": o.kind.value,

@@ -44,6 +44,7 @@ class Timeouts:
     ssh: float = 600
     cloud_init: float = 1800
     marker: float = 300
+    bootstrap: float = 2400   # the channel bootstrap job (launch.bootstrap), after the others
     poll: float = 3
 
 

@@ -95,6 +95,9 @@ class EnvState:
     ssh_key: str = ""                                          # private key path (0600)
     network: Mapping[str, Any] = field(default_factory=dict)   # provider-specific
     hosts: Mapping[str, HostState] = field(default_factory=dict)
+    # The channel bootstrap's done marker, summarised (launch.bootstrap.summary): its nonce
+    # equals `nonce` once this launch's network is bootstrapped.
+    bootstrap: Mapping[str, Any] = field(default_factory=dict)
     created_at: str = ""
     updated_at: str = ""
     version: int = STATE_VERSION

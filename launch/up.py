@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bake.errors import ExternalError, InputError
-from launch import ssh
+from launch import bootstrap, ssh
 from launch.contract import PORTS, Role
 from launch.providers.base import (
     PROVIDERS,
@@ -234,7 +234,10 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
                     f"environment {name} runs from a different version of {spec_path} "
                     f"(hosts {sorted(alive)} are up)",
                     hint=f"`launch down {name}` first, then `launch up` again")
-            if all(n in alive and before.hosts[n].phase is Phase.READY for n in wanted):
+            bootstrapped = (plan.bootstrap.name not in wanted
+                            or before.bootstrap.get("nonce") == before.nonce != "")
+            if bootstrapped and all(n in alive and before.hosts[n].phase is Phase.READY
+                                    for n in wanted):
                 log.info("%s: every host is up and ready; nothing to do", name)
                 return UpResult(name, False, tuple(before.hosts[n] for n in wanted),
                                 timings={"total": round(time.monotonic() - t0, 1)})
@@ -283,6 +286,12 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             log.info("%s: waiting for %s to be ready", name, ", ".join(wanted))
             reports = provider.wait_ready(wanted, bundle.nonce, timeouts)
             timings["wait_ready"] = round(time.monotonic() - t, 1)
+            if plan.bootstrap.name in wanted:
+                t = time.monotonic()
+                done = _bootstrap(provider, store, plan.bootstrap.name, bundle.nonce,
+                                  timeouts or Timeouts())
+                timings["bootstrap"] = round(time.monotonic() - t, 1)
+                timings["bootstrap_job"] = done.get("seconds", 0)
         except BaseException:
             if keep_on_failure:
                 log.warning("%s: keeping what failed (--keep-on-failure); "
@@ -299,6 +308,19 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         timings["total"] = round(time.monotonic() - t0, 1)
         return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
                         timings, tuple(bundle.warnings))
+
+
+def _bootstrap(provider: Provider, store: StateStore, host: str, nonce: str,
+               timeouts: Timeouts) -> dict[str, Any]:
+    """The last readiness layer: the channel bootstrap on its node (relaying its progress)."""
+    state = store.load()
+    assert state is not None
+    run = bootstrap.ssh_runner(provider.target(state.hosts[host]))
+    log.info("%s: channel bootstrap on %s", state.environment, host)
+    done = bootstrap.wait(run, host, nonce, timeout=timeouts.bootstrap, poll=timeouts.poll,
+                          progress=lambda line: log.info("%s: %s", host, line))
+    store.update(bootstrap={**bootstrap.summary(done), "host": host})
+    return done
 
 
 def _alive(provider: Provider, host: HostState) -> bool:
@@ -388,6 +410,38 @@ def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
                        dict(h.ports), h.error.splitlines()[0] if h.error else "")
             for h in sorted(state.hosts.values(), key=_address_key)]
     return state, rows
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One Fabric node of `launch status`: its role, state and height on one channel."""
+
+    node: str
+    role: str
+    channel: str
+    state: str
+    height: int | None
+
+
+def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
+    """Every Fabric node's channel height, asked of the bootstrap job on its node
+    ("" and no rows when the environment has no bootstrapped network to ask)."""
+    host = state.bootstrap.get("host")
+    hs = state.hosts.get(host) if host else None
+    if hs is None or state.bootstrap.get("nonce") != state.nonce:
+        return "not bootstrapped", []
+    edir = env_dir(build_dir, state.environment)
+    provider = _provider(state.provider, state.environment, edir, StateStore(edir), {})
+    if not _alive(provider, hs):
+        return f"bootstrap node {host} is down", []
+    try:
+        found = bootstrap.heights(bootstrap.ssh_runner(provider.target(hs)))
+    except ExternalError as exc:
+        return f"cannot ask {host}: {exc.message.splitlines()[0]}", []
+    rows = [NodeStatus(node, str(info.get("role", "")), channel, str(info.get("status", "")),
+                       info.get("height"))
+            for channel, nodes in sorted(found.items()) for node, info in nodes.items()]
+    return "bootstrapped", rows
 
 
 def _address_key(h: HostState) -> tuple[int, str]:

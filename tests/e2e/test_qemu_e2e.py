@@ -96,6 +96,17 @@ def bake(image: str, tmp: Path, sets: tuple[str, ...] = ()) -> Path:
     return path
 
 
+# Fabric's source: FABPERF_FABRIC_SOURCE (a `git archive` tarball or a checkout: .ci/run
+# passes the shared v3.0.0 tarball), else the image's default (git at FABRIC_REF).
+FABRIC_SOURCE = os.environ.get("FABPERF_FABRIC_SOURCE", "")
+
+
+@pytest.fixture(scope="session")
+def fabric_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sets = (f"fabric-node.FABRIC_SOURCE={FABRIC_SOURCE}",) if FABRIC_SOURCE else ()
+    return bake("fabric-node", tmp_path_factory.mktemp("bake"), sets=sets)
+
+
 @pytest.fixture(scope="session")
 def caliper_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bake("caliper-worker", tmp_path_factory.mktemp("bake"))
@@ -108,24 +119,6 @@ def monitor_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 # --- environments ------------------------------------------------------------------------
-
-def write_env(tmp: Path, name: str, images: dict[str, Path]) -> Path:
-    """environments/local.yaml with two Caliper worker VMs and the given images."""
-    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
-    doc["name"] = name
-    doc["settings"] = {"accel": "tcg", "memory_mb": 1536, "cpus": 2}
-    doc["images"] = {k: str(v) for k, v in images.items()}
-    doc["caliper"]["workers"]["vms"] = 2
-    doc["placement"] = {"hosts": [
-        {"name": "fabric", "roles": ["orderer", "peer"]},
-        {"name": "caliper0", "roles": ["caliper"]},
-        {"name": "caliper1", "roles": ["caliper"]},
-        {"name": "monitor", "roles": ["monitor"]},
-    ]}
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
 
 def tagged_vms(env: str) -> list[int]:
     """Pids of QEMU processes tagged with this environment."""
@@ -178,99 +171,140 @@ def test_a_vm_that_never_finishes_cloud_init_names_host_and_serial_tail(base_ima
     assert tagged_vms("hang") == []
 
 
-def test_two_caliper_workers_end_to_end(caliper_image, tmp_path):
-    env = "e2e-caliper"
-    bdir = tmp_path / "build"
-    spec = write_env(tmp_path, env, {"caliper-worker": caliper_image})
-    hosts = ("caliper0", "caliper1")
-    only = [a for h in hosts for a in ("--only", h)]
-    edir = bdir / "environments" / env
+@pytest.fixture(scope="session")
+def local_env(fabric_image: Path, caliper_image: Path, monitor_image: Path,
+              tmp_path_factory: pytest.TempPathFactory):
+    """environments/local.yaml, launched once for real (fabric, caliper, monitor VMs) and
+    bootstrapped; every test below looks at it; torn down (and checked clean) at the end."""
+    tmp = tmp_path_factory.mktemp("local")
+    env = "e2e-local"
+    bdir = tmp / "build"
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    doc["name"] = env
+    doc["settings"] = {"accel": "tcg", "cpus": 2, "memory_mb": 1536,
+                       "hosts": {"fabric": {"memory_mb": 2560}}}
+    doc["images"] = {"fabric-node": str(fabric_image), "caliper-worker": str(caliper_image),
+                     "monitor": str(monitor_image)}
+    spec = tmp / f"{env}.yaml"
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    log = tmp / "up.log"
     try:
-        with timed("caliper x2: launch up (to ready)"):
-            res = cli("launch", "up", spec, *only, "--build-dir", bdir, "--output", "json",
-                      timeout=3600, log=tmp_path / "up.log")
-        doc = json.loads(res.stdout)
-        assert doc["changed"] is True
-        state = json.loads((edir / "state.json").read_text())
-        addresses = {h: state["hosts"][h]["address"] for h in hosts}
-        assert sorted(addresses.values()) == ["10.77.0.11", "10.77.0.12"]  # the plan's
+        with timed("local: launch up (ready + bootstrap)"):
+            res = cli("launch", "up", spec, "--build-dir", bdir, "--output", "json",
+                      timeout=3600, log=log)
+        yield {"env": env, "bdir": bdir, "spec": spec, "up": json.loads(res.stdout),
+               "log": log.read_text(), "edir": bdir / "environments" / env}
+    finally:
+        down_and_check_clean(bdir, env)
 
-        # (a) every file of the rendered user-data landed with its owner and mode
-        for h in hosts:
-            ud = yaml.safe_load(cloudinit.decode((edir / "bundle" / "nodes" / h / "user-data")
-                                                 .read_bytes()))
-            wanted = {f["path"]: (f.get("owner", "root:root"),
-                                  int(str(f.get("permissions", "0644")), 8))
-                      for f in ud["write_files"]}
-            out = launch_ssh(bdir, env, h, "sudo -n stat -c '%n|%U:%G|%a' " +
-                             " ".join(wanted))
-            assert out.returncode == 0, out.stderr
-            got = {p: (o, int(m, 8)) for p, o, m in
-                   (ln.split("|") for ln in out.stdout.split())}
-            assert got == wanted
 
-        # (b) the VMs reach each other at their planned addresses, over the private switch
-        for src, dst in (hosts, hosts[::-1]):
-            out = launch_ssh(bdir, env, src,
-                             f"ip -4 -o addr show eth0; timeout 5 bash -c "
-                             f"'</dev/tcp/{addresses[dst]}/22' && echo reach-ok")
-            assert f"inet {addresses[src]}/24" in out.stdout, out.stdout + out.stderr
-            assert "reach-ok" in out.stdout, out.stdout + out.stderr
+def test_launch_up_bootstraps_the_channel_and_the_chaincode(local_env):
+    env, bdir, edir = local_env["env"], local_env["bdir"], local_env["edir"]
+    up = local_env["up"]
+    assert up["changed"] is True
+    TIMINGS.update({f"local: up {k}": v for k, v in up["timings"].items()})
+    # the progress lines the bootstrap job printed, relayed by `launch up`
+    for line in ("orderer0.example.com joined mychannel", "peer0.org1.example.com joined "
+                 "mychannel", "fixed-asset committed, sequence 1", "VALID in block"):
+        assert line in local_env["log"], line
+    state = json.loads((edir / "state.json").read_text())
+    assert state["bootstrap"]["nonce"] == state["nonce"]
+    pkg = json.loads((edir / "bundle/fabric/bootstrap.json").read_text())
+    (cc,) = pkg["channels"][0]["chaincodes"]
+    assert state["bootstrap"]["package_ids"] == {"mychannel/fixed-asset": cc["package_id"]}
+    # the chaincode server runs with the package ID rendered at launch, on its own port
+    out = launch_ssh(bdir, env, "fabric", "sudo -n systemctl is-active "
+                     "fabric-chaincode@mychannel-fixed-asset.service fabric-peer.service "
+                     "fabric-orderer.service; sudo -n ss -ltnH 'sport = :9999'")
+    assert out.stdout.split()[:3] == ["active"] * 3, out.stdout
+    assert "127.0.0.1:9999" in out.stdout
 
-        # (c) the role's service started (and the node's own health check said so)
-        for h in hosts:
-            # (sudo: minbase has no D-Bus, so only root reaches systemd)
-            out = launch_ssh(bdir, env, h, "sudo -n systemctl is-active "
-                             "caliper-worker@1.service "
-                             "caliper-worker@2.service; sudo -n cat /var/lib/fabperf/ready")
-            assert out.stdout.split()[:2] == ["active", "active"], out.stdout
-            assert out.stdout.split()[2] == state["nonce"]
+    # a new transaction through the gateway commits VALID and reads back
+    with timed("local: one more transaction through the gateway"):
+        tx = launch_ssh(bdir, env, "fabric", "sudo -n fabperf-bootstrap smoke e2e-asset-1")
+    assert tx.returncode == 0, tx.stdout + tx.stderr
+    doc = json.loads(tx.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "VALID" and doc["read"]["id"] == "e2e-asset-1", doc
+    assert doc["read"]["owner"] == "Org1MSP" and doc["read"]["bytes"] == 100
 
+    # peer and orderer at the same height (the peer may trail for a moment)
+    deadline = time.monotonic() + 60
+    while True:
         status = json.loads(cli("launch", "status", env, "--build-dir", bdir, "--output",
-                                "json").stdout)
-        assert {h["name"]: (h["alive"], h["phase"]) for h in status["hosts"]} == \
-            {h: (True, "ready") for h in hosts}
+                                "json", timeout=300).stdout)
+        heights = {n["node"]: n["height"] for n in status["fabric"]["nodes"]}
+        if len(set(heights.values())) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert status["fabric"]["state"] == "bootstrapped"
+    assert set(heights) == {"orderer0.example.com", "peer0.org1.example.com"}
+    assert len(set(heights.values())) == 1 and min(heights.values()) >= doc["block"] + 1, \
+        heights
+    assert {h["name"]: (h["alive"], h["phase"]) for h in status["hosts"]} == \
+        {h: (True, "ready") for h in ("fabric", "caliper", "monitor")}
 
-        # a second `up` of the running environment changes nothing
-        with timed("caliper x2: second launch up"):
-            again = json.loads(cli("launch", "up", spec, *only, "--build-dir", bdir,
-                                   "--output", "json").stdout)
-        assert again["changed"] is False
-        assert {h["name"]: h["pid"] for h in again["hosts"]} == \
-            {h: state["hosts"][h]["pid"] for h in hosts}
-
-        with timed("caliper x2: launch validate"):
-            # goss specs already passed in the bake; over SSH under TCG they take minutes
-            val = cli("launch", "validate", env, "--no-goss", "--build-dir", bdir,
-                      "--output", "json", check=False, timeout=1200)
-        report = json.loads(val.stdout)
-        failed = [(h["host"], c["name"], c["detail"]) for h in report["hosts"]
-                  for c in h["checks"] if not c["ok"]]
-        assert not failed and val.returncode == 0
-    finally:
-        down_and_check_clean(bdir, env)
+    # the job again on the bootstrapped network: exit 0, nothing done
+    again = launch_ssh(bdir, env, "fabric", "sudo -n fabperf-bootstrap run")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to do (already bootstrapped)" in again.stdout
+    # a second `launch up` changes nothing
+    with timed("local: second launch up"):
+        second = json.loads(cli("launch", "up", local_env["spec"], "--build-dir", bdir,
+                                "--output", "json").stdout)
+    assert second["changed"] is False
 
 
-def test_monitor_bakes_boots_and_answers(monitor_image, tmp_path):
-    env = "e2e-monitor"
-    bdir = tmp_path / "build"
-    spec = write_env(tmp_path, env, {"monitor": monitor_image})
-    try:
-        with timed("monitor: launch up (to ready)"):
-            cli("launch", "up", spec, "--only", "monitor", "--build-dir", bdir, timeout=3600,
-                log=tmp_path / "up.log")
-        state = json.loads((bdir / "environments" / env / "state.json").read_text())
-        ports = state["hosts"]["monitor"]["ports"]
-        for guest in ("9090", "9091"):   # Prometheus, Pushgateway (through 127.0.0.1 only)
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports[guest]}/-/ready",
-                                        timeout=10) as r:
-                assert r.status == 200
-        with socket.create_connection(("127.0.0.1", ports["1883"]), timeout=10) as s:
-            # MQTT CONNECT (protocol 4, clean session, keepalive 10, client id "e2e")
-            s.sendall(bytes([0x10, 15, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 3]) + b"e2e")
-            assert s.recv(4)[:1] == b"\x20"                      # CONNACK
-    finally:
-        down_and_check_clean(bdir, env)
+def test_caliper_worker_files_services_and_network(local_env):
+    env, bdir, edir = local_env["env"], local_env["bdir"], local_env["edir"]
+    state = json.loads((edir / "state.json").read_text())
+    addresses = {h: state["hosts"][h]["address"] for h in state["hosts"]}
+    assert addresses == {"fabric": "10.77.0.10", "caliper": "10.77.0.11",
+                         "monitor": "10.77.0.12"}   # the plan's
+    # (a) every file of the rendered user-data landed with its owner and mode
+    for h in ("caliper", "fabric"):
+        ud = yaml.safe_load(cloudinit.decode((edir / "bundle" / "nodes" / h / "user-data")
+                                             .read_bytes()))
+        wanted = {f["path"]: (f.get("owner", "root:root"),
+                              int(str(f.get("permissions", "0644")), 8))
+                  for f in ud["write_files"]}
+        out = launch_ssh(bdir, env, h, "sudo -n stat -c '%n|%U:%G|%a' " + " ".join(wanted))
+        assert out.returncode == 0, out.stderr
+        got = {p: (o, int(m, 8)) for p, o, m in (ln.split("|") for ln in out.stdout.split())}
+        assert got == wanted
+    # (b) the worker reaches its gateway peer and the broker at their planned addresses
+    out = launch_ssh(bdir, env, "caliper",
+                     "ip -4 -o addr show eth0; timeout 5 bash -c "
+                     "'</dev/tcp/peer0.org1.example.com/7051' && echo peer-ok; timeout 5 "
+                     f"bash -c '</dev/tcp/{addresses['monitor']}/1883' && echo mqtt-ok")
+    assert "inet 10.77.0.11/24" in out.stdout, out.stdout + out.stderr
+    assert "peer-ok" in out.stdout and "mqtt-ok" in out.stdout, out.stdout + out.stderr
+    # (c) the role's services started, and the node's health check said so
+    out = launch_ssh(bdir, env, "caliper", "sudo -n systemctl is-active "
+                     "caliper-worker@1.service caliper-worker@2.service; "
+                     "sudo -n cat /var/lib/fabperf/ready")
+    assert out.stdout.split()[:2] == ["active", "active"], out.stdout
+    assert out.stdout.split()[2] == state["nonce"]
+    with timed("local: launch validate"):
+        # goss specs already passed in the bakes; over SSH under TCG they take minutes
+        val = cli("launch", "validate", env, "--no-goss", "--build-dir", bdir,
+                  "--output", "json", check=False, timeout=1200)
+    report = json.loads(val.stdout)
+    failed = [(h["host"], c["name"], c["detail"]) for h in report["hosts"]
+              for c in h["checks"] if not c["ok"]]
+    assert not failed and val.returncode == 0
+
+
+def test_monitor_answers(local_env):
+    state = json.loads((local_env["edir"] / "state.json").read_text())
+    ports = state["hosts"]["monitor"]["ports"]
+    for guest in ("9090", "9091"):   # Prometheus, Pushgateway (through 127.0.0.1 only)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[guest]}/-/ready",
+                                    timeout=10) as r:
+            assert r.status == 200
+    with socket.create_connection(("127.0.0.1", ports["1883"]), timeout=10) as s:
+        # MQTT CONNECT (protocol 4, clean session, keepalive 10, client id "e2e")
+        s.sendall(bytes([0x10, 15, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 3]) + b"e2e")
+        assert s.recv(4)[:1] == b"\x20"                      # CONNACK
 
 
 def test_down_of_an_unknown_environment_exits_2(tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -90,7 +94,8 @@ def test_user_data_write_files(aws) -> None:
         assert f"{h.address}\t{h.fqdn} {h.name}" in hosts
     assert "10.40.1.13\tpeer0-org1.aws.fabperf.internal peer0-org1 peer0.org1.example.com" \
         in hosts
-    assert doc["runcmd"] == [["systemctl", "enable", "--now", "fabric-peer.service"],
+    assert doc["runcmd"] == [["systemctl", "enable", "--now", "fabric-peer.service",
+                              "fabric-chaincode@mychannel-fixed-asset.service"],
                              [READY_PROGRAM, "--nonce", NONCE, "peer"]]
     # No admin identity and no bootstrap input outside the bootstrap node.
     assert not [p for p in files if p.startswith(BOOTSTRAP_DIR) or "Admin@" in p]
@@ -115,11 +120,18 @@ def test_bootstrap_inputs_only_on_the_bootstrap_node(aws) -> None:
     assert [o["admin"] for o in job["channels"][0]["orderers"]] == [
         f"orderer{i}.example.com:7053" for i in range(3)]
     assert len(job["channels"][0]["peers"]) == 4
-    cc = f"{BOOTSTRAP_DIR}/chaincode/mychannel/fixed-asset"
-    assert json.loads(files[f"{cc}/metadata.json"]["content"]) == {
-        "type": "ccaas", "label": "fixed-asset_1.0"}
-    assert json.loads(files[f"{cc}/connection.json"]["content"])["address"] == \
-        "127.0.0.1:9999"
+    cc = f"{BOOTSTRAP_DIR}/chaincode/mychannel/fixed-asset/fixed-asset_1.0.tar.gz"
+    assert files[cc]["encoding"] == "b64"
+    pkg = base64.b64decode(files[cc]["content"])
+    (entry,) = job["channels"][0]["chaincodes"]
+    assert entry["package"] == "chaincode/mychannel/fixed-asset/fixed-asset_1.0.tar.gz"
+    assert entry["package_id"] == "fixed-asset_1.0:" + hashlib.sha256(pkg).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(pkg)) as outer:
+        assert json.loads(outer.extractfile("metadata.json").read()) == {
+            "label": "fixed-asset_1.0", "type": "ccaas"}
+        with tarfile.open(fileobj=outer.extractfile("code.tar.gz")) as code:
+            assert json.loads(code.extractfile("connection.json").read())["address"] == \
+                "127.0.0.1:9999"
     # Every configtx.yaml path resolves inside the bootstrap crypto subset.
     configtx = yaml.safe_load(files[f"{BOOTSTRAP_DIR}/fabric/configtx.yaml"]["content"])
     base = f"{BOOTSTRAP_DIR}/fabric"

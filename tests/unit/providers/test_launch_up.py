@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bake import runner
 from bake.errors import ExternalError, InputError
-from launch import up
+from launch import bootstrap, ssh, up
 from launch.providers.base import DestroyReport, HostRequest
 from launch.ready import HostReadiness, Layer, NotReady
 from launch.state import Phase, StateStore
@@ -65,6 +67,30 @@ class FakeProvider:
     def find_leaked(self):
         return []
 
+    def target(self, host):
+        return ssh.Target(host.name, "127.0.0.1", host.ports["ssh"], "fabperf", Path("key"))
+
+
+class FakeBootstrapNode:
+    """The bootstrap node's answers to launch.bootstrap's poll: the job's journal lines and
+    its done (or failed) marker with this launch's nonce."""
+
+    def __init__(self, store: StateStore, failed: dict | None = None) -> None:
+        self.store, self.failed, self.polls = store, failed, 0
+
+    def __call__(self, command: str, timeout: float) -> runner.Completed:
+        self.polls += 1
+        nonce = self.store.load().nonce
+        sep = "--fabperf-marker--"
+        lines = "[fabperf-bootstrap] orderer0.example.com joined mychannel\n"
+        if self.failed:
+            out = f"\n{sep}\n{json.dumps({**self.failed, 'nonce': nonce})}\n{sep}\n{lines}"
+        else:
+            done = {"nonce": nonce, "seconds": 42.0,
+                    "package_ids": {"mychannel/fixed-asset": "x"}}
+            out = f"{json.dumps(done)}\n{sep}\n\n{sep}\n{lines}"
+        return runner.Completed(("ssh",), 0, out, "", None)
+
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
@@ -83,7 +109,16 @@ def env(tmp_path, monkeypatch):
     failure: dict[str, BaseException | None] = {"ready": None}
     monkeypatch.setattr(up, "get_provider",
                         lambda name, ctx: FakeProvider(ctx, failure["ready"]))
-    return {"path": path, "doc": doc, "build": tmp_path / "build", "failure": failure}
+    nodes: list[FakeBootstrapNode] = []
+    boot: dict = {"failed": None}
+
+    def runner_for(target):
+        store = StateStore(tmp_path / "build" / "environments" / "unit")
+        nodes.append(FakeBootstrapNode(store, boot["failed"]))
+        return nodes[-1]
+    monkeypatch.setattr(bootstrap, "ssh_runner", runner_for)
+    return {"path": path, "doc": doc, "build": tmp_path / "build", "failure": failure,
+            "bootstrap": boot, "nodes": nodes}
 
 
 def do_up(env, **kw):
@@ -101,10 +136,31 @@ def test_up_creates_every_host_then_a_second_up_changes_nothing(env):
     bundle_ud = env["build"] / "environments" / "unit" / "bundle" / "nodes" / "caliper"
     assert (bundle_ud / "user-data").exists()
 
+    # the last layer: the channel bootstrap on the plan's bootstrap node, followed to its end
+    assert state.bootstrap["nonce"] == state.nonce and state.bootstrap["host"] == "fabric"
+    assert first.timings["bootstrap_job"] == 42.0
+    polls = sum(n.polls for n in env["nodes"])
+
     second = do_up(env)
     assert not second.changed
     assert FakeProvider.instances[-1].created == []
     assert StateStore(env["build"] / "environments" / "unit").load().nonce == state.nonce
+    assert sum(n.polls for n in env["nodes"]) == polls   # not even asked again
+
+
+def test_a_bootstrap_failure_is_a_readiness_failure_carrying_the_marker(env):
+    env["bootstrap"]["failed"] = {"step": "osn-join", "node": "orderer0.example.com",
+                                  "error": "osnadmin: Status: 400 bad config"}
+    with pytest.raises(bootstrap.BootstrapFailed) as err:
+        do_up(env)
+    assert "step 'osn-join' on node 'orderer0.example.com'" in err.value.message
+    assert "Status: 400 bad config" in err.value.message
+    assert FakeProvider.instances[-1].destroyed          # rolled back
+
+
+def test_without_the_bootstrap_node_no_bootstrap_is_awaited(env):
+    do_up(env, only=("caliper",))
+    assert env["nodes"] == []
 
 
 def test_only_brings_up_a_subset_and_sizes_follow_roles(env):
