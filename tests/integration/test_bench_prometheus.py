@@ -1,0 +1,161 @@
+"""launch.bench against a real Prometheus (Debian's prometheus 2.42) and Pushgateway.
+
+Each scenario of bench_scenarios is backfilled with `promtool tsdb create-blocks-from
+openmetrics` into a temporary TSDB, Prometheus serves it on 127.0.0.1, and the same
+queries `launch bench` asks are answered by it and judged. FABPERF_RECORD=1 rewrites the
+recordings under tests/data/bench/ that the unit tests judge without a Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bench_scenarios import ROUND_S, SCENARIOS, manager_log, openmetrics, report_html, totals
+
+from bake import runner
+from launch.bench import prometheus, report, signals, summarize, verdict
+from launch.bench.prometheus import Prometheus, Pushgateway, Window
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+RECORDINGS = REPO / "tests/data/bench"
+NEEDS = pytest.mark.skipif(not shutil.which("prometheus") or not shutil.which("promtool"),
+                           reason="Debian's prometheus package is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+T0 = float(int(time.time() - 3 * 3600) // 60 * 60)   # a round three hours ago, on a minute
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A Prometheus holding both scenarios (one after the other, 10 minutes apart)."""
+    if not shutil.which("prometheus"):
+        pytest.skip("Debian's prometheus package is not installed")
+    d = tmp_path_factory.mktemp("prom")
+    tsdb = d / "tsdb"
+    for i, s in enumerate(SCENARIOS.values()):
+        om = d / f"{s.name}.om"
+        om.write_text(openmetrics(s, T0 + 600 * i))
+        runner.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", om, tsdb],
+                   log_path=d / "promtool.log")
+    cfg = d / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 5s\nscrape_configs: []\n")
+    port = free_port()
+    proc = runner.spawn(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
+                         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-admin-api",
+                         "--storage.tsdb.retention.time=30d"], log_path=d / "prometheus.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield Prometheus(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _fetch(prom: Prometheus, i: int) -> prometheus.RoundResponses:
+    start = T0 + 600 * i
+    return prometheus.fetch_round(prom, Window(start, start + ROUND_S), 0)
+
+
+@NEEDS
+@pytest.mark.parametrize("i,name", list(enumerate(SCENARIOS)))
+def test_real_prometheus_answers_give_the_verdict(prom: Prometheus, i: int, name: str) -> None:
+    s = SCENARIOS[name]
+    resp = _fetch(prom, i)
+    sig = signals.from_responses(resp)
+    assert sig.worker_vm_cpu["caliper"] == pytest.approx(s.worker_vm_busy, abs=0.03)
+    assert set(sig.worker_process_cpu) == {"worker 0", "worker 1"}
+    assert sig.fabric_cpu["fabric/peer"] == pytest.approx(s.peer_cores / 2, abs=0.05)
+    assert sig.percentiles["p50"] is not None and len(sig.latency_buckets) == 15
+    assert len(sig.inflight) >= 10 and sig.series["send_rate"]
+    succ, fail, send, tput, avg = totals(s)
+    numbers = verdict.RoundNumbers(s.requested, send, tput, succ, fail)
+    v = verdict.judge(numbers, sig)
+    assert v.verdict.value == name, v.to_json()
+    if os.environ.get("FABPERF_RECORD") == "1":
+        out = RECORDINGS / name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "round-0.json").write_text(json.dumps(resp.to_json(), indent=1, sort_keys=True))
+        (out / "report.html").write_text(report_html(
+            [(s.label, succ, fail, send, s.latency_end + 0.4, s.latency_start * 0.5, avg,
+              tput)]))
+        (out / "manager.log").write_text(manager_log([(s.label, T0 + 600 * i, ROUND_S, succ,
+                                                        fail)], s.workers))
+
+
+@NEEDS
+def test_ledger_cross_check_from_real_answers(prom: Prometheus) -> None:
+    s = SCENARIOS["load-generator-bound"]
+    resp = _fetch(prom, 0)
+    plans = [summarize.RoundPlan(0, s.label, "workloads/create-asset.js", s.requested,
+                                 {"type": "fixed-rate", "opts": {"tps": s.requested}})]
+    succ, fail, send, tput, avg = totals(s)
+    rep = [report.RoundResult(s.label, succ, fail, send, 1.0, 0.2, avg, tput)]
+    summ, _ = summarize.summarize(environment="local", stamp="20261201T000000Z",
+                                  status="complete", started_at="", finished_at="",
+                                  plans=plans, report=rep, mlog=None, responses={0: resp},
+                                  thresholds=verdict.Thresholds(), caliper={})
+    ledger = summ.rounds[0].ledger
+    assert ledger["committed"] == pytest.approx(s.commit * ROUND_S, rel=0.02)
+    assert ledger["flagged"] is False
+
+
+@NEEDS
+def test_snapshot_through_the_admin_api(prom: Prometheus, tmp_path: Path) -> None:
+    name = prom.snapshot()
+    assert name and "/" not in name
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[Pushgateway]:
+    if not shutil.which("prometheus-pushgateway"):
+        pytest.skip("prometheus-pushgateway is not installed")
+    port = free_port()
+    proc = runner.spawn(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+                        log_path=tmp_path / "pgw.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield Pushgateway(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_pushgateway_groups_are_wiped_before_a_run(pushgateway: Pushgateway) -> None:
+    for w in range(3):
+        body = b"# TYPE caliper_tx_submitted counter\ncaliper_tx_submitted 5\n"
+        req = urllib.request.Request(
+            f"{pushgateway.url}/metrics/job/caliper-workers/workerIndex/{w}/roundIndex/0",
+            data=body, method="POST")
+        urllib.request.urlopen(req, timeout=5).close()
+    urllib.request.urlopen(urllib.request.Request(
+        f"{pushgateway.url}/metrics/job/other", data=b"x 1\n", method="POST"), timeout=5).close()
+    assert len(pushgateway.groups()) == 3
+    assert pushgateway.wipe() == 3
+    assert pushgateway.groups() == []
+    assert len(pushgateway.groups("other")) == 1
