@@ -14,7 +14,8 @@ BASE_ARGS ?= $(foreach c,$(wildcard /usr/local/share/ca-certificates/*.crt),--ex
 
 APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap shellcheck \
 	genisoimage xorriso openssl python3-venv python3-pip ca-certificates sudo \
-	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2
+	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2 \
+	prometheus prometheus-pushgateway chromium
 APT_NO_RECOMMENDS := cloud-init
 
 .PHONY: help venv deps base-image bake-images up down test test-chroot test-unit lint clean
