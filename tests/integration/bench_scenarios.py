@@ -27,9 +27,11 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from launch.caliper import LATENCY_BUCKETS
+
 STEP = 5
 ROUND_S = 60
-BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+BUCKETS = LATENCY_BUCKETS   # what launch's benchmark config asks the workers for
 CALIPER_HOST, FABRIC_HOST, MONITOR_HOST = "caliper", "fabric", "monitor"
 CALIPER_ADDR, FABRIC_ADDR = "10.77.0.11", "10.77.0.10"
 

@@ -23,6 +23,7 @@ from bench_scenarios import ROUND_S, SCENARIOS, manager_log, openmetrics, report
 from bake import runner
 from launch.bench import prometheus, report, signals, summarize, verdict
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
+from launch.caliper import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +92,7 @@ def test_real_prometheus_answers_give_the_verdict(prom: Prometheus, i: int, name
     assert sig.worker_vm_cpu["caliper"] == pytest.approx(s.worker_vm_busy, abs=0.03)
     assert set(sig.worker_process_cpu) == {"worker 0", "worker 1"}
     assert sig.fabric_cpu["fabric/peer"] == pytest.approx(s.peer_cores / 2, abs=0.05)
-    assert sig.percentiles["p50"] is not None and len(sig.latency_buckets) == 15
+    assert sig.percentiles["p50"] is not None and len(sig.latency_buckets) == len(LATENCY_BUCKETS)
     assert len(sig.inflight) >= 10 and sig.series["send_rate"]
     succ, fail, send, tput, avg = totals(s)
     numbers = verdict.RoundNumbers(s.requested, send, tput, succ, fail)
