@@ -192,6 +192,18 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
     return lab, targets
 
 
+def auto_workers(door: Door, lab: Lab) -> Lab:
+    """The Lab with default_workers(vCPUs) worker processes on each VM (`nproc` there)."""
+    workers = {}
+    for host in lab.workers:
+        res = door.run(host, "nproc")
+        try:
+            workers[host] = default_workers(int(res.stdout.split()[0]))
+        except (ValueError, IndexError):
+            raise ExternalError(f"{host}: `nproc` answered {res.stdout!r}") from None
+    return replace(lab, workers=workers)
+
+
 def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
     """The bootstrap node's BOOTSTRAP_DONE (JSON); InputError when it is not there."""
     host = lab.plan.bootstrap.name

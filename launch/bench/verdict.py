@@ -81,7 +81,7 @@ class Thresholds:
                 raise InputError.field(source, f"{path}.{key}", f"one of {sorted(known)}", key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise InputError.field(source, f"{path}.{key}", "a positive number", value)
-            if key.endswith("_ratio") and key != "latency_climb_ratio" and value > 1:
+            if key in SHARES and value > 1:
                 raise InputError.field(source, f"{path}.{key}", "a share between 0 and 1",
                                        value)
             changes[str(key)] = float(value)
@@ -103,6 +103,11 @@ class Thresholds:
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
+
+
+# thresholds that are shares (0..1]; the others are seconds, multiples or counts
+SHARES = frozenset({"send_rate_ratio", "worker_cpu", "fabric_cpu", "throughput_ratio",
+                    "unfinished_growth", "crosscheck_tolerance"})
 
 
 class Side(StrEnum):
