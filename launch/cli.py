@@ -292,11 +292,17 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
                      on_progress=progress)
     if output == "json":
         emit_json({"bundle": str(result.bundle), "summary": result.summary.to_json()})
-        return
-    click.echo(results.format_table(result.summary))
-    for note in result.summary.notes:
-        click.echo(f"note: {note}")
-    click.echo(f"results: {result.bundle}")
+    else:
+        click.echo(results.format_table(result.summary))
+        for note in result.summary.notes:
+            click.echo(f"note: {note}")
+        click.echo(f"results: {result.bundle}")
+    failed = [r.label for r in result.summary.rounds if r.status != "completed"]
+    if failed:
+        from bake.errors import ExternalError
+
+        raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
+                            f"{result.bundle}/logs/manager.log)")
 
 
 @cli.group("results")

@@ -598,8 +598,12 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
                                                        sort_keys=True, default=str) + "\n")
     if interrupted:
         raise KeyboardInterrupt
-    if failure is not None and not any(r.window for r in summary.rounds):
+    if failure is not None:
         raise ExternalError(f"{failure.message}\n  what was fetched: {path}", hint=failure.hint)
+    if status == "failed":
+        raise ExternalError(f"the Caliper manager on {lab.manager_host} exited before the "
+                            f"benchmark finished; what was fetched: {path}",
+                            hint=f"see {path}/logs/manager.log")
     return BenchResult(path, summary, interrupted)
 
 
@@ -624,7 +628,12 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
                    f"--since @{int(since) - 1}").stdout)
             if out is not None:
                 logs[f"{host}/{unit.removesuffix('.service')}.log"] = out
-    windows = {r.index: Window(*r.window) for r in (mlog.rounds if mlog else ()) if r.window}
+    logged = list(mlog.rounds) if mlog else []
+    windows = {r.index: Window(*r.window) for r in logged if r.window}
+    # read the ledger after a round two scrapes after its end, but before the next round
+    # starts (its preparation may commit: the read workload creates its assets)
+    next_start = {r.index: nxt.started for r, nxt in zip(logged, logged[1:], strict=False)
+                  if nxt.started is not None}
     if windows:
         # the last commits are scraped two intervals after a round's end
         wait = max(w.end for w in windows.values()) + 2 * prometheus.SCRAPE_INTERVAL_S - clock()
@@ -632,8 +641,10 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
             sleep(wait)
     responses = {}
     for i, w in windows.items():
+        until = min(w.end + 2 * prometheus.SCRAPE_INTERVAL_S, next_start.get(i, math.inf))
         got = _safe(notes, f"Prometheus queries of round {i + 1}",
-                    lambda w=w, i=i: prometheus.fetch_round(prom, w, i))
+                    lambda w=w, i=i, u=until: prometheus.fetch_round(prom, w, i,
+                                                                     ledger_until=u))
         if got is not None:
             responses[i] = got
     snapshot = _safe(notes, "Prometheus snapshot",

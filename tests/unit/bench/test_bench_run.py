@@ -43,14 +43,19 @@ class FakePrometheus:
         if expr == prometheus.LEDGER_QUERY:
             return RECORDED.ledger_before if at == RECORDED.window.start \
                 else RECORDED.ledger_after
-        kind, name = self.by_expr.get(expr, ("", ""))
+        kind, name = self.by_expr.get(self.norm(expr), ("", ""))
         if kind == "instant":
             return RECORDED.instant[name]
         return {"resultType": "vector", "result": []}
 
     def query_range(self, expr: str, start: float, end: float, step: float = 5) -> dict:
-        kind, name = self.by_expr[expr]
+        kind, name = self.by_expr[self.norm(expr)]
         return RECORDED.ranges[name]
+
+    @staticmethod
+    def norm(expr: str) -> str:
+        """Every round answers what the recorded round 0 answered."""
+        return re.sub(r'roundIndex="\d+"', 'roundIndex="0"', expr)
 
     def snapshot(self) -> str:
         self.snapshots += 1
@@ -245,3 +250,39 @@ def test_round_selection_and_overrides(tmp_path: Path) -> None:
 
 def test_default_workers_is_about_one_and_a_half_per_vcpu() -> None:
     assert [run.default_workers(n) for n in (1, 2, 4, 8)] == [2, 3, 6, 12]
+
+
+def test_ledger_is_read_before_the_next_round_starts(tmp_path: Path) -> None:
+    """The read round's preparation commits assets: they must not count for the round
+    before it."""
+    t = RECORDED.window.start
+
+    def line(at: float, msg: str) -> str:
+        return f"{at:.6f} caliper caliper[1]: x info [caliper] {msg}\n"
+
+    door = FakeDoor()
+    door.log = [line(t - 5, "[worker-orchestrator] 2 workers connected, progressing"),
+                line(t - 3, "[round-orchestrator] Started round 1 (saturate)"),
+                line(t, "[round-orchestrator] Monitors successfully started"),
+                line(t + 60.5, "[round-orchestrator] Finished round 1 (saturate) in 60.000 "
+                                "seconds"),
+                line(t + 66, "[round-orchestrator] Started round 2 (read)"),
+                line(t + 67, "[round-orchestrator] Monitors successfully started"),
+                line(t + 97.5, "[round-orchestrator] Finished round 2 (read) in 30.000 "
+                               "seconds"),
+                line(t + 99, "[round-orchestrator] Benchmark finished in 99 seconds.")]
+    asked: list[float] = []
+
+    class Prom(FakePrometheus):
+        def query(self, expr: str, at: float | None = None) -> dict:
+            if expr == prometheus.LEDGER_QUERY:
+                asked.append(at)
+            return super().query(expr, at)
+
+    clock = Clock(t - 30)
+    run.run(lab(tmp_path), door, Options(), results_root=tmp_path / "r", prom=Prom(),
+            pushgateway=FakePushgateway(), clock=clock, sleep=clock.sleep,
+            local_versions=lambda: {})
+    # round 1: before at its start, after at min(end + 10 s, round 2's start)
+    assert asked[:2] == [t, t + 66]
+    assert asked[2:] == [t + 67, t + 97 + 10]
