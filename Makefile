@@ -18,7 +18,7 @@ APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap 
 	prometheus prometheus-pushgateway chromium
 APT_NO_RECOMMENDS := cloud-init
 
-.PHONY: help venv deps base-image bake-images up down test test-chroot test-unit lint clean
+.PHONY: help venv deps base-image bake-images up bench down test test-chroot test-unit lint clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-nod
 
 up: venv ## launch the environment $(ENV) from the baked images
 	$(BIN)/launch up $(ENV)
+
+bench: venv ## run the Caliper benchmark on $(ENV) (launched) and print the results table
+	$(BIN)/launch bench $(ENV)
 
 down: venv ## tear the environment $(ENV) down
 	$(BIN)/launch down $(ENV)
