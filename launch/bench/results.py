@@ -317,3 +317,46 @@ def list_bundles(results_root: Path, environment: str | None = None) -> list[Lis
             except InputError as exc:
                 out.append(Listed(b, None, exc.message))
     return out
+
+
+# --- checking a bundle (the e2e test's acceptance) ---------------------------------------
+
+REQUIRED_PARTS = ("summary.json", "index.html", "report.html", "versions.json",
+                  "configs/benchmark.yaml", "plots/rates.png", "plots/latency.png",
+                  "plots/cpu.png", "prometheus/snapshot.tar.gz", "logs/manager.log")
+
+
+def check_bundle(bundle: Path) -> list[str]:
+    """What is wrong with a published bundle (empty: nothing): a part missing, a
+    summary.json round that disagrees with report.html's table, a round without a verdict,
+    a ledger cross-check beyond its tolerance, a private key."""
+    from launch.bench import report
+
+    problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
+    if not list(bundle.glob("logs/*/caliper-worker@*.log")):
+        problems.append("missing the workers' logs (logs/<host>/caliper-worker@N.log)")
+    try:
+        summary = load(bundle)
+    except InputError as exc:
+        return [*problems, exc.message]
+    if (bundle / "report.html").is_file():
+        rows = {r.label: r for r in report.parse_report_html(
+            (bundle / "report.html").read_text(), where=str(bundle / "report.html"))}
+        for r in summary.rounds:
+            row = rows.get(r.label)
+            if row is None:
+                problems.append(f"round {r.label}: not in report.html")
+                continue
+            mine = (r.succeeded, r.failed, r.send_rate_tps, r.throughput_tps, r.latency.avg,
+                    r.latency.max)
+            theirs = (row.succeeded, row.failed, row.send_rate, row.throughput,
+                      row.avg_latency, row.max_latency)
+            if mine != theirs:
+                problems.append(f"round {r.label}: summary.json {mine} != report.html {theirs}")
+    for r in summary.rounds:
+        if r.verdict.get("verdict") not in ("load-generator-bound", "fabric-bound", "headroom"):
+            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}")
+        if r.ledger.get("flagged"):
+            problems.append(f"round {r.label}: ledger cross-check {ledger_text(r.ledger)}")
+    problems += [f"private key in {p.relative_to(bundle)}" for p in scan_private_keys(bundle)]
+    return problems

@@ -8,6 +8,7 @@ recordings under tests/data/bench/ that the unit tests judge without a Prometheu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,6 +50,19 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
+@contextlib.contextmanager
+def serve(argv: list[str], log: Path) -> Iterator[str]:
+    """Run a Prometheus-family server on a free 127.0.0.1 port until the block ends."""
+    port = free_port()
+    proc = runner.spawn([*argv, f"--web.listen-address=127.0.0.1:{port}"], log_path=log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 T0 = float(int(time.time() - 3 * 3600) // 60 * 60)   # a round three hours ago, on a minute
 
 
@@ -66,16 +80,10 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
                    log_path=d / "promtool.log")
     cfg = d / "prometheus.yml"
     cfg.write_text("global:\n  scrape_interval: 5s\nscrape_configs: []\n")
-    port = free_port()
-    proc = runner.spawn(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
-                         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-admin-api",
-                         "--storage.tsdb.retention.time=30d"], log_path=d / "prometheus.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield Prometheus(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}",
+                "--web.enable-admin-api", "--storage.tsdb.retention.time=30d"],
+               d / "prometheus.log") as url:
+        yield Prometheus(url)
 
 
 def _fetch(prom: Prometheus, i: int) -> prometheus.RoundResponses:
@@ -136,15 +144,8 @@ def test_snapshot_through_the_admin_api(prom: Prometheus, tmp_path: Path) -> Non
 def pushgateway(tmp_path: Path) -> Iterator[Pushgateway]:
     if not shutil.which("prometheus-pushgateway"):
         pytest.skip("prometheus-pushgateway is not installed")
-    port = free_port()
-    proc = runner.spawn(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
-                        log_path=tmp_path / "pgw.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield Pushgateway(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve(["prometheus-pushgateway"], tmp_path / "pgw.log") as url:
+        yield Pushgateway(url)
 
 
 def test_pushgateway_groups_are_wiped_before_a_run(pushgateway: Pushgateway) -> None:

@@ -131,3 +131,16 @@ def test_files_are_not_world_writable(tmp_path: Path) -> None:
     path, _ = collect.write(tmp_path, fetched(), Thresholds())
     for p in path.rglob("*"):
         assert not os.stat(p).st_mode & 0o002
+
+
+def test_check_bundle_names_what_is_wrong(tmp_path: Path) -> None:
+    path, _ = collect.write(tmp_path, fetched(), Thresholds())
+    problems = results.check_bundle(path)
+    # this recorded round is fabric-bound with a ledger 30 % short, and has no snapshot
+    assert "missing prometheus/snapshot.tar.gz" in problems
+    assert any(p.startswith("round saturate: ledger cross-check 4") for p in problems)
+    assert not [p for p in problems if "report.html" in p or "private key" in p]
+    doc = json.loads((path / "summary.json").read_text())
+    doc["rounds"][0]["succeeded"] = 1
+    (path / "summary.json").write_text(json.dumps(doc))
+    assert any("summary.json (1, 0" in p for p in results.check_bundle(path))
