@@ -148,6 +148,8 @@ def parse_report_html(text: str, *, where: str = "report.html") -> list[RoundRes
 
 # --- the manager's log ------------------------------------------------------------------
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")     # Caliper colours the level (colorize.level: true)
+_ERROR = re.compile(r"\berror\b")
 _JOURNAL = re.compile(r"^(?P<ts>\d{9,}\.\d+) \S+ [^:]+: (?P<msg>.*)$")   # journalctl -o short-unix
 _STARTED = re.compile(r"Started round (\d+) \((.*)\)\s*$")
 _MONITORS = re.compile(r"Monitors successfully started")
@@ -208,6 +210,7 @@ class ManagerLog:
 
 
 def _strip(line: str) -> tuple[float | None, str]:
+    line = _ANSI.sub("", line)
     m = _JOURNAL.match(line)
     return (float(m.group("ts")), m.group("msg")) if m else (None, line)
 
@@ -273,7 +276,7 @@ def parse_manager_log(lines: Iterable[str]) -> ManagerLog:
                     int(m.group(6))))
         elif _DONE.search(msg):
             done = True
-        elif " error " in f" {msg.lower()} " and "[caliper]" in msg:
+        elif _ERROR.search(msg) and "[caliper]" in msg:
             errors.append(html.unescape(msg.strip()))
     return ManagerLog(expected, connected, ready, tuple(rounds[i] for i in sorted(rounds)),
                       done, tuple(errors[-20:]))

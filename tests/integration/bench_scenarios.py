@@ -234,7 +234,11 @@ def manager_log(rounds: list[tuple[str, float, float, int, int]], workers: int,
     out = []
 
     def line(t: float, msg: str) -> None:
-        out.append(f"{t:.6f} {host} caliper[4242]: 2026.12.01-20:00:00.000 info  [caliper] {msg}")
+        # Caliper 0.6.0's console format: timestamp, coloured padded level, label, module,
+        # a tab (formats.align), the message
+        module, _, text = msg.partition("] ")
+        out.append(f"{t:.6f} {host} caliper[4242]: 2026.12.01-20:00:00.000 \x1b[32minfo\x1b[39m"
+                   f"  [caliper] {module}] \t{text.strip()}")
 
     t = rounds[0][1] - 8 if rounds else 0
     line(t, f"[worker-orchestrator]   Waiting for {workers} workers to be connected...")
