@@ -268,7 +268,10 @@ def manager_command(run_dir: str) -> str:
     argv = ["sudo", "-n", "systemd-run", f"--unit={MANAGER_UNIT}", "--uid=caliper",
             "--gid=caliper", f"--working-directory={contract.CALIPER_WORKSPACE}",
             "--setenv=HOME=/var/lib/caliper", "--setenv=NODE_ENV=production",
-            "--property=LimitNOFILE=1048576", "--",
+            "--property=LimitNOFILE=1048576",
+            # the manager stops its workers on SIGINT (launchManager.js): make `systemctl
+            # stop` send that, and give it time to tell every worker
+            "--property=KillSignal=SIGINT", "--property=TimeoutStopSec=30", "--",
             CALIPER_BIN, "launch", "manager",
             f"--caliper-workspace={contract.CALIPER_WORKSPACE}",
             f"--caliper-projectconfig={contract.CALIPER_DIR}/caliper.yaml",
