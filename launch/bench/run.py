@@ -407,14 +407,17 @@ def finished_line(r: report.RoundLog) -> str:
 
 
 def live_rates(prom: Prometheus, round_index: int, at: float) -> dict[str, float]:
-    """Current send rate and committed rate (Prometheus, last 15 s)."""
+    """Current send rate, finished rate (Caliper's throughput, failures included) and the
+    ledger's committed rate (Prometheus, last 15 s)."""
     q = prometheus.range_queries(round_index)
     out = {}
-    for name, key in (("send", "send_rate"), ("committed", "committed_rate")):
+    for name, key in (("send", "send_rate"), ("finished", "finish_rate"),
+                      ("committed", "committed_rate")):
         data = prom.query(q[key], at)
         vals = [float(x["value"][1]) for x in data.get("result", [])]
-        if vals and not math.isnan(vals[0]):
-            out[name] = vals[0]
+        vals = [v for v in vals if not math.isnan(v)]
+        if vals:
+            out[name] = sum(vals)
     return out
 
 

@@ -68,7 +68,8 @@ def summarize_round(plan: RoundPlan, result: RoundResult | None, log: RoundLog |
         ledger = check.to_json()
     else:
         ledger = {"committed": None, "succeeded": succeeded, "per_peer": {},
-                  "difference": None, "flagged": result is not None,
+                  "difference": None,
+                  "flagged": result is not None and not ledger_mod.is_read_only(plan.workload),
                   "applicable": not ledger_mod.is_read_only(plan.workload),
                   "note": "no Prometheus data for the round"}
     window = None

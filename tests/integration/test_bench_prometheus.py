@@ -201,3 +201,14 @@ def test_grafana_panels_against_prometheus(prom: Prometheus) -> None:
     with pytest.raises(AssertionError, match="fabperf / Fabric / Raft leader"):
         panels.assert_panels_have_data(prom.url, at=T0 + 50)
     panels.assert_panels_have_data(prom.url, at=T0 + 50, allow_empty=NEEDS_LIVE_DATA)
+
+
+@NEEDS
+def test_live_progress_rates(prom: Prometheus) -> None:
+    from launch.bench import run
+
+    s = SCENARIOS["fabric-bound"]
+    rates = run.live_rates(prom, 0, T0 + 600 + 30)
+    assert rates["send"] == pytest.approx(s.send, rel=0.05)
+    assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
+    assert rates["finished"] == pytest.approx(s.commit, rel=0.1)
