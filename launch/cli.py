@@ -274,22 +274,14 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
     """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
     results bundle (results/<env>/<stamp>/) with a verdict per round."""
     from launch.bench import results, run
-    from launch.bench.verdict import Thresholds
 
     root, bdir = _build_dir(build_dir)
-    lab, targets = run.open_lab(env, build_dir=bdir, repo_root=root,
-                                workers_per_vm=workers_per_vm
-                                if isinstance(workers_per_vm, int) else None)
-    spec_thresholds = Thresholds.from_mapping(lab.plan.spec.bench_thresholds,
-                                              source=lab.spec_path)
     options = run.Options(rounds=rounds, tps=tps, duration=duration,
-                          thresholds=Thresholds.parse_pairs(thresholds, base=spec_thresholds),
+                          threshold_pairs=thresholds,
                           timeouts=run.Timeouts(register=register_timeout))
-    door = run.SshDoor(targets, lab.env_dir / "logs" / "bench-ssh.log")
-    if workers_per_vm == "auto":
-        lab = run.auto_workers(door, lab)
-    result = run.run(lab, door, options, results_root=_results_root(results_dir),
-                     on_progress=progress)
+    result = run.bench(env, options, build_dir=bdir, repo_root=root,
+                       results_root=_results_root(results_dir),
+                       workers_per_vm=workers_per_vm, on_progress=progress)
     if output == "json":
         emit_json({"bundle": str(result.bundle), "summary": result.summary.to_json()})
     else:

@@ -115,6 +115,7 @@ class Options:
     workers_per_vm: int | None = None     # default: the spec's caliper.workers.processes
     thresholds: Thresholds = field(default_factory=Thresholds)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    threshold_pairs: tuple[str, ...] = ()  # --threshold NAME=VALUE (bench() applies them)
 
 
 @dataclass(frozen=True)
@@ -669,3 +670,22 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
         timings=timings, notes=tuple(notes))
+
+
+def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, results_root: Path,
+          workers_per_vm: int | str | None = None,
+          on_progress: Callable[[str], None] = lambda _: None) -> BenchResult:
+    """`launch bench ENV`: open the lab, reach it over SSH, run (see run()). The spec's
+    `bench.thresholds` apply under options.thresholds' explicit overrides
+    (--threshold NAME=VALUE pairs); `workers_per_vm`: a number, "auto" or None (the spec's)."""
+    lab, targets = open_lab(env, build_dir=build_dir, repo_root=repo_root,
+                            workers_per_vm=workers_per_vm if isinstance(workers_per_vm, int)
+                            else None)
+    base = Thresholds.from_mapping(lab.plan.spec.bench_thresholds, source=lab.spec_path)
+    options = replace(options, thresholds=Thresholds.parse_pairs(options.threshold_pairs,
+                                                                 base=base))
+    door = SshDoor(targets, lab.env_dir / "logs" / "bench-ssh.log")
+    if workers_per_vm == "auto":
+        lab = auto_workers(door, lab)
+    return run(lab, door, options, results_root=results_root, on_progress=on_progress)
+

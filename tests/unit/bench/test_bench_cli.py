@@ -83,3 +83,16 @@ def test_spec_bench_thresholds(tmp_path: Path) -> None:
     doc["bench"] = {"thresold": {}}
     with pytest.raises(InputError, match="bench.thresold"):
         spec.parse(doc, Path("env.yaml"))
+
+
+def test_bench_of_an_environment_that_is_not_up_is_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.state import EnvState, HostState, Phase, StateStore
+
+    store = StateStore(tmp_path / "environments" / "local")
+    store.save(EnvState(environment="local", provider="none", spec_path="/nonexistent.yaml",
+                        hosts={"fabric": HostState("fabric", "10.0.0.1", ("peer",),
+                                                   phase=Phase.FAILED)}))
+    assert run_main(cli, ["bench", "local", "--build-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "environment local is not up: fabric (failed" in err and "launch up" in err
