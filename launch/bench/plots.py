@@ -72,6 +72,7 @@ def render_plots(out_dir: Path, rounds: Sequence[tuple[str, float, RoundSignals]
             ax.set_xlabel("seconds into the round")
             ax.grid(alpha=0.3)
             if drawn:
+                ax.set_ylim(bottom=0)
                 ax.legend(fontsize=7, loc="best")
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)

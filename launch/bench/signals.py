@@ -72,7 +72,9 @@ def _keyed(data: Any, key: Sequence[str], fmt: str = "{}") -> dict[str, float]:
 
 
 def _legend(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{v}" for _, v in sorted(labels.items())) or "all"
+    """'fabric peer', 'success', 'all': the host first, then the other label values."""
+    order = sorted(labels, key=lambda k: (k != "host", k))
+    return " ".join(labels[k] for k in order) or "all"
 
 
 def slope(points: Sequence[Point]) -> float:
