@@ -604,6 +604,7 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
         write_atomic(path / "summary.json", json.dumps(summary.to_json(), indent=2,
                                                        sort_keys=True, default=str) + "\n")
     if interrupted:
+        on_progress(f"interrupted; what was measured is in {path}")
         raise KeyboardInterrupt
     if failure is not None:
         raise ExternalError(f"{failure.message}\n  what was fetched: {path}", hint=failure.hint)

@@ -208,8 +208,14 @@ def test_a_whole_run(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_everything_and_keeps_what_was_measured(tmp_path: Path) -> None:
     door = FakeDoor(interrupt_at_poll=3)
+    lines: list[str] = []
+    clock = Clock(RECORDED.window.start - 30)
     with pytest.raises(KeyboardInterrupt):
-        go(tmp_path, door)
+        run.run(lab(tmp_path), door, Options(), results_root=tmp_path / "results",
+                on_progress=lines.append, prom=FakePrometheus(),
+                pushgateway=FakePushgateway(), clock=clock, sleep=clock.sleep,
+                local_versions=lambda: {})
+    assert lines[-1].startswith("interrupted; what was measured is in ")
     cmds = [c for _, c in door.calls]
     assert any("stop fabperf-caliper-manager" in c for c in cmds)
     assert any("stop 'caliper-worker@*.service'" in c for c in cmds[-40:])
