@@ -19,6 +19,8 @@ from launch import spec as spec_mod
 from launch.bench import prometheus, run
 from launch.bench.run import Lab, Options, Timeouts
 
+# the bundle's plots: matplotlib's font manager runs fc-list once to build its font cache
+pytestmark = pytest.mark.subprocess
 DATA = Path(__file__).resolve().parents[2] / "data/bench/fabric-bound"
 REPO = Path(__file__).resolve().parents[3]
 KEY = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
