@@ -212,3 +212,36 @@ def test_live_progress_rates(prom: Prometheus) -> None:
     assert rates["send"] == pytest.approx(s.send, rel=0.05)
     assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
     assert rates["finished"] == pytest.approx(s.commit, rel=0.1)
+
+
+@NEEDS
+def test_a_run_against_the_real_prometheus_and_pushgateway(prom: Prometheus,
+                                                           tmp_path: Path) -> None:
+    """launch.bench.run end to end with the unit tests' fake SSH door but the real
+    Prometheus (backfilled fabric-bound round) and a real Pushgateway."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests/unit/bench"))
+    import test_bench_run as fakes
+
+    from launch.bench import results, run
+
+    s = SCENARIOS["fabric-bound"]
+    start = T0 + 600
+    succ, fail, send, tput, avg = totals(s)
+    door = fakes.FakeDoor()
+    door.log = manager_log([(s.label, start, ROUND_S, succ, fail)], s.workers
+                           ).splitlines(keepends=True)
+    with serve(["prometheus-pushgateway"], tmp_path / "pgw.log") as pgw_url:
+        clock = fakes.Clock(start - 30)
+        result = run.run(fakes.lab(tmp_path), door, run.Options(),
+                         results_root=tmp_path / "results", prom=prom,
+                         pushgateway=Pushgateway(pgw_url), clock=clock, sleep=clock.sleep,
+                         local_versions=lambda: {"fabperf": "test"})
+    r = result.summary.rounds[0]
+    assert r.verdict["verdict"] == "fabric-bound"
+    assert r.window == {"start": start, "end": start + ROUND_S, "seconds": ROUND_S}
+    assert r.latency.p95 is not None
+    assert r.ledger["committed"] == pytest.approx(s.commit * ROUND_S, rel=0.02)
+    problems = results.check_bundle(result.bundle)
+    assert problems == [f"round {s.label}: ledger cross-check {results.ledger_text(r.ledger)}"]
