@@ -24,10 +24,11 @@ BASE_ARGS ?= $(foreach c,$(wildcard /usr/local/share/ca-certificates/*.crt),--ex
 
 APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap shellcheck \
 	genisoimage xorriso openssl python3-venv python3-pip ca-certificates sudo \
-	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2
+	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2 \
+	prometheus prometheus-pushgateway chromium
 APT_NO_RECOMMENDS := cloud-init
 
-.PHONY: help venv deps base-image bake-images lab up status down test test-chroot test-unit lint clean
+.PHONY: help venv deps base-image bake-images lab up status bench down test test-chroot test-unit lint clean
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,15 +52,19 @@ base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; 
 bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
 	$(BIN)/bake build --provider $(PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
 
-lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, show it
+lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, benchmark it
 	$(BIN)/launch up $(ENV)
 	$(BIN)/launch status $(ENV)
+	$(BIN)/launch bench $(ENV)
 
 up: venv ## launch the environment $(ENV) from the baked images (bootstraps the channel)
 	$(BIN)/launch up $(ENV)
 
 status: venv ## hosts and every Fabric node's channel height of $(ENV)
 	$(BIN)/launch status $(ENV)
+
+bench: venv ## run the Caliper benchmark on $(ENV) (launched) and print the results table
+	$(BIN)/launch bench $(ENV)
 
 down: venv ## tear the environment $(ENV) down
 	$(BIN)/launch down $(ENV)

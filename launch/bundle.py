@@ -37,7 +37,6 @@ from launch.cloudinit import File, UserData
 from launch.contract import (
     BOOTSTRAP_DIR,
     CALIPER_DIR,
-    CALIPER_MANAGER_DIR,
     CALIPER_USER,
     CALIPER_WORKER_ENV,
     CHAINCODE_ENV,
@@ -157,17 +156,8 @@ def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
         files += [File(f"{PROMETHEUS_FILE_SD}/{job}.json", text)
                   for job, text in s.file_sd.items()]
         files.append(File(GRAFANA_ENV, s.grafana_env, "root:root", "0600"))
-        first_worker = plan.workers[0].host
-        files += [
-            # The manager needs a valid network config although it submits nothing
-            # (--caliper-flow-only-test); it gets the first worker's.
-            File(f"{CALIPER_MANAGER_DIR}/networkconfig.yaml", s.network_configs[first_worker],
-                 "root:root", "0600"),
-            File(f"{CALIPER_MANAGER_DIR}/benchmark.yaml", s.benchmark),
-            # Root's: the monitor image has no caliper user, and cloud-init's write_files
-            # fails the whole module on an unknown owner.
-            File(f"{CALIPER_MANAGER_DIR}/caliper.yaml", s.caliper_yaml),
-        ]
+        # No Caliper manager files: `launch bench` runs the manager on the first worker VM
+        # (launch.bench.run), which has its network config; the monitor holds no Fabric key.
     return cloudinit.dedupe(files)
 
 

@@ -4,12 +4,13 @@ Each worker VM's network config names a different gateway peer (round robin over
 organisations, then peers; see launch.plan), because the fabric-gateway binding sends every
 transaction through the first peer of the organisation: that is the only way to spread the
 gateway load. Workers are remote (MQTT through the monitor's Mosquitto); the manager runs on
-the monitor with --caliper-flow-only-test semantics (Fabric is bootstrapped by launch).
+the first worker VM with --caliper-flow-only-test (Fabric is bootstrapped by launch; see
+launch.bench.run for why the manager is there and what it costs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from launch.plan import CaliperWorker, Plan
 
 REPORT_PATH = "/var/lib/caliper/report.html"
 PUSH_INTERVAL_MS = 5000
+# caliper_tx_e2e_latency buckets (seconds). Caliper's default is linear 0.1 + 0.5 x 10, too
+# coarse for p50/p95/p99 below a second and blind above 4.6 s.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+                   60.0)
 
 
 def contract_ids(plan: Plan) -> dict[tuple[str, str], str]:
@@ -114,27 +119,31 @@ def _round(plan: Plan, rnd: Any, default_contract: str) -> dict[str, Any]:
     return out
 
 
-def benchmark(plan: Plan) -> dict[str, Any]:
-    """The manager's benchmark config: every worker process of every VM, the spec's rounds,
-    the Pushgateway observer and Prometheus resource queries for the report."""
+def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
+              workers: int | None = None) -> dict[str, Any]:
+    """The manager's benchmark config: every worker process of every VM (`workers`, default
+    the spec's), the spec's rounds (or `rounds`, spec.Round values), the Pushgateway
+    observer and Prometheus resource queries for the report."""
     spec = plan.spec
     monitor = plan.monitor.address
     first = spec.channels[0]
     default_contract = contract_ids(plan)[(first.name, first.chaincodes[0].name)]
+    workers = spec.caliper.workers if workers is None else workers
 
     def cpu(group: str) -> dict[str, Any]:
-        return {"name": f"CPU {group} (%)", "label": "instance", "statistic": "avg",
+        return {"name": f"CPU {group} (%)", "label": "host", "statistic": "avg",
                 "step": 5, "multiplier": 100,
-                "query": f'sum by (instance) (rate(namedprocess_namegroup_cpu_seconds_total'
+                "query": f'sum by (host) (rate(namedprocess_namegroup_cpu_seconds_total'
                          f'{{groupname="{group}"}}[30s]))'}
 
     return {
         "test": {
             "name": f"fabperf-{spec.name}",
             "description": f"{spec.name}: {len(plan.peers)} peers, {len(plan.orderers)} "
-                           f"{spec.orderers.type.value} orderers, {spec.caliper.workers} workers",
-            "workers": {"number": spec.caliper.workers},
-            "rounds": [_round(plan, r, default_contract) for r in spec.caliper.rounds],
+                           f"{spec.orderers.type.value} orderers, {workers} workers",
+            "workers": {"number": workers},
+            "rounds": [_round(plan, r, default_contract)
+                       for r in (spec.caliper.rounds if rounds is None else rounds)],
         },
         "monitors": {
             "transaction": [{"module": "prometheus-push", "options": {
@@ -142,9 +151,11 @@ def benchmark(plan: Plan) -> dict[str, Any]:
                 "pushUrl": f"http://{monitor}:{PORTS['pushgateway']}",
                 "processMetricCollectInterval": PUSH_INTERVAL_MS,
                 "defaultLabels": {"environment": spec.name},
+                "histogramBuckets": {"explicit": list(LATENCY_BUCKETS)},
             }}],
+            # The manager runs on a worker VM: Prometheus is the monitor's.
             "resource": [{"module": "prometheus", "options": {
-                "url": f"http://localhost:{PORTS['prometheus']}",
+                "url": f"http://{monitor}:{PORTS['prometheus']}",
                 "metrics": {"include": [".*"],
                             "queries": [cpu("peer"), cpu("orderer"), cpu("caliper")]},
             }}],

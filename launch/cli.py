@@ -237,4 +237,128 @@ def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
         click.echo(f"removed {item}")
 
 
+# --- bench / results (launch.bench) ----------------------------------------------------
+
+def _results_root(override: Path | None) -> Path:
+    from bake import layout
+
+    return override if override is not None else layout.find_repo_root() / "results"
+
+
+_results_option = click.option(
+    "--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where results bundles live [default: <repo>/results].")
+
+
+def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter("a positive integer or 'auto' (1.5 x the VM's vCPUs)")
+    return int(value)
+
+
+@cli.command("bench")
+@click.argument("env", metavar="ENV")
+@click.option("--round", "rounds", multiple=True, metavar="LABEL",
+              help="Run only these rounds of the spec (repeatable; spec order).")
+@click.option("--tps", type=click.IntRange(min=1), default=None,
+              help="Run every selected round at this fixed total rate.")
+@click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Run every selected round for this long.")
+@click.option("--workers-per-vm", callback=_workers_per_vm, default=None, metavar="N|auto",
+              help="Worker processes per worker VM [default: the spec's "
+                   "caliper.workers.processes; auto: 1.5 x the VM's vCPUs].")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Override a verdict threshold (launch.bench.verdict.Thresholds; "
+                   "repeatable), after the spec's bench.thresholds.")
+@click.option("--register-timeout", type=click.IntRange(min=1), default=300,
+              show_default=True, metavar="SECONDS",
+              help="How long the workers may take to register with the manager.")
+@_results_option
+@_build_dir_option
+@output_option
+@verbosity_options
+def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int | None,
+              workers_per_vm: int | str | None, thresholds: tuple[str, ...],
+              register_timeout: int, results_dir: Path | None, build_dir: Path | None,
+              output: str) -> None:
+    """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
+    results bundle (results/<env>/<stamp>/) with a verdict per round."""
+    from launch.bench import results, run
+
+    root, bdir = _build_dir(build_dir)
+    options = run.Options(rounds=rounds, tps=tps, duration=duration,
+                          threshold_pairs=thresholds,
+                          timeouts=run.Timeouts(register=register_timeout))
+    result = run.bench(env, options, build_dir=bdir, repo_root=root,
+                       results_root=_results_root(results_dir),
+                       workers_per_vm=workers_per_vm, on_progress=progress)
+    if output == "json":
+        emit_json({"bundle": str(result.bundle), "summary": result.summary.to_json()})
+    else:
+        click.echo(results.format_table(result.summary))
+        for note in result.summary.notes:
+            click.echo(f"note: {note}")
+        click.echo(f"results: {result.bundle}")
+    failed = [r.label for r in result.summary.rounds if r.status != "completed"]
+    if failed:
+        from bake.errors import ExternalError
+
+        raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
+                            f"{result.bundle}/logs/manager.log)")
+
+
+@cli.group("results")
+def results_group() -> None:
+    """What the benchmark runs measured (results bundles)."""
+
+
+@results_group.command("list")
+@click.option("--env", "environment", default=None, help="Only this environment's runs.")
+@_results_option
+@output_option
+@verbosity_options
+def results_list_cmd(environment: str | None, results_dir: Path | None, output: str) -> None:
+    """Every results bundle, oldest first: status, rounds and their verdicts."""
+    from launch.bench import results
+
+    found = results.list_bundles(_results_root(results_dir), environment)
+    if output == "json":
+        emit_json([{"path": str(b.path), "error": b.error,
+                    "environment": b.summary.environment if b.summary else None,
+                    "status": b.summary.status if b.summary else None,
+                    "rounds": [{"label": r.label, "verdict": r.verdict.get("verdict"),
+                                "throughput_tps": r.throughput_tps, "failed": r.failed}
+                               for r in (b.summary.rounds if b.summary else ())]}
+                   for b in found])
+        return
+    if not found:
+        click.echo("no results bundles")
+    for b in found:
+        if b.summary is None:
+            click.echo(f"{b.path}  unreadable: {b.error}")
+            continue
+        verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')}" for r in b.summary.rounds)
+        click.echo(f"{b.path}  {b.summary.status:<11} {verdicts}")
+
+
+@results_group.command("show")
+@click.argument("bundle", metavar="DIR", type=click.Path(path_type=Path))
+@output_option
+@verbosity_options
+def results_show_cmd(bundle: Path, output: str) -> None:
+    """One bundle's summary table, verdicts and evidence."""
+    from launch.bench import results
+
+    summary = results.load(bundle)
+    if output == "json":
+        emit_json(summary.to_json())
+        return
+    click.echo(f"{summary.environment} {summary.stamp} ({summary.status})")
+    click.echo(results.format_table(summary))
+    for note in summary.notes:
+        click.echo(f"note: {note}")
+
+
 main = exits(cli)

@@ -93,7 +93,6 @@ CALIPER_UNIT = "caliper-worker@{index}.service"
 CALIPER_DIR = "/etc/fabperf/caliper"
 CALIPER_WORKSPACE = "/opt/fabperf/caliper"               # baked: node_modules, workloads/
 CALIPER_USER = "caliper"
-CALIPER_MANAGER_DIR = "/etc/fabperf/caliper/manager"     # monitor: networkconfig, benchmark.yaml
 CALIPER_WORKER_ENV = "/etc/fabperf/caliper/worker.env"  # CALIPER_WORKERS=N, CALIPER_* settings
 CALIPER_WORKER_BENCHCONFIG = "/opt/fabperf/caliper/benchmarks/worker.yaml"  # baked placeholder
 CALIPER_WORKLOADS = "/opt/fabperf/caliper/workloads"     # {create,read,update}-asset.js

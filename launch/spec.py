@@ -10,7 +10,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ _DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
 _SIZE = re.compile(r"^(\d+)\s*(KB|MB)$")
 TOP_KEYS = ("name", "provider", "settings", "network", "images", "manifest", "fabric",
             "organisations", "orderers", "channels", "caliper", "monitor", "tuning",
-            "placement")
+            "placement", "bench")
 
 
 # --- the models ---------------------------------------------------------------------------
@@ -204,6 +204,8 @@ class EnvSpec:
     monitor: Monitor
     tuning: Tuning
     placement: tuple[PlacedHost, ...] | None = None  # None: one role per VM, names generated
+    bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
+    """`bench: thresholds:` overrides of launch.bench.verdict.Thresholds (validated here)"""
 
     def org(self, name: str) -> Organisation:
         """The organisation called `name`."""
@@ -425,6 +427,17 @@ def _caliper(top: _Map) -> Caliper:
     return Caliper(vms=vms, processes=processes, rounds=tuple(rounds))
 
 
+def _bench(top: _Map) -> dict[str, Any]:
+    """`bench:` (thresholds of the verdict), checked by the verdict's own rules."""
+    from launch.bench.verdict import Thresholds
+
+    m = top.map("bench")
+    raw = m.get("thresholds", {})
+    Thresholds.from_mapping(raw, source=m.file, path=m.where("thresholds"))
+    m.done()
+    return dict(raw)
+
+
 def _tuning(top: _Map) -> Tuning:
     m = top.map("tuning")
     defaults = Tuning()
@@ -568,12 +581,14 @@ def parse(raw: object, source: Path) -> EnvSpec:
     mon.done()
     tuning = _tuning(top)
     placement = _placement(top)
+    bench_thresholds = _bench(top)
     top.done()
     spec = EnvSpec(
         source=source, name=name, provider=provider, settings=dict(settings), cidr=cidr,
         first_host=first, images=dict(images_raw), manifest=manifest, fabric=fabric,
         organisations=orgs, orderers=orderers, channels=channels, caliper=caliper,
         monitor=monitor, tuning=tuning, placement=placement,
+        bench_thresholds=bench_thresholds,
     )
     _check_placement(top, spec)
     return spec

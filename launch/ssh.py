@@ -77,6 +77,18 @@ def ssh_argv(target: Target, command: str | None = None, *, connect_timeout: int
     return argv
 
 
+def scp_argv(target: Target, remote: str, local: Path, *, connect_timeout: int = 5) -> list[str]:
+    """The scp command line that copies a host's file `remote` to `local` (same options as
+    ssh_argv)."""
+    return [
+        "scp", "-q", "-i", str(target.key), "-P", str(target.port),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect_timeout}",
+        f"{target.user}@{target.address}:{remote}", str(local),
+    ]
+
+
 def run(target: Target, command: str, *, timeout: float | None = None,
         log_path: Path | None = None, check: bool = False,
         connect_timeout: int = 5) -> runner.Completed:

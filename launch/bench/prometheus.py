@@ -1,0 +1,253 @@
+"""The monitor's Prometheus and Pushgateway over HTTP, and the PromQL `launch bench` asks.
+
+A small client for the documented HTTP API (/api/v1/query, /api/v1/query_range, the admin
+TSDB snapshot) and for the Pushgateway's group API; standard library only. The queries a
+round needs are named in ROUND_QUERIES (instant, at the round's end, over the round
+window) and RANGE_QUERIES (time series over the window, for plots and trends); the raw
+answers are kept as they came (`RoundResponses`), so a recorded run can be judged again by
+launch.bench.signals without a Prometheus.
+
+Metric sources (tests/data/metric-names cites each): node_exporter and process-exporter on
+every VM (labels host, role from file_sd), Fabric's operations endpoints (job fabric), the
+Caliper workers' prometheus-push observer through the Pushgateway (job caliper-workers,
+labels roundLabel, roundIndex, workerIndex, final_status).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bake.errors import ExternalError
+
+SCRAPE_INTERVAL_S = 5            # packer/files/monitor/prometheus.yml global.scrape_interval
+RATE_WINDOW = "15s"              # three scrapes: rate() of the range series
+STEP_S = 5
+CALIPER_JOB = "caliper-workers"  # the prometheus-push observer's job name (Caliper 0.6.0)
+
+HISTOGRAM = "caliper_tx_e2e_latency"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A round's measured window (epoch seconds): from the manager's 'Monitors successfully
+    started' to that plus the round's test duration."""
+
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> int:
+        return max(1, int(math.floor(self.end - self.start)))
+
+
+class Prometheus:
+    """Prometheus' HTTP API at `url` (e.g. http://127.0.0.1:9090)."""
+
+    def __init__(self, url: str, *, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, path: str, params: Mapping[str, Any] | None = None, *,
+              method: str = "GET") -> Any:
+        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items()})
+        url = f"{self.url}{path}"
+        data = None
+        if method == "POST":
+            data = query.encode()
+        elif query:
+            url = f"{url}?{query}"
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                doc = json.loads(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")[:500]
+            raise ExternalError(f"Prometheus {method} {url} failed: HTTP {exc.code}: {body}"
+                                ) from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ExternalError(f"Prometheus {method} {url} failed: {exc}",
+                                hint="is the monitor up (`launch status ENV`)?") from exc
+        if doc.get("status") != "success":
+            raise ExternalError(f"Prometheus {path} answered {doc.get('errorType')}: "
+                                f"{doc.get('error')}")
+        return doc["data"]
+
+    def query(self, expr: str, at: float | None = None) -> dict[str, Any]:
+        """An instant query; the raw `data` ({resultType, result})."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        return self._call("/api/v1/query", params, method="POST")
+
+    def query_range(self, expr: str, start: float, end: float, step: float = STEP_S
+                    ) -> dict[str, Any]:
+        """A range query; the raw `data` ({resultType: matrix, result})."""
+        return self._call("/api/v1/query_range",
+                          {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                           "step": f"{step:g}"}, method="POST")
+
+    def ready(self) -> bool:
+        """Whether Prometheus answers (/-/ready)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=self.timeout) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def snapshot(self) -> str:
+        """A TSDB snapshot (needs --web.enable-admin-api, which the monitor image sets);
+        returns its name: <storage>/snapshots/<name> on the monitor."""
+        return str(self._call("/api/v1/admin/tsdb/snapshot", method="POST")["name"])
+
+
+class Pushgateway:
+    """The Pushgateway's HTTP API: list and delete the groups Caliper's workers pushed."""
+
+    def __init__(self, url: str, *, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def groups(self, job: str = CALIPER_JOB) -> list[dict[str, str]]:
+        """The grouping labels of every group of `job`."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/metrics",
+                                        timeout=self.timeout) as resp:
+                doc = json.loads(resp.read().decode())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ExternalError(f"Pushgateway {self.url}/api/v1/metrics failed: {exc}") from exc
+        return [dict(g["labels"]) for g in doc.get("data", [])
+                if g.get("labels", {}).get("job") == job]
+
+    def delete_group(self, labels: Mapping[str, str]) -> None:
+        """DELETE /metrics/job/<job>/<label>/<value>... (one group)."""
+        path = "/metrics/job/" + urllib.parse.quote(labels["job"], safe="")
+        for k, v in sorted(labels.items()):
+            if k != "job":
+                path += f"/{urllib.parse.quote(k, safe='')}/{urllib.parse.quote(v, safe='')}"
+        req = urllib.request.Request(self.url + path, method="DELETE")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise ExternalError(f"Pushgateway DELETE {self.url}{path} failed: {exc}") from exc
+
+    def wipe(self, job: str = CALIPER_JOB) -> int:
+        """Delete every group of `job` (an earlier run's counters would stay forever)."""
+        groups = self.groups(job)
+        for g in groups:
+            self.delete_group(g)
+        return len(groups)
+
+
+# --- the PromQL --------------------------------------------------------------------------
+
+def _caliper(round_index: int, extra: str = "") -> str:
+    return f'job="{CALIPER_JOB}", roundIndex="{round_index}"' + (f", {extra}" if extra else "")
+
+
+CORES = 'count by (host) (node_cpu_seconds_total{job="node", mode="idle"})'
+WORKER_ROLE = 'role=~"(.+,)?caliper(,.+)?"'
+FABRIC_GROUPS = 'groupname=~"peer|orderer|chaincode"'
+
+
+def round_queries(round_index: int, w: str) -> dict[str, str]:
+    """Instant queries evaluated at the round's end over its window `w` (e.g. "30s")."""
+    c = _caliper(round_index)
+    ok = _caliper(round_index, 'final_status="success"')
+    return {
+        # mean CPU busy of each worker VM over the round
+        "worker_vm_cpu": f'1 - avg by (host) (rate(node_cpu_seconds_total{{job="node", '
+                         f'mode="idle", {WORKER_ROLE}}}[{w}]))',
+        # each worker process's own CPU (pushed, prom-client default metrics), in cores
+        "worker_process_cpu": f"sum by (workerIndex) (rate(process_cpu_seconds_total{{{c}}}[{w}]))",
+        "eventloop_lag": f"max by (workerIndex) "
+                         f"(avg_over_time(nodejs_eventloop_lag_p99_seconds{{{c}}}[{w}]))",
+        # peer / orderer / chaincode process CPU as a share of the VM's vCPUs
+        "fabric_cpu": f'sum by (host, groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
+                      f'{{job="process", {FABRIC_GROUPS}}}[{w}])) / on (host) group_left {CORES}',
+        **{f"latency_p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) "
+                                        f"(increase({HISTOGRAM}_bucket{{{ok}}}[{w}])))"
+           for q in (0.5, 0.95, 0.99)},
+        "latency_buckets": f"sum by (le) (increase({HISTOGRAM}_bucket{{{ok}}}[{w}]))",
+    }
+
+
+LEDGER_QUERY = ('sum by (host, channel) (ledger_transaction_count{job="fabric", '
+                'validation_code="VALID", transaction_type="ENDORSER_TRANSACTION"})')
+
+
+def range_queries(round_index: int) -> dict[str, str]:
+    """Series over the round window (step STEP_S), for plots and trends."""
+    c = _caliper(round_index)
+    ok = _caliper(round_index, 'final_status="success"')
+    r = RATE_WINDOW
+    return {
+        "send_rate": f"sum(rate(caliper_tx_submitted{{{c}}}[{r}]))",
+        "finish_rate": f"sum by (final_status) (rate(caliper_tx_finished{{{c}}}[{r}]))",
+        "committed_rate": f'max(sum by (host) (rate(ledger_transaction_count{{job="fabric", '
+                          f'validation_code="VALID"}}[{r}])))',
+        "inflight": f"sum(caliper_tx_submitted{{{c}}}) - sum(caliper_tx_finished{{{c}}})",
+        "latency_avg": f"sum(rate({HISTOGRAM}_sum{{{ok}}}[{r}])) / "
+                       f"sum(rate({HISTOGRAM}_count{{{ok}}}[{r}]))",
+        **{f"latency_p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) "
+                                        f"(rate({HISTOGRAM}_bucket{{{ok}}}[{r}])))"
+           for q in (0.5, 0.95, 0.99)},
+        "cpu_by_group": f'sum by (host, groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
+                        f'{{job="process", groupname=~"peer|orderer|chaincode|caliper"}}[{r}]))'
+                        f" / on (host) group_left {CORES}",
+    }
+
+
+@dataclass(frozen=True)
+class RoundResponses:
+    """Prometheus' raw answers for one round: what signals.from_responses reads, and what a
+    results bundle keeps (prometheus/round-<i>.json) so the verdict can be re-run."""
+
+    window: Window
+    round_index: int
+    instant: Mapping[str, Any]        # name -> data of an instant query
+    ranges: Mapping[str, Any]         # name -> data of a range query
+    ledger_before: Any                # LEDGER_QUERY at the window start
+    ledger_after: Any                 # LEDGER_QUERY after the window (commit margin)
+    queries: Mapping[str, str]        # name -> the PromQL asked
+
+    def to_json(self) -> dict[str, Any]:
+        return {"window": {"start": self.window.start, "end": self.window.end},
+                "round_index": self.round_index, "instant": dict(self.instant),
+                "ranges": dict(self.ranges), "ledger_before": self.ledger_before,
+                "ledger_after": self.ledger_after, "queries": dict(self.queries)}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RoundResponses:
+        w = doc["window"]
+        return cls(Window(float(w["start"]), float(w["end"])), int(doc["round_index"]),
+                   doc["instant"], doc["ranges"], doc["ledger_before"], doc["ledger_after"],
+                   doc.get("queries", {}))
+
+
+def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
+                ledger_until: float | None = None) -> RoundResponses:
+    """Ask every query of a round. `ledger_until`: when to read the ledger count after the
+    round (default: two scrapes after its end, so the last commits are scraped)."""
+    w = f"{window.seconds}s"
+    instant = round_queries(round_index, w)
+    ranges = range_queries(round_index)
+    after = ledger_until if ledger_until is not None else window.end + 2 * SCRAPE_INTERVAL_S
+    return RoundResponses(
+        window=window, round_index=round_index,
+        instant={k: prom.query(q, window.end) for k, q in instant.items()},
+        ranges={k: prom.query_range(q, window.start, window.end) for k, q in ranges.items()},
+        ledger_before=prom.query(LEDGER_QUERY, window.start),
+        ledger_after=prom.query(LEDGER_QUERY, after),
+        queries={**{f"instant.{k}": q for k, q in instant.items()},
+                 **{f"range.{k}": q for k, q in ranges.items()}, "ledger": LEDGER_QUERY},
+    )

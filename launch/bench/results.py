@@ -1,0 +1,362 @@
+"""The results bundle of a benchmark run: results/<env>/<UTC stamp>/.
+
+    summary.json     the Summary below (schema SCHEMA): per round numbers, ledger
+                     cross-check, verdict + evidence
+    index.html       the summary table and the plots, readable without Grafana
+    report.html      Caliper's own report (absent when the run was interrupted before
+                     Caliper wrote it; summary.json then says so)
+    plots/*.png      launch.bench.plots
+    prometheus/      snapshot.tar.gz (the monitor's TSDB snapshot, admin API) and
+                     round-<i>.json (the raw answers the verdict read: re-judge offline)
+    configs/         benchmark.yaml, networkconfig-<host>.yaml (private keys removed),
+                     caliper.yaml, spec, plan.json
+    versions.json    images and fingerprints, Fabric commit and Go, Caliper, Node, fabperf
+    logs/            manager, workers, bootstrap
+
+The bundle is written into a hidden staging directory next to it and renamed into place
+at the end: an interrupted write never leaves a half bundle under its final name. Before
+the rename every file is scanned for private keys; one found is an error and the bundle is
+not published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bake.errors import ExternalError, InputError
+
+SCHEMA = "fabperf.bench.summary/1"
+SUMMARY = "summary.json"
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
+
+
+# --- the schema ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency of successful transactions, seconds. avg/min/max: Caliper's report;
+    p50/p95/p99: Prometheus (see Summary.percentile_source); None when not available."""
+
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One round of a run."""
+
+    index: int
+    """0-based position in the benchmark (Caliper's roundIndex)."""
+    label: str
+    workload: str
+    """the workload module (workloads/create-asset.js ...)"""
+    requested_tps: float | None
+    """the fixed-rate total across all workers; None for other rate controllers"""
+    rate_control: Mapping[str, Any]
+    status: str
+    """completed | failed (Caliper's 'Failed round') | interrupted | missing"""
+    send_rate_tps: float | None
+    """Caliper's Send Rate: (succ + fail) / submit span (failures included)"""
+    throughput_tps: float | None
+    """Caliper's Throughput: (succ + fail) / (last finish - first submit) (failures included)"""
+    succeeded: int
+    failed: int
+    latency: Latency
+    window: Mapping[str, float] | None
+    """{start, end, seconds}: epoch seconds of the round's transactions (manager log)"""
+    ledger: Mapping[str, Any]
+    """launch.bench.ledger.LedgerCheck.to_json(): committed, succeeded, per_peer,
+    difference, flagged (> tolerance), applicable, note"""
+    verdict: Mapping[str, Any]
+    """launch.bench.verdict.RoundVerdict.to_json(): verdict, summary, evidence (the checks
+    that fired), checks (all, with value, threshold, where), missing_data"""
+    source: str
+    """where the counts came from: report.html, or the manager log when Caliper did not get
+    to write its report"""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """summary.json."""
+
+    environment: str
+    stamp: str
+    """the bundle's directory name, UTC, %Y%m%dT%H%M%SZ"""
+    status: str
+    """complete | interrupted (Ctrl-C: what was measured is kept) | failed"""
+    started_at: str
+    finished_at: str
+    rounds: tuple[RoundSummary, ...]
+    thresholds: Mapping[str, float]
+    caliper: Mapping[str, Any]
+    """workers (all processes), worker_vms [{host, processes, gateway, msp_id}],
+    manager_host, version"""
+    percentile_source: str
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """seconds: to_first_tx (from `launch bench` to the first round's start), rounds,
+    last_tx_to_bundle (from the last round's end to the bundle written)"""
+    notes: tuple[str, ...] = ()
+    schema: str = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], where: str = SUMMARY) -> Summary:
+        if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
+            found = doc.get("schema") if isinstance(doc, Mapping) else doc
+            raise InputError.field(where, "schema", SCHEMA, found)
+        try:
+            rounds = tuple(RoundSummary(**{**r, "latency": Latency(**r["latency"])})
+                           for r in doc["rounds"])
+            return cls(**{**doc, "rounds": rounds, "notes": tuple(doc.get("notes", ()))})
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{where}: not a fabperf summary: {exc}") from exc
+
+
+# --- text views (shared by the CLI and index.html) ---------------------------------------
+
+TABLE_HEAD = ("round", "req TPS", "send TPS", "throughput TPS", "succ", "fail", "avg s",
+              "p50 s", "p95 s", "p99 s", "max s", "ledger", "verdict")
+
+
+def _f(v: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def ledger_text(ledger: Mapping[str, Any]) -> str:
+    """'1500 ok', '1420 (5.3% off!)', 'n/a' ..."""
+    if not ledger.get("applicable", True):
+        return "n/a (read-only)"
+    if ledger.get("committed") is None:
+        return "no data!"
+    diff = ledger.get("difference")
+    mark = "!" if ledger.get("flagged") else ""
+    off = _f(None if diff is None else diff * 100, "{:.1f}")
+    return f"{ledger['committed']} ({off}% off{mark})"
+
+
+def table_rows(summary: Summary) -> list[tuple[str, ...]]:
+    """The summary table: every TPS figure next to its failures."""
+    rows = []
+    for r in summary.rounds:
+        fail = f"{r.failed}" + (" !" if r.failed else "")
+        rows.append((r.label, _f(r.requested_tps, "{:g}"),
+                     f"{_f(r.send_rate_tps, '{:.1f}')} ({r.failed} failed)",
+                     f"{_f(r.throughput_tps, '{:.1f}')} ({r.failed} failed)",
+                     str(r.succeeded), fail, _f(r.latency.avg), _f(r.latency.p50),
+                     _f(r.latency.p95), _f(r.latency.p99), _f(r.latency.max),
+                     ledger_text(r.ledger), str(r.verdict.get("verdict", "-"))))
+    return rows
+
+
+def format_table(summary: Summary) -> str:
+    """A fixed-width text table of table_rows()."""
+    rows = [TABLE_HEAD, *table_rows(summary)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    for r in summary.rounds:
+        lines.append(f"  {r.label}: {r.verdict.get('summary', '')}")
+        if r.error:
+            lines.append(f"  {r.label}: error: {r.error}")
+    return "\n".join(lines)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def redact_network_config(doc: Any) -> Any:
+    """A Caliper network config without private keys (clientPrivateKey -> a marker)."""
+    if isinstance(doc, Mapping):
+        return {k: ({"redacted": "private key removed by fabperf"}
+                    if k == "clientPrivateKey" else redact_network_config(v))
+                for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [redact_network_config(v) for v in doc]
+    return doc
+
+
+def scan_private_keys(root: Path) -> list[Path]:
+    """Files under root holding a PEM/OpenSSH private key (archives are not opened)."""
+    found = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.name.endswith((".tar.gz", ".png")):
+            with open(p, "rb") as f:
+                if PRIVATE_KEY.search(f.read()):
+                    found.append(p)
+    return found
+
+
+Content = bytes | str | Path
+
+
+@dataclass
+class Staging:
+    """A bundle being written: files go into a hidden directory; publish() scans it and
+    renames it to its final name."""
+
+    final: Path
+    dir: Path
+
+    def write(self, rel: str, content: Content, mode: int = 0o644) -> Path:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValueError(f"bundle path outside the bundle: {rel}")
+        dest = self.dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, dest)
+            os.chmod(dest, mode)
+        else:
+            data = content.encode() if isinstance(content, str) else content
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        return dest
+
+    def write_json(self, rel: str, doc: Any) -> Path:
+        return self.write(rel, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+    def publish(self) -> Path:
+        leaked = scan_private_keys(self.dir)
+        if leaked:
+            names = ", ".join(str(p.relative_to(self.dir)) for p in leaked)
+            raise ExternalError(f"results bundle {self.final}: private key material found "
+                                f"in {names}; the bundle was not published",
+                                hint="this is a fabperf bug: configs must be redacted")
+        os.rename(self.dir, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stage(results_root: Path, environment: str, stamp: str) -> Staging:
+    """A staging directory for results_root/<env>/<stamp> (which must not exist yet)."""
+    if not STAMP_RE.match(stamp):
+        raise InputError.field(None, "stamp", "%Y%m%dT%H%M%SZ", stamp)
+    env_dir = results_root / environment
+    final = env_dir / stamp
+    if final.exists():
+        raise InputError(f"results bundle {final} exists already")
+    env_dir.mkdir(parents=True, exist_ok=True)
+    tmp = env_dir / f".{stamp}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return Staging(final, tmp)
+
+
+def write_bundle(results_root: Path, summary: Summary, files: Mapping[str, Content],
+                 render: Callable[[Staging, Summary], None] | None = None) -> Path:
+    """Write a whole bundle atomically: summary.json, the given files (relative path ->
+    content), then `render` (plots + index.html) into the staging directory; scan; rename.
+    Any exception (Ctrl-C included) removes the staging directory."""
+    st = stage(results_root, summary.environment, summary.stamp)
+    try:
+        st.write_json(SUMMARY, summary.to_json())
+        for rel, content in files.items():
+            st.write(rel, content)
+        if render is not None:
+            render(st, summary)
+        return st.publish()
+    except BaseException:
+        st.discard()
+        raise
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def load(bundle: Path) -> Summary:
+    """The Summary of a bundle directory (or of its summary.json)."""
+    path = bundle / SUMMARY if bundle.is_dir() else bundle
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError.field(None, "DIR", "a results bundle (with summary.json)",
+                               str(bundle)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not JSON: {exc}") from exc
+    return Summary.from_json(doc, str(path))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One bundle found by list_bundles()."""
+
+    path: Path
+    summary: Summary | None
+    error: str = ""
+
+
+def list_bundles(results_root: Path, environment: str | None = None) -> list[Listed]:
+    """Every published bundle under results_root (staging directories are skipped),
+    oldest first; unreadable ones are listed with their error."""
+    out: list[Listed] = []
+    if not results_root.is_dir():
+        return out
+    envs: Sequence[Path] = [results_root / environment] if environment else \
+        sorted(p for p in results_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for env in envs:
+        if not env.is_dir():
+            continue
+        for b in sorted(p for p in env.iterdir() if p.is_dir() and STAMP_RE.match(p.name)):
+            try:
+                out.append(Listed(b, load(b)))
+            except InputError as exc:
+                out.append(Listed(b, None, exc.message))
+    return out
+
+
+# --- checking a bundle (the e2e test's acceptance) ---------------------------------------
+
+REQUIRED_PARTS = ("summary.json", "index.html", "report.html", "versions.json",
+                  "configs/benchmark.yaml", "plots/rates.png", "plots/latency.png",
+                  "plots/cpu.png", "prometheus/snapshot.tar.gz", "logs/manager.log")
+
+
+def check_bundle(bundle: Path) -> list[str]:
+    """What is wrong with a published bundle (empty: nothing): a part missing, a
+    summary.json round that disagrees with report.html's table, a round without a verdict,
+    a ledger cross-check beyond its tolerance, a private key."""
+    from launch.bench import report
+
+    problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
+    if not list(bundle.glob("logs/*/caliper-worker@*.log")):
+        problems.append("missing the workers' logs (logs/<host>/caliper-worker@N.log)")
+    try:
+        summary = load(bundle)
+    except InputError as exc:
+        return [*problems, exc.message]
+    if (bundle / "report.html").is_file():
+        rows = {r.label: r for r in report.parse_report_html(
+            (bundle / "report.html").read_text(), where=str(bundle / "report.html"))}
+        for r in summary.rounds:
+            row = rows.get(r.label)
+            if row is None:
+                problems.append(f"round {r.label}: not in report.html")
+                continue
+            mine = (r.succeeded, r.failed, r.send_rate_tps, r.throughput_tps, r.latency.avg,
+                    r.latency.max)
+            theirs = (row.succeeded, row.failed, row.send_rate, row.throughput,
+                      row.avg_latency, row.max_latency)
+            if mine != theirs:
+                problems.append(f"round {r.label}: summary.json {mine} != report.html {theirs}")
+    for r in summary.rounds:
+        if r.verdict.get("verdict") not in ("load-generator-bound", "fabric-bound", "headroom"):
+            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}")
+        if r.ledger.get("flagged"):
+            problems.append(f"round {r.label}: ledger cross-check {ledger_text(r.ledger)}")
+    problems += [f"private key in {p.relative_to(bundle)}" for p in scan_private_keys(bundle)]
+    return problems

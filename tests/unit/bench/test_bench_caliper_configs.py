@@ -1,0 +1,38 @@
+"""The Caliper configs `launch bench` relies on: one gateway peer per worker VM (round robin
+over organisations, then peers), the manager's benchmark pointing at the monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launch import caliper, fabric, plan, spec
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_each_worker_vm_has_its_own_gateway_peer() -> None:
+    env = spec.load(REPO / "environments/aws.yaml")    # 2 orgs x 2 peers, 4 worker VMs
+    p = plan.build(env)
+    orgs = fabric.crypto_orgs(p)
+    configs = [caliper.network_config(p, w, orgs, Path("/crypto"), lambda _: "PEM")
+               for w in p.workers]
+    gateways = [c["organizations"][0]["peers"][0]["endpoint"] for c in configs]
+    assert len(configs) == 4 and len(set(gateways)) == 4
+    assert [c["organizations"][0]["mspid"] for c in configs] == \
+        ["Org1MSP", "Org2MSP", "Org1MSP", "Org2MSP"]
+    assert gateways[:2] == ["peer0.org1.example.com:7051", "peer0.org2.example.com:7051"]
+    # each config names only its gateway peer: the fabric-gateway binding uses the first
+    assert all(len(c["organizations"]) == 1 and len(c["organizations"][0]["peers"]) == 1
+               for c in configs)
+
+
+def test_benchmark_for_a_bench_run() -> None:
+    env = spec.load(REPO / "environments/local.yaml")
+    p = plan.build(env)
+    doc = caliper.benchmark(p, rounds=env.caliper.rounds[:1], workers=6)
+    assert doc["test"]["workers"]["number"] == 6
+    assert [r["label"] for r in doc["test"]["rounds"]] == ["create"]
+    push = doc["monitors"]["transaction"][0]["options"]
+    assert push["histogramBuckets"]["explicit"] == list(caliper.LATENCY_BUCKETS)
+    assert doc["monitors"]["resource"][0]["options"]["url"] == \
+        f"http://{p.monitor.address}:9090"
