@@ -31,8 +31,10 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
     from launch import bundle, spec
+    from launch.providers.base import check_settings
 
     env = spec.load(env_file)
+    check_settings(env.provider.value, env.settings, env.source)
     progress(f"rendering {env.name} ({env.provider.value}) into {out}")
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
@@ -74,12 +76,15 @@ _build_dir_option = click.option(
               help="Bring up only these hosts of the plan (repeatable).")
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave failed hosts running for inspection (`launch down` removes them).")
+@click.option("--wait", "wait", type=click.Choice(["ready", "running", "none"]),
+              default="ready", show_default=True,
+              help="How far to wait: every readiness layer, the machines running, or not at all.")
 @click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
               help="Seconds for cloud-init to finish on every host [default: 1800].")
 @_build_dir_option
 @output_option
 @verbosity_options
-def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
+def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: str,
            ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
@@ -92,7 +97,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
-                   keep_on_failure=keep_on_failure, timeouts=timeouts)
+                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:
@@ -100,20 +105,26 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
             click.echo(f"warning: {rep.host}: {warning}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "changed": result.changed,
-                   "timings": dict(result.timings),
+                   "waited": result.waited, "timings": dict(result.timings),
                    "hosts": [_host_json(h) for h in result.hosts],
                    "readiness": [{"host": r.host, "seconds": r.seconds}
                                  for r in result.readiness]})
         return
     verb = "up" if result.changed else "already up (nothing changed)"
-    click.echo(f"environment {result.environment}: {verb} in {result.timings.get('total', 0)}s")
+    how = {"ready": "", "running": " (running; readiness not waited for)",
+           "none": " (created; not waited for)"}[result.waited]
+    click.echo(f"environment {result.environment}: {verb}{how} in "
+               f"{result.timings.get('total', 0)}s")
     for h in result.hosts:
-        click.echo(f"  {h.name:<20} {h.address:<15} ssh 127.0.0.1:{h.ports.get('ssh', '-')}")
+        where = f"ssh 127.0.0.1:{h.ports['ssh']}" if "ssh" in h.ports else \
+            " ".join(f"{k} {v}" for k, v in sorted(h.resources.items()))
+        click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
 def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
     return {"name": h.name, "address": h.address, "roles": list(h.roles),
-            "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports)}
+            "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports),
+            "resources": dict(h.resources)}
 
 
 @cli.command("status")
@@ -132,12 +143,14 @@ def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
                    "network": dict(state.network), "updated_at": state.updated_at,
                    "hosts": [{"name": r.name, "address": r.address, "roles": list(r.roles),
                               "phase": r.phase, "alive": r.alive, "pid": r.pid,
-                              "ports": dict(r.ports), "error": r.error} for r in rows]})
+                              "ports": dict(r.ports), "resources": dict(r.resources),
+                              "error": r.error} for r in rows]})
         return
     click.echo(f"environment {state.environment} ({state.provider})")
     click.echo(f"  {'HOST':<20} {'ADDRESS':<15} {'ROLES':<16} {'PHASE':<9} {'PROC':<6} PORTS")
     for r in rows:
-        ports = " ".join(f"{k}->{v}" for k, v in sorted(r.ports.items()))
+        ports = " ".join(f"{k}->{v}" for k, v in sorted(r.ports.items())) or \
+            " ".join(f"{k} {v}" for k, v in sorted(r.resources.items()))
         proc = "up" if r.alive else "down"
         click.echo(f"  {r.name:<20} {r.address:<15} {','.join(r.roles):<16} {r.phase:<9} "
                    f"{proc:<6} {ports}")

@@ -1,0 +1,509 @@
+"""The OpenStack provider: an environment's hosts as Nova servers (openstacksdk, lazily).
+
+Per environment, each recorded in the state the moment it exists and tagged at creation
+(tags fabperf, fabperf-env=<env>, fabperf-env-id=<id>, fabperf-host=<host>,
+fabperf-created=<UTC time>, fabperf-ttl=<hours>; the server also carries them as metadata):
+- reserve: one Neutron port per host with the plan's fixed IP on the subnet of `network`
+  (the one whose range is network.cidr, or `subnet`), with `security_groups`;
+- create: a server on that port from the Glance image (settings `images:`, the bake manifest,
+  or the image carrying the fabperf-fp-<fingerprint> tag bake gives it), the flavor of the
+  host's role, user_data (base64; config drive when `config_drive`), optional floating IP
+  from `floating_network`. At most `max_parallel` creates run at once;
+- readiness: ACTIVE (ERROR fails at once), then SSH to the fixed IP (`readiness: private`),
+  the floating IP (`floating`) or through `ssh_jump` (`jump`); the console log is in the
+  error of a host that fails.
+
+`down` deletes what the state lists plus every server, port and floating IP tagged with the
+environment's id; `launch gc` finds those whose environment is gone or whose TTL passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bake import inputs
+from bake.errors import ExternalError, InputError
+from launch import ready, ssh
+from launch.providers.base import (
+    DestroyReport,
+    Garbage,
+    HostRequest,
+    Leaked,
+    ProviderContext,
+    env_id,
+    manifest_artifact,
+    parallel,
+    plan_hosts,
+)
+from launch.ready import HostReadiness, Probe, Timeouts
+from launch.state import EnvState, HostState, Phase
+
+log = logging.getLogger("fabperf.openstack")
+
+DEFAULT_FLAVORS = {"peer": "m1.xlarge", "orderer": "m1.large", "caliper": "m1.xlarge",
+                   "monitor": "m1.large"}
+# Instruments every connection the provider makes (tests count calls here).
+CONNECT_HOOKS: list[Callable[[Any], None]] = []
+
+SETTINGS: tuple[inputs.Rule, ...] = (
+    inputs.Rule("cloud", str, "", pattern=r"[\w.-]*",
+                doc="clouds.yaml entry (default: $OS_CLOUD / OS_* variables)"),
+    inputs.Rule("network", str, pattern=r"[\w.-]+", doc="the Neutron network (name or id)"),
+    inputs.Rule("subnet", str, "", pattern=r"[\w.-]*",
+                doc="its subnet (default: the one whose range is network.cidr)"),
+    inputs.Rule("security_groups", list, [], maximum=10, why="one port, a few groups"),
+    inputs.Rule("key_name", str, "", pattern=r"[\w .@-]{0,255}",
+                doc="a Nova key pair (optional: the environment's own key is in user-data)"),
+    inputs.Rule("flavors", dict, {}, doc="role -> flavor name"),
+    inputs.Rule("images", dict, {}, doc="image -> Glance id (else manifest, else fingerprint)"),
+    inputs.Rule("config_drive", bool, False, doc="user-data on a config drive too"),
+    inputs.Rule("floating_network", str, "", pattern=r"[\w.-]*",
+                doc="external network for a floating IP per host (default: none)"),
+    inputs.Rule("ttl_hours", (int, float), 24, minimum=0.1, maximum=24 * 30,
+                why="`launch gc` removes what outlives it"),
+    inputs.Rule("max_parallel", int, 5, minimum=1, maximum=50, why="Nova API rate limits"),
+    inputs.Rule("readiness", str, "private", choices=("private", "floating", "jump")),
+    inputs.Rule("ssh_jump", str, "", pattern=r"([\w.-]+@)?[\w.-]+(:\d+)?|"),
+    inputs.Rule("poll_seconds", (int, float), 5, minimum=0, maximum=60),
+)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(tz=_dt.UTC)
+
+
+def tags(environment: str, eid: str, ttl_hours: float, host: str | None = None) -> list[str]:
+    """Tags of every resource (Neutron and Nova tags are plain strings)."""
+    out = ["fabperf", f"fabperf-env={environment}", f"fabperf-env-id={eid}",
+           f"fabperf-created={_now().isoformat(timespec='seconds')}",
+           f"fabperf-ttl={ttl_hours:g}"]
+    if host is not None:
+        out.append(f"fabperf-host={host}")
+    return out
+
+
+def tag_value(item_tags: Sequence[str], key: str) -> str:
+    for t in item_tags or ():
+        if t.startswith(f"{key}="):
+            return t.partition("=")[2]
+    return ""
+
+
+def connect(settings: Mapping[str, Any]) -> Any:
+    """An openstacksdk connection to the settings' cloud."""
+    try:
+        import openstack
+    except ImportError as exc:
+        raise InputError("provider openstack needs openstacksdk",
+                         hint="pip install 'fabperf[openstack]'") from exc
+    cloud = str(settings.get("cloud") or "") or None
+    try:
+        conn = openstack.connect(cloud=cloud)
+    except Exception as exc:  # noqa: BLE001 - config errors of the SDK
+        raise InputError(f"openstack cloud {cloud!r}: {exc}",
+                         hint="add the cloud to clouds.yaml (see README)") from exc
+    for hook in CONNECT_HOOKS:
+        hook(conn)
+    return conn
+
+
+def _not_found(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("NotFoundException", "ResourceNotFound")
+
+
+class OpenStackProvider:
+    """Provider for an OpenStack cloud (see the module docstring)."""
+
+    name = "openstack"
+    SETTINGS = SETTINGS
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+        self.env = ctx.environment
+        self.store = ctx.store
+        self.eid = env_id(ctx.env_dir)
+        state = self.store.load()
+        recorded = dict(state.network.get("settings", {})) if state is not None else {}
+        self.settings = {**recorded, **dict(ctx.options)} if ctx.options else recorded
+        self.max_parallel = int(self.settings.get("max_parallel", 5))
+        self.ttl = float(self.settings.get("ttl_hours", 24))
+        self._conn: Any = None
+        self._lock = threading.RLock()
+        self._flavors: dict[str, str] = {}
+
+    @property
+    def conn(self) -> Any:
+        with self._lock:
+            if self._conn is None:
+                self._conn = connect(self.settings)
+            return self._conn
+
+    def _tags(self, host: str | None = None) -> list[str]:
+        return tags(self.env, self.eid, self.ttl, host)
+
+    def _state(self) -> EnvState:
+        state = self.store.load()
+        if state is None:
+            state = self.store.save(EnvState(environment=self.env, provider=self.name))
+        if "settings" not in state.network:
+            state = self.store.update(network={**state.network, "env_id": self.eid,
+                                               "subnet": self.ctx.cidr or "",
+                                               "settings": dict(self.settings)})
+        return state
+
+    # --- sizing and images -----------------------------------------------------------
+    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+        """Per host: the flavor of its (first) role and its Glance image."""
+        flavors = {**DEFAULT_FLAVORS, **dict(self.settings.get("flavors") or {})}
+        for role, f in flavors.items():
+            if role not in DEFAULT_FLAVORS or not isinstance(f, str) or not f:
+                raise InputError.field(None, f"settings.flavors.{role}",
+                                       f"a flavor name for one of {sorted(DEFAULT_FLAVORS)}", f)
+        out = []
+        for h in plan_hosts(plan, only):
+            roles = tuple(r.value for r in h.roles)
+            out.append(HostRequest(name=h.name, roles=roles, image=self.image_for(h),
+                                   address=h.address, size=flavors[roles[0]]))
+        return out
+
+    def image_for(self, host: Any) -> str:
+        """The Glance image: settings `images:`, the plan / manifest, else by fingerprint."""
+        given = dict(self.settings.get("images") or {}).get(host.image) or host.image_id \
+            or manifest_artifact(host.image, "openstack", "image_id", self.ctx.build_dir)
+        if given:
+            return str(given)
+        fp = self._fingerprint(host.image)
+        found = find_image(self.conn, fp) if fp else None
+        if found:
+            return found
+        raise InputError(f"image {host.image} has no Glance image: not in settings.images, "
+                         f"not in the bake manifest, none tagged fabperf-fp-{fp or '?'}",
+                         hint=f"run `bake build --provider openstack --image {host.image}`")
+
+    def _fingerprint(self, image: str) -> str | None:
+        root, build_dir = self.ctx.repo_root, self.ctx.build_dir
+        if root is None or build_dir is None:
+            return None
+        try:
+            from bake import build, profiles
+
+            targets = build.plan(root, build_dir, profiles.Provider.OPENSTACK, [image],
+                                 profiles.make_overrides(None, ()))
+            return str(targets[0].fingerprint.digest)
+        except InputError as exc:
+            log.debug("no fingerprint for %s: %s", image, exc)
+            return None
+
+    # --- reserve -------------------------------------------------------------------
+    def _network(self) -> tuple[str, str]:
+        with self._lock:
+            state = self._state()
+            if state.network.get("network_id") and state.network.get("subnet_id"):
+                return str(state.network["network_id"]), str(state.network["subnet_id"])
+            net = self.conn.network.find_network(self.settings["network"], ignore_missing=True)
+            if net is None:
+                raise InputError.field(None, "settings.network", "an existing network",
+                                       self.settings["network"])
+            want = self.settings.get("subnet") or ""
+            subnet = None
+            for s in self.conn.network.subnets(network_id=net.id):
+                if (want and want in (s.id, s.name)) or (not want and s.cidr == self.ctx.cidr):
+                    subnet = s
+                    break
+            if subnet is None:
+                raise InputError.field(None, "settings.subnet",
+                                       f"a subnet of {net.name} with range {self.ctx.cidr}",
+                                       want or None)
+            self.store.update(network={**state.network, "network_id": net.id,
+                                       "subnet_id": subnet.id})
+            return str(net.id), str(subnet.id)
+
+    def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
+        """One port per host with its planned fixed IP (found again by tag when it exists)."""
+        self._state()
+        self._network()
+        parallel(self._reserve_one, hosts, self.max_parallel)
+        state = self._state()
+        return {h.name: state.hosts[h.name].address for h in hosts}
+
+    def _reserve_one(self, req: HostRequest) -> None:
+        cur = self._state().hosts.get(req.name)
+        if cur is not None and cur.resources.get("port"):
+            return
+        net_id, subnet_id = self._network()
+        mine = f"fabperf-env-id={self.eid},fabperf-host={req.name}"
+        found = list(self.conn.network.ports(tags=mine))
+        if found:
+            port = found[0]
+        else:
+            sgs = [self.conn.network.find_security_group(g, ignore_missing=False).id
+                   for g in self.settings.get("security_groups") or []]
+            port = self.conn.network.create_port(
+                network_id=net_id, name=f"fabperf-{self.env}-{req.name}",
+                fixed_ips=[{"subnet_id": subnet_id, "ip_address": req.address}],
+                security_group_ids=sgs, tags=self._tags(req.name))
+        address = port.fixed_ips[0]["ip_address"]
+        self.store.update_host(req.name, address=address, roles=req.roles, image=req.image,
+                               phase=Phase.RESERVED, resources={"port": port.id})
+
+    # --- create --------------------------------------------------------------------
+    def alive(self, host: HostState) -> bool:
+        sid = host.resources.get("server")
+        if not sid:
+            return False
+        try:
+            server = self.conn.compute.get_server(sid)
+        except Exception as exc:
+            if _not_found(exc):
+                return False
+            raise
+        return str(server.status) in ("ACTIVE", "BUILD")
+
+    def _flavor(self, name: str) -> str:
+        with self._lock:
+            if name not in self._flavors:
+                flavor = self.conn.compute.find_flavor(name, ignore_missing=True)
+                if flavor is None:
+                    raise InputError.field(None, "settings.flavors", "an existing flavor", name)
+                self._flavors[name] = flavor.id
+            return self._flavors[name]
+
+    def create(self, host: HostRequest, user_data: bytes) -> None:
+        """A server on the host's port (optionally a floating IP)."""
+        cur = self._state().hosts.get(host.name)
+        if cur is None or not cur.resources.get("port"):
+            raise ExternalError(f"host {host.name}: create before reserve")
+        if self.alive(cur):
+            return
+        import hashlib
+
+        self.store.update_host(host.name, phase=Phase.CREATING, error="",
+                               user_data_sha256=hashlib.sha256(user_data).hexdigest())
+        tagged = self._tags(host.name)
+        meta = {t.partition("=")[0]: t.partition("=")[2] or "true" for t in tagged}
+        attrs: dict[str, Any] = dict(
+            name=f"fabperf-{self.env}-{host.name}", image_id=host.image,
+            flavor_id=self._flavor(host.size), networks=[{"port": cur.resources["port"]}],
+            user_data=base64.b64encode(user_data).decode(), metadata=meta, tags=tagged,
+            config_drive=bool(self.settings.get("config_drive")))
+        if self.settings.get("key_name"):
+            attrs["key_name"] = self.settings["key_name"]
+        server = self.conn.compute.create_server(**attrs)
+        self.store.update_host(host.name, resources={"server": server.id})
+        if self.settings.get("floating_network"):
+            ext = self.conn.network.find_network(self.settings["floating_network"],
+                                                 ignore_missing=False)
+            fip = self.conn.network.create_ip(floating_network_id=ext.id,
+                                              port_id=cur.resources["port"],
+                                              tags=self._tags(host.name))
+            self.store.update_host(host.name, resources={"floating_ip": fip.id,
+                                                         "public_ip": fip.floating_ip_address})
+        log.info("%s: server %s (%s)", host.name, server.id, host.size)
+
+    # --- waiting -------------------------------------------------------------------
+    def wait_running(self, hosts: Sequence[str]) -> None:
+        """ACTIVE (ERROR fails at once)."""
+        state = self._state()
+        delay = float(self.settings.get("poll_seconds", 5))
+        for h in hosts:
+            sid = state.hosts[h].resources.get("server") if h in state.hosts else None
+            if not sid:
+                raise ExternalError(f"host {h} has no server")
+            try:
+                self.conn.compute.wait_for_server(self.conn.compute.get_server(sid),
+                                                  status="ACTIVE", failures=["ERROR"],
+                                                  interval=max(delay, 0.1), wait=900)
+            except Exception as exc:
+                raise ExternalError(f"server of {h} did not become ACTIVE: {exc}") from exc
+            self.store.update_host(h, phase=Phase.RUNNING)
+
+    def console(self, host: str, lines: int) -> str:
+        h = self._state().hosts.get(host)
+        sid = h.resources.get("server") if h else None
+        if not sid:
+            return ""
+        try:
+            out = self.conn.compute.get_server_console_output(sid, length=lines)
+        except Exception as exc:  # noqa: BLE001 - a diagnostic only
+            return f"(no console output: {exc})"
+        return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
+
+    def target(self, host: HostState) -> ssh.Target:
+        state = self._state()
+        how = self.settings.get("readiness", "private")
+        address = host.resources.get("public_ip", "") if how == "floating" else host.address
+        if not address:
+            raise ExternalError(f"host {host.name} has no floating IP "
+                                "(settings floating_network, or readiness: private/jump)")
+        jump = str(self.settings.get("ssh_jump") or "") if how == "jump" else ""
+        return ssh.Target(host.name, address, 22, state.ssh_user,
+                          Path(state.ssh_key or "~/.ssh/id_ed25519").expanduser(), jump)
+
+    def wait_ready(self, hosts: Sequence[str], nonce: str,
+                   timeouts: Timeouts | None = None) -> list[HostReadiness]:
+        self.wait_running(hosts)
+
+        def probe(name: str) -> Probe:
+            def run(cmd: str, timeout: float) -> Any:
+                return ssh.run(self.target(self._state().hosts[name]), cmd, timeout=timeout,
+                               log_path=self.ctx.env_dir / "logs" / f"{name}.ready.log")
+            return Probe(name, alive=lambda: self.alive(self._state().hosts[name]), ssh=run,
+                         console_tail=lambda n: self.console(name, n))
+
+        try:
+            reports = ready.wait_all([probe(h) for h in hosts], nonce, timeouts)
+        except ExternalError as exc:
+            for h in hosts:
+                cur = self._state().hosts.get(h)
+                if cur is not None and cur.phase != Phase.READY:
+                    self.store.update_host(h, phase=Phase.FAILED, error=exc.message[:2000])
+            raise
+        for h in hosts:
+            self.store.update_host(h, phase=Phase.READY, error="")
+        return reports
+
+    # --- leaks and destroy -----------------------------------------------------------
+    def _tagged(self, tag: str) -> dict[str, list[Any]]:
+        c = self.conn
+        return {"server": list(c.compute.servers(tags=tag)),
+                "port": list(c.network.ports(tags=tag)),
+                "floating_ip": list(c.network.ips(tags=tag))}
+
+    def find_leaked(self) -> list[Leaked]:
+        state = self.store.load()
+        known = {v for h in (state.hosts.values() if state else ()) for v in h.resources.values()}
+        out = []
+        for kind, items in self._tagged(f"fabperf-env-id={self.eid}").items():
+            for item in items:
+                if item.id not in known:
+                    out.append(Leaked(kind, item.id, tag_value(item.tags, "fabperf-host")))
+        return out
+
+    def destroy(self) -> DestroyReport:
+        state = self.store.load()
+        leaked = self.find_leaked()
+        res = {k: {h.resources[k] for h in (state.hosts.values() if state else ())
+                   if h.resources.get(k)} for k in ("server", "port", "floating_ip")}
+        for x in leaked:
+            res.setdefault(x.kind, set()).add(x.ident)
+        removed, errors = remove_resources(self.conn, res,
+                                           float(self.settings.get("poll_seconds", 5)))
+        if errors:
+            return DestroyReport(tuple(removed), tuple(leaked), tuple(errors))
+        if state is not None:
+            self.store.remove()
+            removed.append(str(self.store.path))
+        return DestroyReport(tuple(removed), tuple(leaked), ())
+
+    def destroy_hosts(self, names: Sequence[str]) -> DestroyReport:
+        state = self.store.load()
+        if state is None:
+            return DestroyReport()
+        hs = [state.hosts[n] for n in names if n in state.hosts]
+        res = {k: {h.resources[k] for h in hs if h.resources.get(k)}
+               for k in ("server", "port", "floating_ip")}
+        for n in names:
+            for kind, items in self._tagged(f"fabperf-env-id={self.eid},"
+                                            f"fabperf-host={n}").items():
+                res[kind] |= {i.id for i in items}
+        removed, errors = remove_resources(self.conn, res,
+                                           float(self.settings.get("poll_seconds", 5)))
+        if not errors:
+            cur = self.store.load()
+            if cur is not None:
+                self.store.save(replace(cur, hosts={k: v for k, v in cur.hosts.items()
+                                                    if k not in names}))
+        return DestroyReport(tuple(removed), (), tuple(errors))
+
+
+def find_image(conn: Any, fingerprint: str) -> str | None:
+    """The active Glance image bake tagged fabperf-fp-<fingerprint> (property checked too)."""
+    for img in conn.image.images(tag=f"fabperf-fp-{fingerprint}"):
+        props = dict(getattr(img, "properties", None) or {})
+        if props.get("fabperf:fingerprint", fingerprint) == fingerprint \
+                and str(img.status) == "active":
+            return str(img.id)
+    return None
+
+
+def remove_resources(conn: Any, res: Mapping[str, set[str]],
+                     delay: float) -> tuple[list[str], list[str]]:
+    """Floating IPs, then servers (waiting until they are gone), then ports."""
+    removed: list[str] = []
+    errors: list[str] = []
+
+    def gone(call: Callable[[], Any], label: str) -> None:
+        try:
+            call()
+            removed.append(label)
+        except Exception as exc:
+            if not _not_found(exc):
+                errors.append(f"{label}: {exc}")
+
+    for fip in sorted(res.get("floating_ip", ())):
+        gone(lambda fip=fip: conn.network.delete_ip(fip, ignore_missing=True),
+             f"floating ip {fip}")
+    servers = sorted(res.get("server", ()))
+    for sid in servers:
+        gone(lambda sid=sid: conn.compute.delete_server(sid, ignore_missing=True),
+             f"server {sid}")
+    for sid in servers:
+        try:
+            server = conn.compute.get_server(sid)
+            conn.compute.wait_for_delete(server, interval=max(delay, 0.1), wait=600)
+        except Exception as exc:
+            if not _not_found(exc):
+                errors.append(f"server {sid} not deleted: {exc}")
+    for pid in sorted(res.get("port", ())):
+        gone(lambda pid=pid: conn.network.delete_port(pid, ignore_missing=True), f"port {pid}")
+    return removed, errors
+
+
+# --- launch gc -----------------------------------------------------------------------------
+
+def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
+            older_than_hours: float, now: _dt.datetime | None = None) -> list[Garbage]:
+    """fabperf servers, ports and floating IPs whose environment is gone or TTL passed."""
+    now = now or _now()
+    conn = connect(settings)
+    out = []
+    probe = OpenStackProvider.__new__(OpenStackProvider)
+    probe._conn, probe._lock = conn, threading.RLock()
+    for kind, items in probe._tagged("fabperf").items():
+        for item in items:
+            env = tag_value(item.tags, "fabperf-env")
+            eid = tag_value(item.tags, "fabperf-env-id")
+            if not env or not eid:
+                continue
+            try:
+                created = _dt.datetime.fromisoformat(tag_value(item.tags, "fabperf-created"))
+                ttl = float(tag_value(item.tags, "fabperf-ttl") or 24)
+            except ValueError:
+                created, ttl = now, 24.0
+            age = (now - created).total_seconds() / 3600
+            if age < older_than_hours:
+                continue
+            reason = "environment gone" if not live(env, eid) else \
+                "TTL passed" if age > ttl else ""
+            if reason:
+                out.append(Garbage("openstack", kind, item.id, env, reason, round(age, 2)))
+    return out
+
+
+def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> list[str]:
+    """Remove what `collect` found."""
+    res: dict[str, set[str]] = {}
+    for g in garbage:
+        res.setdefault(g.kind, set()).add(g.ident)
+    removed, errors = remove_resources(connect(settings), res,
+                                       float(settings.get("poll_seconds", 5)))
+    if errors:
+        raise ExternalError("gc could not remove everything:\n  " + "\n  ".join(errors))
+    return removed
