@@ -238,4 +238,44 @@ def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
         click.echo(f"removed {item}")
 
 
+@cli.command("gc")
+@click.option("--older-than", "older_than", default="0", metavar="DURATION",
+              help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
+@click.option("--provider", "providers", multiple=True, metavar="P",
+              help="aws or openstack (repeatable) [default: every cloud that can be asked].")
+@click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="ENV.yaml",
+              help="Take the cloud settings (region, endpoint, cloud) from this spec.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@_build_dir_option
+@output_option
+@verbosity_options
+def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
+           dry_run: bool, build_dir: Path | None, output: str) -> None:
+    """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
+    from launch import gc
+
+    hours = gc.parse_duration(older_than)
+    _, bdir = _build_dir(build_dir)
+    result = gc.gc(bdir, providers=providers, older_than_hours=hours, dry_run=dry_run,
+                   spec_path=spec_path)
+    for s in result.skipped:
+        click.echo(f"warning: skipped {s}", err=True)
+    if output == "json":
+        emit_json({"dry_run": dry_run, "removed": list(result.removed),
+                   "garbage": [{"provider": g.provider, "kind": g.kind, "id": g.ident,
+                                "environment": g.environment, "reason": g.reason,
+                                "age_hours": g.age_hours} for g in result.garbage]})
+        return
+    if not result.garbage:
+        click.echo("nothing to collect")
+    for g in result.garbage:
+        click.echo(f"{g.provider:<10} {g.kind:<12} {g.ident:<24} {g.environment:<20} "
+                   f"{g.reason} ({g.age_hours:g} h)")
+    if dry_run and result.garbage:
+        click.echo(f"{len(result.garbage)} resources would be removed (--dry-run)")
+    for item in result.removed:
+        click.echo(f"removed {item}")
+
+
 main = exits(cli)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
+import gzip
 import hashlib
 import json
 import logging
@@ -139,6 +141,22 @@ def _code(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A failed AWS call is an ExternalError (exit 1) naming the operation and the code."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__module__.startswith("botocore"):
+                raise ExternalError(f"AWS: {exc}",
+                                    hint="see the IAM permissions in README (provider aws)"
+                                    if "AccessDenied" in str(exc) or "Unauthorized" in str(exc)
+                                    else None) from exc
+            raise
+    return wrapper
+
+
 def connect(settings: Mapping[str, Any], service: str, max_pool: int = 10) -> Any:
     """A boto3 client: standard retry mode (throttling retried with backoff)."""
     try:
@@ -214,6 +232,7 @@ class AwsProvider:
         return state
 
     # --- sizing and images -----------------------------------------------------------
+    @api_errors
     def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the instance type of its (first) role and its AMI."""
         types = {**DEFAULT_TYPES, **dict(self.settings.get("instance_types") or {})}
@@ -267,6 +286,7 @@ class AwsProvider:
             return None
 
     # --- reserve -------------------------------------------------------------------
+    @api_errors
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
         """One ENI per host at its planned address (found again by tag when it exists)."""
         self._state()
@@ -294,6 +314,7 @@ class AwsProvider:
                                resources={"eni": eni["NetworkInterfaceId"]})
 
     # --- create --------------------------------------------------------------------
+    @api_errors
     def alive(self, host: HostState) -> bool:
         """The recorded instance exists and is pending or running."""
         iid = host.resources.get("instance")
@@ -311,6 +332,7 @@ class AwsProvider:
         insts = [i for r in res for i in r["Instances"]]
         return str(insts[0]["State"]["Name"]) if insts else "gone"
 
+    @api_errors
     def create(self, host: HostRequest, user_data: bytes) -> None:
         """run_instances on the host's ENI (user-data over 16 KB through S3)."""
         state = self._state()
@@ -374,6 +396,8 @@ class AwsProvider:
         """Put one host's user-data into the private, encrypted bucket; recorded at once."""
         bucket = self._ensure_bucket()
         key = f"{self._prefix()}{host}.user-data"
+        if data[:2] != b"\x1f\x8b":        # the boot script gunzips what it fetches
+            data = gzip.compress(data, compresslevel=9, mtime=0)
         s3 = self.client("s3")
         enc: dict[str, Any] = {"ServerSideEncryption": "AES256"}
         if self.settings.get("kms_key_id"):
@@ -466,6 +490,7 @@ class AwsProvider:
         return [f"s3://{bucket}/{k}" for k in keys]
 
     # --- waiting -------------------------------------------------------------------
+    @api_errors
     def wait_running(self, hosts: Sequence[str]) -> None:
         """The instance-running waiter; records each instance's addresses."""
         state = self._state()
@@ -518,6 +543,7 @@ class AwsProvider:
         return ssh.Target(host.name, address, 22, state.ssh_user,
                           Path(state.ssh_key or "~/.ssh/id_ed25519").expanduser(), jump)
 
+    @api_errors
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
         """Running, then every readiness layer over SSH; user-data objects go afterwards."""
@@ -557,6 +583,7 @@ class AwsProvider:
                 for v in page["Volumes"]]
         return {"instance": inst, "eni": enis, "volume": vols}
 
+    @api_errors
     def find_leaked(self) -> list[Leaked]:
         """Instances, ENIs and volumes tagged with this environment the state does not list."""
         state = self.store.load()
@@ -571,6 +598,7 @@ class AwsProvider:
                     out.append(Leaked(kind, ident, _tag(item, f"{TAG}:host")))
         return out
 
+    @api_errors
     def destroy(self) -> DestroyReport:
         """Terminate every instance, delete ENIs, volumes, user-data objects, bucket, role."""
         state = self.store.load()
@@ -610,6 +638,7 @@ class AwsProvider:
             removed.append(f"instance profile {self.role_name()}")
         return removed
 
+    @api_errors
     def destroy_hosts(self, names: Sequence[str]) -> DestroyReport:
         """Terminate some hosts, delete their ENIs and objects, forget them."""
         state = self.store.load()
@@ -722,6 +751,7 @@ def remove_role(iam: Any, name: str) -> bool:
 
 # --- launch gc -----------------------------------------------------------------------------
 
+@api_errors
 def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
             older_than_hours: float, now: _dt.datetime | None = None) -> list[Garbage]:
     """fabperf resources whose environment is gone (``live(env, env_id)`` is False) or whose
@@ -782,6 +812,7 @@ def _garbage(kind: str, ident: str, item: Mapping[str, Any], live: Callable[[str
     return Garbage("aws", kind, ident, env, reason, round(age, 2))
 
 
+@api_errors
 def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> list[str]:
     """Remove what `collect` found (instances first, then ENIs, volumes, buckets, roles)."""
     ec2 = connect(settings, "ec2")
@@ -804,3 +835,7 @@ def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> l
     if errors:
         raise ExternalError("gc could not remove everything:\n  " + "\n  ".join(errors))
     return removed
+
+
+AwsProvider.collect = staticmethod(collect)                # type: ignore[attr-defined]
+AwsProvider.remove_garbage = staticmethod(remove_garbage)  # type: ignore[attr-defined]

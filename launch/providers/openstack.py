@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -114,6 +115,20 @@ def connect(settings: Mapping[str, Any]) -> Any:
     return conn
 
 
+def api_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A failed OpenStack call is an ExternalError (exit 1) naming what failed."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            mod = type(exc).__module__
+            if mod.startswith(("openstack", "keystoneauth1", "requests")):
+                raise ExternalError(f"OpenStack: {type(exc).__name__}: {exc}") from exc
+            raise
+    return wrapper
+
+
 def _not_found(exc: BaseException) -> bool:
     return type(exc).__name__ in ("NotFoundException", "ResourceNotFound")
 
@@ -159,6 +174,7 @@ class OpenStackProvider:
         return state
 
     # --- sizing and images -----------------------------------------------------------
+    @api_errors
     def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the flavor of its (first) role and its Glance image."""
         flavors = {**DEFAULT_FLAVORS, **dict(self.settings.get("flavors") or {})}
@@ -225,6 +241,7 @@ class OpenStackProvider:
                                        "subnet_id": subnet.id})
             return str(net.id), str(subnet.id)
 
+    @api_errors
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
         """One port per host with its planned fixed IP (found again by tag when it exists)."""
         self._state()
@@ -254,6 +271,7 @@ class OpenStackProvider:
                                phase=Phase.RESERVED, resources={"port": port.id})
 
     # --- create --------------------------------------------------------------------
+    @api_errors
     def alive(self, host: HostState) -> bool:
         sid = host.resources.get("server")
         if not sid:
@@ -275,6 +293,7 @@ class OpenStackProvider:
                 self._flavors[name] = flavor.id
             return self._flavors[name]
 
+    @api_errors
     def create(self, host: HostRequest, user_data: bytes) -> None:
         """A server on the host's port (optionally a floating IP)."""
         cur = self._state().hosts.get(host.name)
@@ -308,6 +327,7 @@ class OpenStackProvider:
         log.info("%s: server %s (%s)", host.name, server.id, host.size)
 
     # --- waiting -------------------------------------------------------------------
+    @api_errors
     def wait_running(self, hosts: Sequence[str]) -> None:
         """ACTIVE (ERROR fails at once)."""
         state = self._state()
@@ -346,6 +366,7 @@ class OpenStackProvider:
         return ssh.Target(host.name, address, 22, state.ssh_user,
                           Path(state.ssh_key or "~/.ssh/id_ed25519").expanduser(), jump)
 
+    @api_errors
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
         self.wait_running(hosts)
@@ -376,6 +397,7 @@ class OpenStackProvider:
                 "port": list(c.network.ports(tags=tag)),
                 "floating_ip": list(c.network.ips(tags=tag))}
 
+    @api_errors
     def find_leaked(self) -> list[Leaked]:
         state = self.store.load()
         known = {v for h in (state.hosts.values() if state else ()) for v in h.resources.values()}
@@ -386,6 +408,7 @@ class OpenStackProvider:
                     out.append(Leaked(kind, item.id, tag_value(item.tags, "fabperf-host")))
         return out
 
+    @api_errors
     def destroy(self) -> DestroyReport:
         state = self.store.load()
         leaked = self.find_leaked()
@@ -402,6 +425,7 @@ class OpenStackProvider:
             removed.append(str(self.store.path))
         return DestroyReport(tuple(removed), tuple(leaked), ())
 
+    @api_errors
     def destroy_hosts(self, names: Sequence[str]) -> DestroyReport:
         state = self.store.load()
         if state is None:
@@ -468,6 +492,7 @@ def remove_resources(conn: Any, res: Mapping[str, set[str]],
 
 # --- launch gc -----------------------------------------------------------------------------
 
+@api_errors
 def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
             older_than_hours: float, now: _dt.datetime | None = None) -> list[Garbage]:
     """fabperf servers, ports and floating IPs whose environment is gone or TTL passed."""
@@ -497,6 +522,7 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
     return out
 
 
+@api_errors
 def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> list[str]:
     """Remove what `collect` found."""
     res: dict[str, set[str]] = {}
@@ -507,3 +533,7 @@ def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> l
     if errors:
         raise ExternalError("gc could not remove everything:\n  " + "\n  ".join(errors))
     return removed
+
+
+OpenStackProvider.collect = staticmethod(collect)                # type: ignore[attr-defined]
+OpenStackProvider.remove_garbage = staticmethod(remove_garbage)  # type: ignore[attr-defined]
