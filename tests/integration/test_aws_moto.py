@@ -311,3 +311,19 @@ def test_100_hosts_with_the_concurrency_bound(aws):
     print(f"100 hosts up against moto in {took:.1f}s")
     up.down("scale", build_dir=aws["build"])
     assert dbl.nothing_left(srv, "scale")
+
+
+@pytest.mark.subprocess
+def test_a_host_failing_readiness_names_its_console_output_and_rolls_back(aws):
+    """--wait ready through a jump host that refuses: NotReady with the console output."""
+    from launch.ready import Timeouts
+
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], workers=1, readiness="jump",
+                        ssh_jump="nobody@127.0.0.1:1")
+    with pytest.raises(ExternalError) as exc:      # every host: one error listing them all
+        lib_up(aws, spec, wait="ready", timeouts=Timeouts(process=5, ssh=2, poll=0.5))
+    message = str(exc.value)
+    assert "9 hosts not ready" in message and "not ready at layer 'ssh'" in message
+    assert "console (last" in message and "Linux version" in message   # moto's console
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
