@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from bake import inputs
-from bake.errors import InputError
+from bake.errors import ExternalError, InputError
+from launch import ready
 from launch.contract import PORTS, Role
-from launch.ready import HostReadiness, Timeouts
+from launch.ready import HostReadiness, Probe, Timeouts
 from launch.ssh import Target
-from launch.state import HostState, StateStore
+from launch.state import EnvState, HostState, Phase, StateStore
 
 log = logging.getLogger("fabperf.providers")
 
@@ -201,6 +202,55 @@ def check_settings(provider: str, settings: Mapping[str, Any] | None,
 def get_provider(name: str, ctx: ProviderContext) -> Provider:
     """Instantiate the provider registered under ``name``."""
     return provider_class(name)(ctx)  # type: ignore[no-any-return]
+
+
+def wait_recorded(store: StateStore, probes: Sequence[Probe], nonce: str,
+                  timeouts: Timeouts | None) -> list[HostReadiness]:
+    """ready.wait_all over the probes; each host's phase (ready, or failed with the error)
+    recorded in the state."""
+    try:
+        reports = ready.wait_all(probes, nonce, timeouts)
+    except Exception as exc:
+        message = getattr(exc, "message", str(exc))
+        state = store.load()
+        for p in probes:
+            cur = state.hosts.get(p.host) if state is not None else None
+            if cur is not None and cur.phase != Phase.READY:
+                store.update_host(p.host, phase=Phase.FAILED, error=message[:2000])
+        raise
+    for p in probes:
+        store.update_host(p.host, phase=Phase.READY, error="")
+    return reports
+
+
+def bake_fingerprint(ctx: ProviderContext, provider: str, image: str) -> str | None:
+    """The fingerprint `bake build --provider P` gives ``image`` in this checkout (None when
+    it cannot be computed here): how a cloud provider finds an image baked elsewhere."""
+    if ctx.repo_root is None or ctx.build_dir is None:
+        return None
+    from bake import build, profiles
+
+    try:
+        targets = build.plan(ctx.repo_root, ctx.build_dir, profiles.Provider(provider), [image],
+                             profiles.make_overrides(None, ()))
+    except InputError as exc:
+        log.debug("no fingerprint for %s: %s", image, exc)
+        return None
+    return str(targets[0].fingerprint.digest)
+
+
+def cloud_target(state: EnvState, host: HostState, settings: Mapping[str, Any],
+                 public: str) -> Target:
+    """SSH to a cloud host: its private address (from inside the network), its public one
+    (settings readiness == ``public``), or the private one through settings ssh_jump."""
+    how = settings.get("readiness", "private")
+    address = host.resources.get("public_ip", "") if how == public else host.address
+    if not address:
+        raise ExternalError(f"host {host.name} has no public address "
+                            f"(readiness: {public} needs one; or readiness: private/jump)")
+    jump = str(settings.get("ssh_jump") or "") if how == "jump" else ""
+    return Target(host.name, address, 22, state.ssh_user,
+                  Path(state.ssh_key or "~/.ssh/id_ed25519").expanduser(), jump)
 
 
 def env_id(env_dir: Path) -> str:

@@ -26,22 +26,24 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from bake import inputs
 from bake.errors import ExternalError, InputError
-from launch import ready, ssh
+from launch import ssh
 from launch.providers.base import (
     DestroyReport,
     Garbage,
     HostRequest,
     Leaked,
     ProviderContext,
+    bake_fingerprint,
+    cloud_target,
     env_id,
     manifest_artifact,
     parallel,
     plan_hosts,
+    wait_recorded,
 )
 from launch.ready import HostReadiness, Probe, Timeouts
 from launch.state import EnvState, HostState, Phase
@@ -204,18 +206,7 @@ class OpenStackProvider:
                          hint=f"run `bake build --provider openstack --image {host.image}`")
 
     def _fingerprint(self, image: str) -> str | None:
-        root, build_dir = self.ctx.repo_root, self.ctx.build_dir
-        if root is None or build_dir is None:
-            return None
-        try:
-            from bake import build, profiles
-
-            targets = build.plan(root, build_dir, profiles.Provider.OPENSTACK, [image],
-                                 profiles.make_overrides(None, ()))
-            return str(targets[0].fingerprint.digest)
-        except InputError as exc:
-            log.debug("no fingerprint for %s: %s", image, exc)
-            return None
+        return bake_fingerprint(self.ctx, "openstack", image)
 
     # --- reserve -------------------------------------------------------------------
     def _network(self) -> tuple[str, str]:
@@ -356,15 +347,8 @@ class OpenStackProvider:
         return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
 
     def target(self, host: HostState) -> ssh.Target:
-        state = self._state()
-        how = self.settings.get("readiness", "private")
-        address = host.resources.get("public_ip", "") if how == "floating" else host.address
-        if not address:
-            raise ExternalError(f"host {host.name} has no floating IP "
-                                "(settings floating_network, or readiness: private/jump)")
-        jump = str(self.settings.get("ssh_jump") or "") if how == "jump" else ""
-        return ssh.Target(host.name, address, 22, state.ssh_user,
-                          Path(state.ssh_key or "~/.ssh/id_ed25519").expanduser(), jump)
+        """Private address, floating address, or private through a jump host."""
+        return cloud_target(self._state(), host, self.settings, "floating")
 
     @api_errors
     def wait_ready(self, hosts: Sequence[str], nonce: str,
@@ -378,16 +362,7 @@ class OpenStackProvider:
             return Probe(name, alive=lambda: self.alive(self._state().hosts[name]), ssh=run,
                          console_tail=lambda n: self.console(name, n))
 
-        try:
-            reports = ready.wait_all([probe(h) for h in hosts], nonce, timeouts)
-        except ExternalError as exc:
-            for h in hosts:
-                cur = self._state().hosts.get(h)
-                if cur is not None and cur.phase != Phase.READY:
-                    self.store.update_host(h, phase=Phase.FAILED, error=exc.message[:2000])
-            raise
-        for h in hosts:
-            self.store.update_host(h, phase=Phase.READY, error="")
+        reports = wait_recorded(self.store, [probe(h) for h in hosts], nonce, timeouts)
         return reports
 
     # --- leaks and destroy -----------------------------------------------------------

@@ -43,7 +43,7 @@ import yaml
 
 from bake import inputs, runner
 from bake.errors import ExternalError, InputError
-from launch import ready, ssh
+from launch import ssh
 from launch.contract import Role
 from launch.providers.base import (
     ROLE_PORTS,
@@ -54,6 +54,7 @@ from launch.providers.base import (
     env_id,
     manifest_artifact,
     plan_hosts,
+    wait_recorded,
 )
 from launch.ready import HostReadiness, Probe, Timeouts
 from launch.state import EnvState, HostState, Phase
@@ -543,17 +544,7 @@ class QemuProvider:
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
         """Every host through every readiness layer; phases recorded in the state."""
-        try:
-            reports = ready.wait_all([self.probe(h) for h in hosts], nonce, timeouts)
-        except ExternalError as exc:
-            for h in hosts:
-                cur = self._state().hosts.get(h)
-                if cur is not None and cur.phase != Phase.READY:
-                    self.store.update_host(h, phase=Phase.FAILED, error=exc.message[:2000])
-            raise
-        for h in hosts:
-            self.store.update_host(h, phase=Phase.READY, error="")
-        return reports
+        return wait_recorded(self.store, [self.probe(h) for h in hosts], nonce, timeouts)
 
     # --- destroy -------------------------------------------------------------------
     def find_leaked(self) -> list[Leaked]:
