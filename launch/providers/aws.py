@@ -34,27 +34,20 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from bake import inputs
 from bake.errors import ExternalError, InputError
-from launch import ssh
 from launch.providers.base import (
-    DestroyReport,
     Garbage,
     HostRequest,
     Leaked,
     ProviderContext,
     bake_fingerprint,
-    cloud_target,
-    env_id,
     manifest_artifact,
-    parallel,
     plan_hosts,
-    wait_recorded,
 )
-from launch.ready import HostReadiness, Probe, Timeouts
+from launch.providers.cloud import CloudProvider, garbage
 from launch.state import EnvState, HostState, Phase
 
 log = logging.getLogger("fabperf.aws")
@@ -177,28 +170,17 @@ def connect(settings: Mapping[str, Any], service: str, max_pool: int = 10) -> An
     return client
 
 
-class AwsProvider:
+class AwsProvider(CloudProvider):
     """Provider for EC2 (see the module docstring)."""
 
     name = "aws"
     SETTINGS = SETTINGS
+    PUBLIC = "public"
+    DEFAULT_PARALLEL = 10
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.env = ctx.environment
-        self.store = ctx.store
-        self.eid = env_id(ctx.env_dir)
-        state = self.store.load()
-        recorded = dict(state.network.get("settings", {})) if state is not None else {}
-        # down/status of an existing environment: the settings it was made with
-        self.settings = {**recorded, **dict(ctx.options)} if ctx.options else recorded
-        if not self.settings:
-            self.settings = inputs.check_fields({"subnet_id": "subnet-00000000"}, SETTINGS,
-                                                source=None, path="settings")
-        self.max_parallel = int(self.settings.get("max_parallel", 10))
-        self.ttl = float(self.settings.get("ttl_hours", 24))
+        super().__init__(ctx)
         self._clients: dict[str, Any] = {}
-        self._lock = threading.RLock()
         self._root_device: dict[str, str] = {}
 
     # --- clients -------------------------------------------------------------------
@@ -222,16 +204,6 @@ class AwsProvider:
 
     def _tags(self, host: str | None = None) -> list[dict[str, str]]:
         return tags(self.env, self.eid, self.ttl, host)
-
-    def _state(self) -> EnvState:
-        state = self.store.load()
-        if state is None:
-            state = self.store.save(EnvState(environment=self.env, provider=self.name))
-        if "settings" not in state.network:
-            state = self.store.update(network={
-                **state.network, "env_id": self.eid, "subnet": self.ctx.cidr or "",
-                "settings": {k: v for k, v in self.settings.items()}})
-        return state
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
@@ -276,14 +248,6 @@ class AwsProvider:
         return bake_fingerprint(self.ctx, "aws", image)
 
     # --- reserve -------------------------------------------------------------------
-    @api_errors
-    def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
-        """One ENI per host at its planned address (found again by tag when it exists)."""
-        self._state()
-        parallel(self._reserve_one, hosts, self.max_parallel)
-        state = self._state()
-        return {h.name: state.hosts[h.name].address for h in hosts}
-
     def _reserve_one(self, req: HostRequest) -> None:
         cur = self._state().hosts.get(req.name)
         if cur is not None and cur.resources.get("eni"):
@@ -489,7 +453,7 @@ class AwsProvider:
         missing = [h for h in hosts if h not in ids.values()]
         if missing:
             raise ExternalError(f"hosts {', '.join(missing)} have no instance")
-        delay = float(self.settings.get("poll_seconds", 5))
+        delay = self.poll
         waiter = self.ec2.get_waiter("instance_running")
         chunks = [list(ids)[i:i + 100] for i in range(0, len(ids), 100)]
         for chunk in chunks:
@@ -521,27 +485,8 @@ class AwsProvider:
             text = str(out)
         return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
-    def target(self, host: HostState) -> ssh.Target:
-        """Private address, public address, or private through a jump host."""
-        return cloud_target(self._state(), host, self.settings, "public")
-
-    @api_errors
-    def wait_ready(self, hosts: Sequence[str], nonce: str,
-                   timeouts: Timeouts | None = None) -> list[HostReadiness]:
-        """Running, then every readiness layer over SSH; user-data objects go afterwards."""
-        self.wait_running(hosts)
-
-        def probe(name: str) -> Probe:
-            def run(cmd: str, timeout: float) -> Any:
-                h = self._state().hosts[name]
-                return ssh.run(self.target(h), cmd, timeout=timeout,
-                               log_path=self.ctx.env_dir / "logs" / f"{name}.ready.log")
-            return Probe(name, alive=lambda: self.alive(self._state().hosts[name]), ssh=run,
-                         console_tail=lambda n: self.console(name, n))
-
-        reports = wait_recorded(self.store, [probe(h) for h in hosts], nonce, timeouts)
+    def _after_ready(self, hosts: Sequence[str]) -> None:
         self._drop_user_data(hosts)      # read at boot; not needed any more
-        return reports
 
     # --- leaks and destroy -----------------------------------------------------------
     def _tagged(self, filters: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -559,8 +504,7 @@ class AwsProvider:
     @api_errors
     def find_leaked(self) -> list[Leaked]:
         """Instances, ENIs and volumes tagged with this environment the state does not list."""
-        state = self.store.load()
-        known = {v for h in (state.hosts.values() if state else ()) for v in h.resources.values()}
+        known = self.known_ids(self.store.load())
         found = self._tagged(self._filters())
         ids = {"instance": "InstanceId", "eni": "NetworkInterfaceId", "volume": "VolumeId"}
         out = []
@@ -571,29 +515,19 @@ class AwsProvider:
                     out.append(Leaked(kind, ident, _tag(item, f"{TAG}:host")))
         return out
 
-    @api_errors
-    def destroy(self) -> DestroyReport:
-        """Terminate every instance, delete ENIs, volumes, user-data objects, bucket, role."""
-        state = self.store.load()
-        leaked = self.find_leaked()
-        listed = {k: {h.resources[k] for h in (state.hosts.values() if state else ())
-                      if h.resources.get(k)} for k in ("instance", "eni")}
-        instances = listed["instance"] | {x.ident for x in leaked if x.kind == "instance"}
-        enis = listed["eni"] | {x.ident for x in leaked if x.kind == "eni"}
-        removed, errors = remove_ec2(self.ec2, instances, enis,
-                                     {x.ident for x in leaked if x.kind == "volume"},
-                                     self._filters(), float(self.settings.get("poll_seconds", 5)))
+    def _remove(self, state: EnvState | None,
+                leaked: Sequence[Leaked]) -> tuple[list[str], list[str]]:
+        """Instances, ENIs, volumes, user-data objects, the bucket and the role."""
+        def of(kind: str) -> set[str]:
+            return self.listed(state, kind) | {x.ident for x in leaked if x.kind == kind}
+        removed, errors = remove_ec2(self.ec2, of("instance"), of("eni"), of("volume"),
+                                     self._filters(), self.poll)
         try:
             removed += self._drop_user_data()
             removed += self._drop_bucket_and_role(state)
         except Exception as exc:  # noqa: BLE001 - reported, the state keeps the record
             errors.append(f"user-data bucket/role: {exc}")
-        if errors:
-            return DestroyReport(tuple(removed), tuple(leaked), tuple(errors))
-        if state is not None:
-            self.store.remove()
-            removed.append(str(self.store.path))
-        return DestroyReport(tuple(removed), tuple(leaked), ())
+        return removed, errors
 
     def _drop_bucket_and_role(self, state: EnvState | None) -> list[str]:
         removed = []
@@ -611,26 +545,19 @@ class AwsProvider:
             removed.append(f"instance profile {self.role_name()}")
         return removed
 
-    @api_errors
-    def destroy_hosts(self, names: Sequence[str]) -> DestroyReport:
-        """Terminate some hosts, delete their ENIs and objects, forget them."""
-        state = self.store.load()
-        if state is None:
-            return DestroyReport()
+    def _remove_hosts(self, state: EnvState, names: Sequence[str]) -> tuple[list[str], list[str]]:
         hs = [state.hosts[n] for n in names if n in state.hosts]
         instances = {h.resources["instance"] for h in hs if h.resources.get("instance")}
-        tagged = [i["InstanceId"] for n in names
-                  for i in self._tagged(self._filters(n))["instance"]]
+        tagged = {i["InstanceId"] for n in names
+                  for i in self._tagged(self._filters(n))["instance"]}
         enis = {h.resources["eni"] for h in hs if h.resources.get("eni")}
-        removed, errors = remove_ec2(self.ec2, instances | set(tagged), enis, set(), None,
-                                     float(self.settings.get("poll_seconds", 5)))
-        removed += self._drop_user_data(names)
-        if not errors:
-            cur = self.store.load()
-            if cur is not None:
-                self.store.save(replace(cur, hosts={k: v for k, v in cur.hosts.items()
-                                                    if k not in names}))
-        return DestroyReport(tuple(removed), (), tuple(errors))
+        removed, errors = remove_ec2(self.ec2, instances | tagged, enis, set(), None, self.poll)
+        return removed + self._drop_user_data(names), errors
+
+    reserve = api_errors(CloudProvider.reserve)
+    wait_ready = api_errors(CloudProvider.wait_ready)
+    destroy = api_errors(CloudProvider.destroy)
+    destroy_hosts = api_errors(CloudProvider.destroy_hosts)
 
 
 def _tag(item: Mapping[str, Any], key: str) -> str:
@@ -765,24 +692,10 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
 
 def _garbage(kind: str, ident: str, item: Mapping[str, Any], live: Callable[[str, str], bool],
              older_than_hours: float, now: _dt.datetime) -> Garbage | None:
-    env, eid = _tag(item, f"{TAG}:environment"), _tag(item, f"{TAG}:env-id")
-    if not env or not eid:
-        return None
-    try:
-        created = _dt.datetime.fromisoformat(_tag(item, f"{TAG}:created-at"))
-        ttl = float(_tag(item, f"{TAG}:ttl-hours") or 24)
-    except ValueError:
-        created, ttl = now, 24.0
-    age = (now - created).total_seconds() / 3600
-    if age < older_than_hours:
-        return None
-    if not live(env, eid):
-        reason = "environment gone"
-    elif age > ttl:
-        reason = "TTL passed"
-    else:
-        return None
-    return Garbage("aws", kind, ident, env, reason, round(age, 2))
+    return garbage("aws", kind, ident, environment=_tag(item, f"{TAG}:environment"),
+                   env=_tag(item, f"{TAG}:env-id"), created=_tag(item, f"{TAG}:created-at"),
+                   ttl=_tag(item, f"{TAG}:ttl-hours"), live=live,
+                   older_than_hours=older_than_hours, now=now)
 
 
 @api_errors

@@ -25,27 +25,20 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from bake import inputs
 from bake.errors import ExternalError, InputError
-from launch import ssh
 from launch.providers.base import (
-    DestroyReport,
     Garbage,
     HostRequest,
     Leaked,
     ProviderContext,
     bake_fingerprint,
-    cloud_target,
-    env_id,
     manifest_artifact,
-    parallel,
     plan_hosts,
-    wait_recorded,
 )
-from launch.ready import HostReadiness, Probe, Timeouts
+from launch.providers.cloud import CloudProvider, garbage
 from launch.state import EnvState, HostState, Phase
 
 log = logging.getLogger("fabperf.openstack")
@@ -135,24 +128,17 @@ def _not_found(exc: BaseException) -> bool:
     return type(exc).__name__ in ("NotFoundException", "ResourceNotFound")
 
 
-class OpenStackProvider:
+class OpenStackProvider(CloudProvider):
     """Provider for an OpenStack cloud (see the module docstring)."""
 
     name = "openstack"
     SETTINGS = SETTINGS
+    PUBLIC = "floating"
+    DEFAULT_PARALLEL = 5
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.env = ctx.environment
-        self.store = ctx.store
-        self.eid = env_id(ctx.env_dir)
-        state = self.store.load()
-        recorded = dict(state.network.get("settings", {})) if state is not None else {}
-        self.settings = {**recorded, **dict(ctx.options)} if ctx.options else recorded
-        self.max_parallel = int(self.settings.get("max_parallel", 5))
-        self.ttl = float(self.settings.get("ttl_hours", 24))
+        super().__init__(ctx)
         self._conn: Any = None
-        self._lock = threading.RLock()
         self._flavors: dict[str, str] = {}
 
     @property
@@ -164,16 +150,6 @@ class OpenStackProvider:
 
     def _tags(self, host: str | None = None) -> list[str]:
         return tags(self.env, self.eid, self.ttl, host)
-
-    def _state(self) -> EnvState:
-        state = self.store.load()
-        if state is None:
-            state = self.store.save(EnvState(environment=self.env, provider=self.name))
-        if "settings" not in state.network:
-            state = self.store.update(network={**state.network, "env_id": self.eid,
-                                               "subnet": self.ctx.cidr or "",
-                                               "settings": dict(self.settings)})
-        return state
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
@@ -232,14 +208,8 @@ class OpenStackProvider:
                                        "subnet_id": subnet.id})
             return str(net.id), str(subnet.id)
 
-    @api_errors
-    def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
-        """One port per host with its planned fixed IP (found again by tag when it exists)."""
-        self._state()
+    def _before_reserve(self) -> None:
         self._network()
-        parallel(self._reserve_one, hosts, self.max_parallel)
-        state = self._state()
-        return {h.name: state.hosts[h.name].address for h in hosts}
 
     def _reserve_one(self, req: HostRequest) -> None:
         cur = self._state().hosts.get(req.name)
@@ -322,7 +292,7 @@ class OpenStackProvider:
     def wait_running(self, hosts: Sequence[str]) -> None:
         """ACTIVE (ERROR fails at once)."""
         state = self._state()
-        delay = float(self.settings.get("poll_seconds", 5))
+        delay = self.poll
         for h in hosts:
             sid = state.hosts[h].resources.get("server") if h in state.hosts else None
             if not sid:
@@ -346,25 +316,6 @@ class OpenStackProvider:
             return f"(no console output: {exc})"
         return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
 
-    def target(self, host: HostState) -> ssh.Target:
-        """Private address, floating address, or private through a jump host."""
-        return cloud_target(self._state(), host, self.settings, "floating")
-
-    @api_errors
-    def wait_ready(self, hosts: Sequence[str], nonce: str,
-                   timeouts: Timeouts | None = None) -> list[HostReadiness]:
-        self.wait_running(hosts)
-
-        def probe(name: str) -> Probe:
-            def run(cmd: str, timeout: float) -> Any:
-                return ssh.run(self.target(self._state().hosts[name]), cmd, timeout=timeout,
-                               log_path=self.ctx.env_dir / "logs" / f"{name}.ready.log")
-            return Probe(name, alive=lambda: self.alive(self._state().hosts[name]), ssh=run,
-                         console_tail=lambda n: self.console(name, n))
-
-        reports = wait_recorded(self.store, [probe(h) for h in hosts], nonce, timeouts)
-        return reports
-
     # --- leaks and destroy -----------------------------------------------------------
     def _tagged(self, tag: str) -> dict[str, list[Any]]:
         c = self.conn
@@ -374,8 +325,7 @@ class OpenStackProvider:
 
     @api_errors
     def find_leaked(self) -> list[Leaked]:
-        state = self.store.load()
-        known = {v for h in (state.hosts.values() if state else ()) for v in h.resources.values()}
+        known = self.known_ids(self.store.load())
         out = []
         for kind, items in self._tagged(f"fabperf-env-id={self.eid}").items():
             for item in items:
@@ -383,28 +333,14 @@ class OpenStackProvider:
                     out.append(Leaked(kind, item.id, tag_value(item.tags, "fabperf-host")))
         return out
 
-    @api_errors
-    def destroy(self) -> DestroyReport:
-        state = self.store.load()
-        leaked = self.find_leaked()
-        res = {k: {h.resources[k] for h in (state.hosts.values() if state else ())
-                   if h.resources.get(k)} for k in ("server", "port", "floating_ip")}
+    def _remove(self, state: EnvState | None,
+                leaked: Sequence[Leaked]) -> tuple[list[str], list[str]]:
+        res = {k: self.listed(state, k) for k in ("server", "port", "floating_ip")}
         for x in leaked:
             res.setdefault(x.kind, set()).add(x.ident)
-        removed, errors = remove_resources(self.conn, res,
-                                           float(self.settings.get("poll_seconds", 5)))
-        if errors:
-            return DestroyReport(tuple(removed), tuple(leaked), tuple(errors))
-        if state is not None:
-            self.store.remove()
-            removed.append(str(self.store.path))
-        return DestroyReport(tuple(removed), tuple(leaked), ())
+        return remove_resources(self.conn, res, self.poll)
 
-    @api_errors
-    def destroy_hosts(self, names: Sequence[str]) -> DestroyReport:
-        state = self.store.load()
-        if state is None:
-            return DestroyReport()
+    def _remove_hosts(self, state: EnvState, names: Sequence[str]) -> tuple[list[str], list[str]]:
         hs = [state.hosts[n] for n in names if n in state.hosts]
         res = {k: {h.resources[k] for h in hs if h.resources.get(k)}
                for k in ("server", "port", "floating_ip")}
@@ -412,15 +348,12 @@ class OpenStackProvider:
             for kind, items in self._tagged(f"fabperf-env-id={self.eid},"
                                             f"fabperf-host={n}").items():
                 res[kind] |= {i.id for i in items}
-        removed, errors = remove_resources(self.conn, res,
-                                           float(self.settings.get("poll_seconds", 5)))
-        if not errors:
-            cur = self.store.load()
-            if cur is not None:
-                self.store.save(replace(cur, hosts={k: v for k, v in cur.hosts.items()
-                                                    if k not in names}))
-        return DestroyReport(tuple(removed), (), tuple(errors))
+        return remove_resources(self.conn, res, self.poll)
 
+    reserve = api_errors(CloudProvider.reserve)
+    wait_ready = api_errors(CloudProvider.wait_ready)
+    destroy = api_errors(CloudProvider.destroy)
+    destroy_hosts = api_errors(CloudProvider.destroy_hosts)
 
 def find_image(conn: Any, fingerprint: str) -> str | None:
     """The active Glance image bake tagged fabperf-fp-<fingerprint> (property checked too)."""
@@ -478,22 +411,14 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
     probe._conn, probe._lock = conn, threading.RLock()
     for kind, items in probe._tagged("fabperf").items():
         for item in items:
-            env = tag_value(item.tags, "fabperf-env")
-            eid = tag_value(item.tags, "fabperf-env-id")
-            if not env or not eid:
-                continue
-            try:
-                created = _dt.datetime.fromisoformat(tag_value(item.tags, "fabperf-created"))
-                ttl = float(tag_value(item.tags, "fabperf-ttl") or 24)
-            except ValueError:
-                created, ttl = now, 24.0
-            age = (now - created).total_seconds() / 3600
-            if age < older_than_hours:
-                continue
-            reason = "environment gone" if not live(env, eid) else \
-                "TTL passed" if age > ttl else ""
-            if reason:
-                out.append(Garbage("openstack", kind, item.id, env, reason, round(age, 2)))
+            g = garbage("openstack", kind, item.id,
+                        environment=tag_value(item.tags, "fabperf-env"),
+                        env=tag_value(item.tags, "fabperf-env-id"),
+                        created=tag_value(item.tags, "fabperf-created"),
+                        ttl=tag_value(item.tags, "fabperf-ttl"), live=live,
+                        older_than_hours=older_than_hours, now=now)
+            if g is not None:
+                out.append(g)
     return out
 
 
