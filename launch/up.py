@@ -315,6 +315,4 @@ def target(arg: str, host: str, *, build_dir: Path) -> ssh.Target:
     h = state.hosts.get(host)
     if h is None:
         raise InputError.field(None, "HOST", f"one of {sorted(state.hosts)}", host)
-    if "ssh" not in h.ports:
-        raise InputError(f"host {host} of {name} has no SSH port recorded (phase {h.phase})")
     return _recorded_provider(arg, name, edir, StateStore(edir), state).target(h)

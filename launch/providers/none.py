@@ -8,6 +8,7 @@ your machines) and records the hosts as ready (they are yours and already run), 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bake.errors import InputError
@@ -77,8 +78,6 @@ class NoneProvider:
         state = self.store.load()
         if state is None:
             return DestroyReport()
-        from dataclasses import replace
-
         self.store.save(replace(state, hosts={k: v for k, v in state.hosts.items()
                                               if k not in names}))
         return DestroyReport(tuple(f"host {n} (forgotten)" for n in names))

@@ -516,6 +516,9 @@ class QemuProvider:
     # --- readiness -----------------------------------------------------------------
     def target(self, host: HostState) -> ssh.Target:
         """Where this host's sshd answers on the operator's machine."""
+        if "ssh" not in host.ports:
+            raise InputError(f"host {host.name} of {self.env} has no SSH port recorded "
+                             f"(phase {host.phase})")
         state = self._state()
         return ssh.Target(host.name, "127.0.0.1", host.ports["ssh"], state.ssh_user,
                           Path(state.ssh_key))

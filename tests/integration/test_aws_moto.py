@@ -327,3 +327,18 @@ def test_a_host_failing_readiness_names_its_console_output_and_rolls_back(aws):
     assert "9 hosts not ready" in message and "not ready at layer 'ssh'" in message
     assert "console (last" in message and "Linux version" in message   # moto's console
     assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_ssh_target_of_a_cloud_host(aws):
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], workers=1, readiness="jump",
+                        ssh_jump="ops@bastion.example.org")
+    lib_up(aws, spec)
+    t = up.target("awslab", "monitor", build_dir=aws["build"])
+    state = StateStore(aws["build"] / "environments" / "awslab").load()
+    assert (t.address, t.port, t.jump) == (state.hosts["monitor"].address, 22,
+                                           "ops@bastion.example.org")
+    from launch import ssh
+
+    assert ["-J", "ops@bastion.example.org"] == ssh.ssh_argv(t)[-3:-1]
+    up.down("awslab", build_dir=aws["build"])
