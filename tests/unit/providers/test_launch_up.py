@@ -295,3 +295,13 @@ def test_bad_input_to_up_writes_nothing(tmp_path, change):
         up.up(spec_path, build_dir=build_dir, repo_root=REPO, only=only)
     assert exc.value.exit_code == 2
     assert not build_dir.exists()
+
+
+def test_wait_running_and_none_stop_before_readiness(env):
+    env["failure"]["ready"] = NotReady("caliper", Layer.SSH, "never asked", "")
+    first = do_up(env, wait="running")           # wait_ready would raise: it is not called
+    assert first.changed and first.waited == "running"
+    again = do_up(env, wait="none")
+    assert not again.changed
+    with pytest.raises(InputError, match="--wait"):
+        do_up(env, wait="soon")
