@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ RAW_USER_DATA_LIMIT = 16384          # EC2: user-data before base64
 IAM_PATH = "/fabperf/"
 DEFAULT_TYPES = {"peer": "c6i.xlarge", "orderer": "c6i.large", "caliper": "c6i.xlarge",
                  "monitor": "m6i.large"}
+PROFILE_RETRIES = 8
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 # Instruments every client the provider makes (tests inject faults and count calls here).
 CLIENT_HOOKS: list[Callable[[str, Any], None]] = []
@@ -314,7 +316,7 @@ class AwsProvider(CloudProvider):
         if self.settings.get("key_name"):
             extra["KeyName"] = self.settings["key_name"]
         token = hashlib.sha256(f"{self.eid}/{self.env}/{host.name}/{generation}".encode())
-        resp = self.ec2.run_instances(
+        args = dict(
             ImageId=ami, InstanceType=host.size or "c6i.large", MinCount=1, MaxCount=1,
             ClientToken=token.hexdigest()[:64],
             NetworkInterfaces=[{"DeviceIndex": 0,
@@ -326,6 +328,17 @@ class AwsProvider(CloudProvider):
             TagSpecifications=[{"ResourceType": "instance", "Tags": self._tags(host.name)},
                                {"ResourceType": "volume", "Tags": self._tags(host.name)}],
             **extra)
+        for attempt in range(PROFILE_RETRIES + 1):
+            try:
+                resp = self.ec2.run_instances(**args)
+                break
+            except Exception as exc:
+                # a new instance profile takes seconds to be usable (IAM is eventually
+                # consistent): EC2 says it is invalid meanwhile
+                if "IamInstanceProfile" not in extra or attempt == PROFILE_RETRIES or \
+                        "instance profile" not in str(exc).lower():
+                    raise
+                time.sleep(2 + attempt)
         iid = resp["Instances"][0]["InstanceId"]
         self.store.update_host(host.name, resources={"instance": iid}, phase=Phase.CREATING)
         log.info("%s: instance %s (%s, %s)", host.name, iid, host.size, ami)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -262,8 +263,6 @@ class OpenStackProvider(CloudProvider):
             raise ExternalError(f"host {host.name}: create before reserve")
         if self.alive(cur):
             return
-        import hashlib
-
         self.store.update_host(host.name, phase=Phase.CREATING, error="",
                                user_data_sha256=hashlib.sha256(user_data).hexdigest())
         tagged = self._tags(host.name)

@@ -108,15 +108,16 @@ class _Raw:
         yield self.body
 
 
-def error_response(status: int, code: str, service: str = "ec2") -> Any:
+def error_response(status: int, code: str, service: str = "ec2",
+                   message: str = "injected by the test") -> Any:
     """An AWS error as the HTTP layer returns it (EC2 and S3 XML shapes)."""
     from botocore.awsrequest import AWSResponse
 
     if service == "ec2":
-        body = (f"<Response><Errors><Error><Code>{code}</Code><Message>injected by the test"
+        body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}"
                 f"</Message></Error></Errors><RequestID>test</RequestID></Response>")
     else:
-        body = (f"<Error><Code>{code}</Code><Message>injected by the test</Message>"
+        body = (f"<Error><Code>{code}</Code><Message>{message}</Message>"
                 f"<RequestId>test</RequestId></Error>")
     return AWSResponse("http://test", status, {"Content-Type": "text/xml"},
                        _Raw(body.encode()))

@@ -342,3 +342,19 @@ def test_ssh_target_of_a_cloud_host(aws):
 
     assert ["-J", "ops@bastion.example.org"] == ssh.ssh_argv(t)[-3:-1]
     up.down("awslab", build_dir=aws["build"])
+
+
+def test_a_fresh_instance_profile_not_yet_usable_is_waited_for(aws, monkeypatch):
+    from launch.providers import aws as aws_mod
+
+    monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
+    spec = dbl.aws_spec(aws["tmp"], aws["server"], aws["net"], workers=1, max_parallel=1)
+    with dbl.faults() as f:
+        f.on("ec2.RunInstances", lambda n: dbl.error_response(
+            400, "InvalidParameterValue", message="Value (fabperf-x-ud) for parameter "
+            "iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")
+            if n == 1 else None)
+        lib_up(aws, spec)
+    assert len(dbl.tagged(aws["server"], "awslab")["instances"]) == 9
+    up.down("awslab", build_dir=aws["build"])
+    assert dbl.nothing_left(aws["server"], "awslab")
