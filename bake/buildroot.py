@@ -2,12 +2,16 @@
 of a bake (compiling Fabric, npm installs) run once at native speed instead of in every
 emulated build VM ("compile once, bake many").
 
-A build root is a debootstrap (minbase) tree under ``<build>/buildroot/<suite>-<hash12>/``,
-named by the hash of its inputs (suite, mirror, packages, the extra CA certificates it
-trusts, ``RECIPE_VERSION``). It is made once (about 2 minutes) and kept; the provisioning
-scripts install what they need into it (Go from backports, Node.js) the first time they
-run. It has the same Debian release and architecture as the base image, so what is built
-there runs in the image unchanged.
+A build root is a debootstrap (minbase) tree under ``$FABPERF_BUILDROOT_DIR`` (default
+``/var/cache/fabperf/buildroot``)``/<suite>-<hash12>/``, named by the hash of its inputs
+(suite, mirror, packages, the extra CA certificates it trusts, ``RECIPE_VERSION``). It is
+made once (about 2 minutes) and kept; the provisioning scripts install what they need into
+it (Go from backports, Node.js) the first time they run. It has the same Debian release and
+architecture as the base image, so what is built there runs in the image unchanged.
+
+It lives outside the repository on purpose: half a million files (Fabric's tree, Go's build
+cache, node_modules) under the checkout would be crawled by every tool that walks it (pip's
+editable install of fabperf took minutes).
 
 Requires root (debootstrap, mount, chroot), like ``bake base-image``.
 """
@@ -40,6 +44,8 @@ PACKAGES: tuple[str, ...] = (
     "python3", "procps",
 )
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+ROOT_DIR_ENV = "FABPERF_BUILDROOT_DIR"
+DEFAULT_ROOT_DIR = Path("/var/cache/fabperf/buildroot")
 MARKER = ".fabperf-buildroot.json"
 
 
@@ -90,10 +96,15 @@ class BuildRoot:
         return f"{self.inputs.suite}-{self.inputs.digest()[:12]}"
 
 
-def ensure(build_dir: Path, inputs: BuildRootInputs, *, log_path: Path,
+def roots_dir() -> Path:
+    """Where build roots live ($FABPERF_BUILDROOT_DIR, else /var/cache/fabperf/buildroot)."""
+    return Path(os.environ.get(ROOT_DIR_ENV) or DEFAULT_ROOT_DIR)
+
+
+def ensure(inputs: BuildRootInputs, *, log_path: Path,
            cas: Sequence[Path] | None = None) -> BuildRoot:
     """The build root for these inputs, made now if it does not exist yet."""
-    base = build_dir / "buildroot"
+    base = roots_dir()
     path = base / f"{inputs.suite}-{inputs.digest()[:12]}"
     if (path / MARKER).is_file():
         return BuildRoot(path, inputs)

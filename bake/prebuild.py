@@ -163,7 +163,7 @@ def ensure(root: Path, build_dir: Path, spec: ImageSpec, *, progress: Callable[[
         progress(f"{spec.name}: prebuilt {target.name} (cached)")
         return Artifact(spec.name, k, target, True, time.monotonic() - start, record)
     progress(f"{spec.name}: native build root (log: {log_path})")
-    br = buildroot.ensure(build_dir, inputs, log_path=log_path)
+    br = buildroot.ensure(inputs, log_path=log_path)
     # A clean slate for the outputs: nothing left over from another version gets packed.
     for out in spec.prebuild_outputs:
         _remove(br.path / out.lstrip("/"))

@@ -31,8 +31,10 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
     from launch import bundle, spec
+    from launch.providers.base import check_settings
 
     env = spec.load(env_file)
+    check_settings(env.provider.value, env.settings, env.source)
     progress(f"rendering {env.name} ({env.provider.value}) into {out}")
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
@@ -74,12 +76,15 @@ _build_dir_option = click.option(
               help="Bring up only these hosts of the plan (repeatable).")
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave failed hosts running for inspection (`launch down` removes them).")
+@click.option("--wait", "wait", type=click.Choice(["ready", "running", "none"]),
+              default="ready", show_default=True,
+              help="How far to wait: every readiness layer, the machines running, or not at all.")
 @click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
               help="Seconds for cloud-init to finish on every host [default: 1800].")
 @_build_dir_option
 @output_option
 @verbosity_options
-def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
+def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: str,
            ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
@@ -92,7 +97,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
-                   keep_on_failure=keep_on_failure, timeouts=timeouts)
+                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:
@@ -100,20 +105,26 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool,
             click.echo(f"warning: {rep.host}: {warning}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "changed": result.changed,
-                   "timings": dict(result.timings),
+                   "waited": result.waited, "timings": dict(result.timings),
                    "hosts": [_host_json(h) for h in result.hosts],
                    "readiness": [{"host": r.host, "seconds": r.seconds}
                                  for r in result.readiness]})
         return
     verb = "up" if result.changed else "already up (nothing changed)"
-    click.echo(f"environment {result.environment}: {verb} in {result.timings.get('total', 0)}s")
+    how = {"ready": "", "running": " (running; readiness not waited for)",
+           "none": " (created; not waited for)"}[result.waited]
+    click.echo(f"environment {result.environment}: {verb}{how} in "
+               f"{result.timings.get('total', 0)}s")
     for h in result.hosts:
-        click.echo(f"  {h.name:<20} {h.address:<15} ssh 127.0.0.1:{h.ports.get('ssh', '-')}")
+        where = f"ssh 127.0.0.1:{h.ports['ssh']}" if "ssh" in h.ports else \
+            " ".join(f"{k} {v}" for k, v in sorted(h.resources.items()))
+        click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
 def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
     return {"name": h.name, "address": h.address, "roles": list(h.roles),
-            "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports)}
+            "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports),
+            "resources": dict(h.resources)}
 
 
 @cli.command("status")
@@ -133,7 +144,8 @@ def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
                    "network": dict(state.network), "updated_at": state.updated_at,
                    "hosts": [{"name": r.name, "address": r.address, "roles": list(r.roles),
                               "phase": r.phase, "alive": r.alive, "pid": r.pid,
-                              "ports": dict(r.ports), "error": r.error} for r in rows],
+                              "ports": dict(r.ports), "resources": dict(r.resources),
+                              "error": r.error} for r in rows],
                    "fabric": {"state": fabric,
                               "package_ids": dict(state.bootstrap.get("package_ids") or {}),
                               "nodes": [{"node": n.node, "role": n.role, "channel": n.channel,
@@ -143,7 +155,8 @@ def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
     click.echo(f"environment {state.environment} ({state.provider})")
     click.echo(f"  {'HOST':<20} {'ADDRESS':<15} {'ROLES':<16} {'PHASE':<9} {'PROC':<6} PORTS")
     for r in rows:
-        ports = " ".join(f"{k}->{v}" for k, v in sorted(r.ports.items()))
+        ports = " ".join(f"{k}->{v}" for k, v in sorted(r.ports.items())) or \
+            " ".join(f"{k} {v}" for k, v in sorted(r.resources.items()))
         proc = "up" if r.alive else "down"
         click.echo(f"  {r.name:<20} {r.address:<15} {','.join(r.roles):<16} {r.phase:<9} "
                    f"{proc:<6} {ports}")
@@ -359,6 +372,46 @@ def results_show_cmd(bundle: Path, output: str) -> None:
     click.echo(results.format_table(summary))
     for note in summary.notes:
         click.echo(f"note: {note}")
+
+
+@cli.command("gc")
+@click.option("--older-than", "older_than", default="0", metavar="DURATION",
+              help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
+@click.option("--provider", "providers", multiple=True, metavar="P",
+              help="aws or openstack (repeatable) [default: every cloud that can be asked].")
+@click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="ENV.yaml",
+              help="Take the cloud settings (region, endpoint, cloud) from this spec.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@_build_dir_option
+@output_option
+@verbosity_options
+def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
+           dry_run: bool, build_dir: Path | None, output: str) -> None:
+    """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
+    from launch import gc
+
+    hours = gc.parse_duration(older_than)
+    _, bdir = _build_dir(build_dir)
+    result = gc.gc(bdir, providers=providers, older_than_hours=hours, dry_run=dry_run,
+                   spec_path=spec_path)
+    for s in result.skipped:
+        click.echo(f"warning: skipped {s}", err=True)
+    if output == "json":
+        emit_json({"dry_run": dry_run, "removed": list(result.removed),
+                   "garbage": [{"provider": g.provider, "kind": g.kind, "id": g.ident,
+                                "environment": g.environment, "reason": g.reason,
+                                "age_hours": g.age_hours} for g in result.garbage]})
+        return
+    if not result.garbage:
+        click.echo("nothing to collect")
+    for g in result.garbage:
+        click.echo(f"{g.provider:<10} {g.kind:<12} {g.ident:<24} {g.environment:<20} "
+                   f"{g.reason} ({g.age_hours:g} h)")
+    if dry_run and result.garbage:
+        click.echo(f"{len(result.garbage)} resources would be removed (--dry-run)")
+    for item in result.removed:
+        click.echo(f"removed {item}")
 
 
 main = exits(cli)

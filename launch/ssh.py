@@ -57,6 +57,8 @@ class Target:
     port: int
     user: str
     key: Path
+    jump: str = ""          # user@host[:port] of an SSH jump host (ssh -J), when the host
+                            # is only reachable from inside its network
 
 
 def ssh_argv(target: Target, command: str | None = None, *, connect_timeout: int = 5,
@@ -69,6 +71,7 @@ def ssh_argv(target: Target, command: str | None = None, *, connect_timeout: int
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
         "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect_timeout}",
         "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=6",
+        *(["-J", target.jump] if target.jump else []),
         *(["-t"] if tty else []), *extra,
         f"{target.user}@{target.address}",
     ]

@@ -70,6 +70,7 @@ class HostState:
     user_data_sha256: str = ""
     error: str = ""
     updated_at: str = ""
+    resources: Mapping[str, str] = field(default_factory=dict)  # cloud ids: instance, eni...
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> HostState:
@@ -79,6 +80,7 @@ class HostState:
         d["phase"] = Phase(d.get("phase", Phase.RESERVED))
         d["files"] = dict(d.get("files", {}))
         d["ports"] = {str(k): int(v) for k, v in d.get("ports", {}).items()}
+        d["resources"] = {str(k): str(v) for k, v in d.get("resources", {}).items()}
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -167,6 +169,8 @@ class StateStore:
                 changes["files"] = {**host.files, **changes["files"]}
             if "ports" in changes:
                 changes["ports"] = {**host.ports, **changes["ports"]}
+            if "resources" in changes:
+                changes["resources"] = {**host.resources, **changes["resources"]}
             host = replace(host, **changes, updated_at=now())
             self.save(replace(state, hosts={**state.hosts, name: host}))
             return host

@@ -12,6 +12,15 @@ Per environment (everything under build/environments/<env>/):
   meta-data with instance-id <env>-<host>-<generation>, network-config), a serial log,
   a QMP socket, a pidfile. QEMU runs daemonized and is tagged `-name fabperf:<env>:<host>:<id>`
   (id = hash of the environment directory) so `down` finds VMs the state file lost.
+
+Settings of a qemu environment file (all optional; SETTINGS below)::
+
+    settings:
+      accel: auto          # auto | kvm | tcg (auto: tcg under a hypervisor, where nested KVM
+                           #   is slower than TCG)
+      memory_mb: 1536      # every VM (default per role: fabric 2048, caliper/monitor 1536)
+      cpus: 2
+      hosts: {caliper0: {memory_mb: 1024, cpus: 1}}   # per-host overrides
 """
 
 from __future__ import annotations
@@ -32,14 +41,20 @@ from pathlib import Path
 
 import yaml
 
-from bake import runner
+from bake import inputs, runner
 from bake.errors import ExternalError, InputError
-from launch import ready, ssh
+from launch import ssh
+from launch.contract import Role
 from launch.providers.base import (
+    ROLE_PORTS,
     DestroyReport,
     HostRequest,
     Leaked,
     ProviderContext,
+    env_id,
+    manifest_artifact,
+    plan_hosts,
+    wait_recorded,
 )
 from launch.ready import HostReadiness, Probe, Timeouts
 from launch.state import EnvState, HostState, Phase
@@ -52,6 +67,39 @@ SSH_PORT = 22
 TAG_PREFIX = "fabperf"
 # sun_path is 108 bytes; QEMU/vde append their own names below the socket directory
 MAX_SOCKET_DIR = 70
+
+# Per-role VM sizes when the spec's settings do not say (TCG on a 2-core machine).
+DEFAULT_MEMORY_MB = {Role.PEER: 2048, Role.ORDERER: 2048, Role.CALIPER: 1536,
+                     Role.MONITOR: 1536}
+DEFAULT_CPUS = 2
+_MEMORY = dict(minimum=256, maximum=1024 * 1024, why="a VM on one machine")
+_CPUS = dict(minimum=1, maximum=256, why="a VM on one machine")
+
+SETTINGS: tuple[inputs.Rule, ...] = (
+    inputs.Rule("accel", str, "auto", choices=("auto", "kvm", "tcg"),
+                doc="accelerator (auto: tcg under a hypervisor)"),
+    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
+                doc="memory of every VM (default per role)"),
+    inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS, doc="vCPUs of every VM"),  # type: ignore[arg-type]
+    inputs.Rule("hosts", dict, {}, doc="per-host overrides {HOST: {memory_mb, cpus}}"),
+)
+HOST_SETTINGS: tuple[inputs.Rule, ...] = (
+    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
+    inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+)
+
+
+def image_path(image: str, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
+    """The qcow2 a qemu host boots: the plan's image id, else the bake manifest's artifact."""
+    from bake import manifest
+
+    found = image_id or manifest_artifact(image, "qemu", "path", build_dir)
+    if not found:
+        raise InputError(f"image {image} has not been baked for qemu "
+                         f"({manifest.path(build_dir)} has no entry)",
+                         hint=f"run `bake build --provider qemu --image {image}`")
+    p = Path(found)
+    return str(p if p.is_absolute() else repo_root / p)
 
 
 class Accel:
@@ -78,11 +126,6 @@ class Accel:
         except OSError:
             return "tcg"
         return "tcg" if " hypervisor" in flags else "kvm"
-
-
-def env_id(env_dir: Path) -> str:
-    """A short id of the environment directory: two checkouts may use the same env name."""
-    return hashlib.sha256(str(env_dir.resolve()).encode()).hexdigest()[:8]
 
 
 def vm_tag(environment: str, host: str, eid: str) -> str:
@@ -179,6 +222,9 @@ class QemuProvider:
     """Provider for local QEMU VMs (see the module docstring)."""
 
     name = "qemu"
+    SETTINGS = SETTINGS
+    max_parallel = 1        # QEMU start-up is CPU-bound on the build machines
+    follows_hosts = True
 
     def __init__(self, ctx: ProviderContext, *,
                  proc: Path = Path("/proc"),
@@ -190,7 +236,7 @@ class QemuProvider:
         self.eid = env_id(self.dir)
         opts = ctx.options
         self.accel = Accel.resolve(str(opts.get("accel", "auto")))
-        self.subnet = ipaddress.ip_network(str(opts.get("subnet", DEFAULT_SUBNET)))
+        self.subnet = ipaddress.ip_network(ctx.cidr or str(opts.get("subnet", DEFAULT_SUBNET)))
         self.qemu = str(opts.get("qemu_binary", "qemu-system-x86_64"))
         self.proc = proc
         self.sleep = sleep
@@ -222,6 +268,29 @@ class QemuProvider:
                                                       "subnet": str(self.subnet),
                                                       "env_id": self.eid}))
         return state
+
+    # --- sizing and images -----------------------------------------------------------
+    def host_requests(self, plan: object, only: Sequence[str] = ()) -> list[HostRequest]:
+        """Per host: memory and vCPUs (settings, else per role), forwarded ports, the qcow2."""
+        opts = self.ctx.options
+        build_dir = self.ctx.build_dir or self.dir.parent.parent
+        root = self.ctx.repo_root or Path.cwd()
+        overrides = opts.get("hosts") or {}
+        assert isinstance(overrides, dict)
+        out = []
+        for h in plan_hosts(plan, only):
+            o = inputs.check_fields(overrides.get(h.name, {}), HOST_SETTINGS, source=None,
+                                    path=f"settings.hosts.{h.name}")
+            roles = tuple(h.roles)
+            mem = o["memory_mb"] or opts.get("memory_mb") \
+                or max(DEFAULT_MEMORY_MB[r] for r in roles)
+            ports = sorted({p for r in roles for p in ROLE_PORTS[r]})
+            out.append(HostRequest(
+                name=h.name, roles=tuple(r.value for r in roles),
+                image=image_path(h.image, h.image_id, build_dir, root),
+                memory_mb=int(mem), cpus=int(o["cpus"] or opts.get("cpus", DEFAULT_CPUS)),
+                service_ports=tuple(ports), address=h.address))
+        return out
 
     # --- reserve -------------------------------------------------------------------
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
@@ -305,6 +374,16 @@ class QemuProvider:
             return False
         argv = pid_argv(host.pid, self.proc)
         return argv is not None and vm_tag(self.env, host.name, self.eid) in argv
+
+    alive = vm_alive
+
+    def wait_running(self, hosts: Sequence[str]) -> None:
+        """`create` returns once QEMU runs: check that they still do."""
+        state = self._state()
+        dead = [h for h in hosts if h not in state.hosts or not self.vm_alive(state.hosts[h])]
+        if dead:
+            raise ExternalError(f"QEMU of {', '.join(dead)} is not running",
+                                hint=f"see {self.log_dir}/<host>.serial.log")
 
     def create(self, host: HostRequest, user_data: bytes) -> None:
         """Overlay, seed, ports, QEMU; each recorded the moment it exists. A running VM is
@@ -438,6 +517,9 @@ class QemuProvider:
     # --- readiness -----------------------------------------------------------------
     def target(self, host: HostState) -> ssh.Target:
         """Where this host's sshd answers on the operator's machine."""
+        if "ssh" not in host.ports:
+            raise InputError(f"host {host.name} of {self.env} has no SSH port recorded "
+                             f"(phase {host.phase})")
         state = self._state()
         return ssh.Target(host.name, "127.0.0.1", host.ports["ssh"], state.ssh_user,
                           Path(state.ssh_key))
@@ -466,17 +548,7 @@ class QemuProvider:
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
         """Every host through every readiness layer; phases recorded in the state."""
-        try:
-            reports = ready.wait_all([self.probe(h) for h in hosts], nonce, timeouts)
-        except ExternalError as exc:
-            for h in hosts:
-                cur = self._state().hosts.get(h)
-                if cur is not None and cur.phase != Phase.READY:
-                    self.store.update_host(h, phase=Phase.FAILED, error=exc.message[:2000])
-            raise
-        for h in hosts:
-            self.store.update_host(h, phase=Phase.READY, error="")
-        return reports
+        return wait_recorded(self.store, [self.probe(h) for h in hosts], nonce, timeouts)
 
     # --- destroy -------------------------------------------------------------------
     def find_leaked(self) -> list[Leaked]:

@@ -22,6 +22,9 @@ class FakeProvider:
     """Records what `up` asks for; hosts are 'alive' once created."""
 
     name = "qemu"
+    SETTINGS = ()
+    max_parallel = 1
+    follows_hosts = True
     instances: list[FakeProvider] = []
 
     def __init__(self, ctx, fail_ready: BaseException | None = None) -> None:
@@ -31,6 +34,11 @@ class FakeProvider:
         self.destroyed_hosts: list[str] = []
         self.fail_ready = fail_ready
         FakeProvider.instances.append(self)
+
+    def host_requests(self, plan, only=()):
+        from launch.providers.qemu import QemuProvider
+
+        return QemuProvider(self.ctx).host_requests(plan, only)
 
     def reserve(self, hosts: list[HostRequest]) -> dict[str, str]:
         for h in hosts:
@@ -45,8 +53,11 @@ class FakeProvider:
         self.store.update_host(host.name, pid=100 + len(self.created), phase=Phase.RUNNING,
                                ports={"ssh": 40000 + len(self.created)})
 
-    def vm_alive(self, host) -> bool:
+    def alive(self, host) -> bool:
         return host.pid is not None
+
+    def wait_running(self, hosts):
+        pass
 
     def wait_ready(self, hosts, nonce, timeouts=None):
         if self.fail_ready is not None:
@@ -211,19 +222,75 @@ def test_failed_resume_rolls_back_only_what_it_created(env):
 
 
 def test_settings_are_validated(tmp_path):
+    from launch.providers.base import check_settings
+
     with pytest.raises(InputError, match="settings.accel"):
-        up.qemu_settings({"accel": "hvf"}, tmp_path / "e.yaml")
-    with pytest.raises(InputError, match="settings.memory"):
-        up.qemu_settings({"memory": 1}, tmp_path / "e.yaml")
-    with pytest.raises(InputError, match="settings.hosts.a.cpus"):
-        up.qemu_settings({"hosts": {"a": {"cpus": 0}}}, None)
-    s = up.qemu_settings({"accel": "tcg", "memory_mb": 1024, "hosts": {"a": {"cpus": 1}}}, None)
-    assert s.accel == "tcg" and s.memory_mb == 1024 and s.hosts["a"]["cpus"] == 1
+        check_settings("qemu", {"accel": "hvf"}, tmp_path / "e.yaml")
+    with pytest.raises(InputError, match="(?s)settings.memory.*did you mean 'memory_mb'"):
+        check_settings("qemu", {"memory": 1}, tmp_path / "e.yaml")
+    s = check_settings("qemu", {"accel": "tcg", "memory_mb": 1024}, None)
+    assert s == {"accel": "tcg", "memory_mb": 1024, "cpus": 2, "hosts": {}}
+
+
+def test_per_host_overrides_are_validated(env):
+    env["doc"]["settings"] = {"hosts": {"caliper": {"cpus": 0}}}
+    env["path"].write_text(yaml.safe_dump(env["doc"], sort_keys=False))
+    with pytest.raises(InputError, match="settings.hosts.caliper.cpus"):
+        do_up(env)
+    assert not env["build"].exists()
 
 
 def test_unbaked_image_names_the_bake_command(tmp_path):
+    from launch.providers.qemu import image_path
+
     with pytest.raises(InputError, match="bake build --provider qemu --image monitor"):
-        up.image_path("monitor", None, tmp_path, tmp_path)
+        image_path("monitor", None, tmp_path, tmp_path)
+
+
+def test_unbaked_qemu_images_exit_2_before_anything_is_written(tmp_path):
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    doc.pop("images", None)
+    doc["manifest"] = str(tmp_path / "nowhere" / "manifest.json")
+    spec_path = tmp_path / "env.yaml"
+    spec_path.write_text(yaml.safe_dump(doc))
+    build_dir = tmp_path / "build"
+    with pytest.raises(InputError, match="not been baked") as exc:
+        up.up(spec_path, build_dir=build_dir, repo_root=REPO)
+    assert exc.value.exit_code == 2
+    assert not build_dir.exists()          # no SSH key, no lock, no state
+
+
+def test_render_and_up_both_refuse_a_settings_typo(tmp_path, capsys):
+    from bake.clikit import run_main
+    from launch.cli import cli
+
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    doc["settings"] = {"acel": "tcg"}
+    spec_path = tmp_path / "env.yaml"
+    spec_path.write_text(yaml.safe_dump(doc))
+    assert run_main(cli, ["render", str(spec_path), "--out", str(tmp_path / "out")]) == 2
+    assert run_main(cli, ["up", str(spec_path), "--build-dir", str(tmp_path / "b")]) == 2
+    assert "settings.acel" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "b").exists()
+
+
+def test_provider_none_settles(tmp_path, monkeypatch):
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    doc["provider"], doc["settings"] = "none", {}
+    doc.pop("images", None)
+    doc["placement"] = {"hosts": [
+        {"name": "fabric", "address": "10.99.0.10", "roles": ["peer", "orderer"]},
+        {"name": "caliper", "address": "10.99.0.11", "roles": ["caliper"]},
+        {"name": "monitor", "address": "10.99.0.12", "roles": ["monitor"]}]}
+    doc["network"] = {"cidr": "10.99.0.0/24"}
+    spec_path = tmp_path / "none.yaml"
+    spec_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    build = tmp_path / "build"
+    first = up.up(spec_path, build_dir=build, repo_root=REPO)
+    assert first.changed and {h.phase for h in first.hosts} == {Phase.READY}
+    second = up.up(spec_path, build_dir=build, repo_root=REPO)
+    assert not second.changed
+    up.down(doc["name"], build_dir=build)
 
 
 def test_down_of_an_unknown_environment_is_input_error(tmp_path):
@@ -285,3 +352,13 @@ def test_bad_input_to_up_writes_nothing(tmp_path, change):
         up.up(spec_path, build_dir=build_dir, repo_root=REPO, only=only)
     assert exc.value.exit_code == 2
     assert not build_dir.exists()
+
+
+def test_wait_running_and_none_stop_before_readiness(env):
+    env["failure"]["ready"] = NotReady("caliper", Layer.SSH, "never asked", "")
+    first = do_up(env, wait="running")           # wait_ready would raise: it is not called
+    assert first.changed and first.waited == "running"
+    again = do_up(env, wait="none")
+    assert not again.changed
+    with pytest.raises(InputError, match="--wait"):
+        do_up(env, wait="soon")
