@@ -6,7 +6,6 @@ the file, the field path, what was expected and what was found (InputError, exit
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -15,10 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bake import inputs
 from bake.errors import InputError
 from launch.contract import BENCHMARK_CHAINCODE, Role
+from launch.state import ENV_NAME_RE
 
 
 class Provider(StrEnum):
@@ -44,13 +43,42 @@ class Consensus(StrEnum):
     BFT = "BFT"
 
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
-                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-_CHANNEL = re.compile(r"^[a-z][a-z0-9.-]{0,248}$")  # Fabric's channel name rule
-_DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
-_SIZE = re.compile(r"^(\d+)\s*(KB|MB)$")
+# Patterns are matched with fullmatch: `$` would accept a trailing newline ("Org1MSP\n").
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+_CHANNEL = re.compile(r"[a-z][a-z0-9.-]{0,248}")  # Fabric's channel name rule
+_DURATION = re.compile(r"\d{1,6}(\.\d{1,6})?(ms|s|m|h)")
+_SIZE = re.compile(r"(\d{1,9})\s?(KB|MB)")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a chaincode version label
+
+# Upper bounds: what render and the providers handle in seconds, and more than any
+# benchmark lab this tool targets. Every bound says why in the error (hint).
+MAX_ORGS = 32
+MAX_PEERS_PER_ORG = 64
+MAX_ORDERERS = 32
+MAX_USERS_PER_ORG = 1000
+MAX_CALIPER_VMS = 64
+MAX_PROCESSES = 64
+MAX_HOSTS = 1024
+MAX_IDENTITIES = 20000
+MAX_CHANNELS = 16
+MAX_CHAINCODES = 16
+MAX_ROUNDS = 100
+WHY_HOSTS = ("every host is a VM with its own user-data; planning, rendering and the "
+             "providers' bookkeeping are sized for labs of hundreds, not thousands")
+WHY_IDENTITIES = ("each peer, orderer and user is a key and certificate; 20000 of them "
+                  "render in about 20 s")
+WHY_CHANNELS = "every channel is joined and its chaincodes committed at bootstrap, one by one"
+WHY_ORGS = ("each organisation is an MSP in every channel's configtx.yaml and a CA in "
+            "every host's user-data")
+WHY_PEERS = "every peer is a VM, a key pair and a gossip member; render time grows with it"
+WHY_ORDERERS = ("every orderer is a consenter of every channel; Raft and BFT clusters "
+                "beyond a few dozen nodes are not a benchmark anyone runs")
+WHY_USERS = "each user is a key and a certificate written and rendered (about 1 ms each)"
+WHY_VMS = "each worker VM carries a network config with every peer's TLS CA"
+WHY_PROCESSES = "each worker process is a Node.js process on one VM (more than its cores)"
 TOP_KEYS = ("name", "provider", "settings", "network", "images", "manifest", "fabric",
             "organisations", "orderers", "channels", "caliper", "monitor", "tuning",
             "placement")
@@ -225,8 +253,9 @@ class _Map:
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def fail(self, key: str, expected: str, found: object) -> InputError:
-        return InputError.field(self.file, self.where(key), expected, found)
+    def fail(self, key: str, expected: str, found: object, *,
+             hint: str | None = None) -> InputError:
+        return InputError.field(self.file, self.where(key), expected, found, hint=hint)
 
     def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
         self.seen.add(key)
@@ -243,17 +272,17 @@ class _Map:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # versions like 2.5 arrive as floats
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
             raise self.fail(key, what, value)
         return value
 
-    def int(self, key: str, default: object = ..., *, minimum: int = 0) -> Any:
+    def int(self, key: str, default: object = ..., *, minimum: int = 0,
+            maximum: int = 10**9, why: str = "a larger number is a mistake") -> Any:
         value = self.get(key, default)
         if value is default and default is not ...:
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"an integer >= {minimum}", value)
-        return value
+        rule = inputs.Rule(key, int, minimum=minimum, maximum=maximum, why=why)
+        return inputs.check_value(value, rule, source=self.file, path=self.where(key))
 
     def map(self, key: str, *, required: bool = False) -> _Map:
         return _Map(self.file, self.where(key), self.get(key, {}, required=required))
@@ -270,13 +299,7 @@ class _Map:
     def done(self, known: Iterable[str] | None = None) -> None:
         """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
         allowed = set(known) if known is not None else self.seen
-        unknown = sorted(set(map(str, self.raw)) - allowed)
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
-            raise InputError.field(self.file, self.where(unknown[0]),
-                                   f"one of the known keys {sorted(allowed)}",
-                                   f"unknown key {unknown[0]}",
-                                   hint=f"did you mean {close[0]}?" if close else None)
+        inputs.unknown_keys(self.raw, sorted(allowed), source=self.file, path=self.path)
 
 
 def _enum(m: _Map, key: str, enum: type[StrEnum], default: object = ...) -> Any:
@@ -291,7 +314,7 @@ def _size(m: _Map, key: str, default: str) -> str:
     value = m.get(key, default)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return f"{value // 1024} KB" if value % 1024 == 0 else f"{value} B"
-    if not isinstance(value, str) or not _SIZE.match(value):
+    if not isinstance(value, str) or not _SIZE.fullmatch(value):
         raise m.fail(key, "a size such as '2 MB' or '512 KB' (or bytes as an integer)", value)
     return value
 
@@ -300,6 +323,9 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
     raw = top.list("organisations", required=True)
     if not raw:
         raise top.fail("organisations", "at least one organisation", raw)
+    if len(raw) > MAX_ORGS:
+        raise top.fail("organisations", f"at most {MAX_ORGS} organisations",
+                       f"{len(raw)} organisations", hint=f"the limit exists because {WHY_ORGS}")
     orgs: list[Organisation] = []
     for i, item in enumerate(raw):
         m = top.item("organisations", i, item)
@@ -309,8 +335,8 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
             msp_id=m.str("msp_id", f"{name}MSP", pattern=_NAME, what="an MSP id"),
             domain=m.str("domain", f"{name.lower()}.example.com", pattern=_DOMAIN,
                          what="a lower-case DNS domain"),
-            peers=m.int("peers", 1, minimum=1),
-            users=m.int("users", 1, minimum=0),
+            peers=m.int("peers", 1, minimum=1, maximum=MAX_PEERS_PER_ORG, why=WHY_PEERS),
+            users=m.int("users", 1, minimum=0, maximum=MAX_USERS_PER_ORG, why=WHY_USERS),
         )
         m.done()
         for other in orgs:
@@ -328,7 +354,7 @@ def _orderers(top: _Map, fabric: FabricVersion, orgs: tuple[Organisation, ...]) 
         org=m.str("org", "OrdererOrg", pattern=_NAME, what="a name"),
         msp_id=m.str("msp_id", "OrdererMSP", pattern=_NAME, what="an MSP id"),
         domain=m.str("domain", "example.com", pattern=_DOMAIN, what="a lower-case DNS domain"),
-        count=m.int("count", 1, minimum=1),
+        count=m.int("count", 1, minimum=1, maximum=MAX_ORDERERS, why=WHY_ORDERERS),
         type=_enum(m, "type", Consensus, "etcdraft"),
         batch_timeout=m.str("batch_timeout", "2s", pattern=_DURATION,
                             what="a duration such as 2s or 500ms"),
@@ -354,6 +380,9 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
     raw = top.list("channels")
     if not raw:
         raw = [{"name": "mychannel"}]
+    if len(raw) > MAX_CHANNELS:
+        raise top.fail("channels", f"at most {MAX_CHANNELS} channels", f"{len(raw)} channels",
+                       hint=f"the limit exists because {WHY_CHANNELS}")
     names = [o.name for o in orgs]
     channels: list[Channel] = []
     for i, item in enumerate(raw):
@@ -369,7 +398,12 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
         if len(set(members)) != len(members):
             raise m.fail("orgs", "each organisation once", members)
         ccs: list[Chaincode] = []
-        for k, cc_raw in enumerate(m.list("chaincodes") or [{"name": BENCHMARK_CHAINCODE}]):
+        cc_list = m.list("chaincodes") or [{"name": BENCHMARK_CHAINCODE}]
+        if len(cc_list) > MAX_CHAINCODES:
+            raise m.fail("chaincodes", f"at most {MAX_CHAINCODES} chaincodes per channel",
+                         f"{len(cc_list)} chaincodes",
+                         hint=f"the limit exists because {WHY_CHANNELS}")
+        for k, cc_raw in enumerate(cc_list):
             c = m.item("chaincodes", k, cc_raw)
             cc = Chaincode(
                 name=c.str("name", BENCHMARK_CHAINCODE, pattern=_NAME, what="a chaincode name"),
@@ -391,13 +425,17 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
 def _caliper(top: _Map) -> Caliper:
     m = top.map("caliper")
     w = m.map("workers")
-    vms, processes = w.int("vms", 1, minimum=1), w.int("processes", 1, minimum=1)
+    vms = w.int("vms", 1, minimum=1, maximum=MAX_CALIPER_VMS, why=WHY_VMS)
+    processes = w.int("processes", 1, minimum=1, maximum=MAX_PROCESSES, why=WHY_PROCESSES)
     w.done()
     rounds: list[Round] = []
     raw_rounds = m.list("rounds") or [{"label": "create", "tps": 100, "duration": 60}]
+    if len(raw_rounds) > MAX_ROUNDS:
+        raise m.fail("rounds", f"at most {MAX_ROUNDS} rounds", f"{len(raw_rounds)} rounds")
     for i, item in enumerate(raw_rounds):
         r = m.item("rounds", i, item)
-        duration = r.int("duration", None, minimum=1)
+        duration = r.int("duration", None, minimum=1, maximum=7 * 86400,
+                         why="a round longer than a week is a mistake")
         tx_number = r.int("tx_number", None, minimum=1)
         if (duration is None) == (tx_number is None):
             raise r.fail("duration", "exactly one of duration (seconds) or tx_number",
@@ -411,7 +449,8 @@ def _caliper(top: _Map) -> Caliper:
             raise r.fail("rate_control", "a mapping with type and opts", rate)
         rnd = Round(
             label=r.str("label", pattern=_NAME, what="a round label"),
-            tps=r.int("tps", minimum=1),
+            tps=r.int("tps", minimum=1, maximum=10**6,
+                      why="a million transactions per second is beyond any Fabric network"),
             duration=duration,
             tx_number=tx_number,
             workload_module=wl.str("module", "workloads/create-asset.js"),
@@ -440,6 +479,9 @@ def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
     m.done()
     if not raw:
         return None
+    if len(raw) > MAX_HOSTS:
+        raise m.fail("hosts", f"at most {MAX_HOSTS} hosts", f"{len(raw)} hosts",
+                     hint=f"the limit exists because {WHY_HOSTS}")
     hosts: list[PlacedHost] = []
     for i, item in enumerate(raw):
         h = m.item("hosts", i, item)
@@ -523,22 +565,17 @@ def _network(top: _Map, provider: Provider) -> tuple[str, int]:
 def load(path: str | Path) -> EnvSpec:
     """Read and validate an environment file. Raises InputError naming file and field."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the environment file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, path)
+    return parse(inputs.load_yaml_file(path, what="environment file"), path)
 
 
 def parse(raw: object, source: Path) -> EnvSpec:
     """Validate an already-parsed environment document (`source` names it in errors)."""
     top = _Map(source, "", raw)
     top.done(TOP_KEYS)  # a misspelt section is reported before the sections it hides
-    name = top.str("name", pattern=_LABEL, what="an environment name (a DNS label)")
+    # The same rule `launch status`/`down` apply to the name they are given.
+    name = top.str("name", pattern=ENV_NAME_RE,
+                   what="an environment name (lower-case letters, digits and '-', "
+                        "at most 39 characters, starting and ending with a letter or digit)")
     provider = _enum(top, "provider", Provider)
     settings = top.get("settings", {})
     if not isinstance(settings, Mapping):
@@ -551,7 +588,7 @@ def parse(raw: object, source: Path) -> EnvSpec:
         raise top.fail("images", "a mapping image name -> artifact id", images_raw)
     manifest = Path(top.str("manifest", "build/manifest.json"))
     f = top.map("fabric")
-    version = f.str("version", "3.0.0", pattern=re.compile(r"^\d+\.\d+(\.\d+)?$"),
+    version = f.str("version", "3.0.0", pattern=re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,3})?"),
                     what="a Fabric version such as 3.0.0 or 2.5.10")
     f.done()
     fabric = FabricVersion(version)
@@ -575,5 +612,21 @@ def parse(raw: object, source: Path) -> EnvSpec:
         organisations=orgs, orderers=orderers, channels=channels, caliper=caliper,
         monitor=monitor, tuning=tuning, placement=placement,
     )
+    _check_size(top, spec)
     _check_placement(top, spec)
     return spec
+
+
+def _check_size(top: _Map, spec: EnvSpec) -> None:
+    """Bounds on the whole topology (each part may be within its own bound)."""
+    peers = sum(o.peers for o in spec.organisations)
+    hosts = peers + spec.orderers.count + spec.caliper.vms + 1
+    if hosts > MAX_HOSTS:
+        raise top.fail("organisations", f"a topology of at most {MAX_HOSTS} hosts "
+                       "(peers + orderers + caliper VMs + monitor)", f"{hosts} hosts",
+                       hint=f"the limit exists because {WHY_HOSTS}")
+    identities = peers + spec.orderers.count + sum(o.users + 1 for o in spec.organisations)
+    if identities > MAX_IDENTITIES:
+        raise top.fail("organisations", f"at most {MAX_IDENTITIES} identities (peers, "
+                       "orderers, users and admins)", f"{identities} identities",
+                       hint=f"the limit exists because {WHY_IDENTITIES}")
