@@ -407,11 +407,21 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
             c = m.item("chaincodes", k, cc_raw)
             cc = Chaincode(
                 name=c.str("name", BENCHMARK_CHAINCODE, pattern=_NAME, what="a chaincode name"),
-                version=c.str("version", "1.0"),
-                sequence=c.int("sequence", 1, minimum=1),
+                version=c.str("version", "1.0", pattern=_VERSION,
+                              what="a chaincode version label (letters, digits, . _ + -)"),
+                sequence=c.int("sequence", 1, minimum=1, maximum=10**6),
                 endorsement_policy=c.str("endorsement_policy", None),
             )
             c.done()
+            if cc.endorsement_policy is not None:
+                msp_ids = [o.msp_id for o in orgs if o.name in members]
+                problem = policy_problem(cc.endorsement_policy, msp_ids)
+                if problem:
+                    raise c.fail("endorsement_policy", "a signature policy such as "
+                                 "AND('Org1MSP.peer','Org2MSP.peer'), OR(...), OutOf(n, ...) "
+                                 "or a channel policy reference such as "
+                                 "/Channel/Application/Endorsement", cc.endorsement_policy,
+                                 hint=problem)
             if any(x.name == cc.name for x in ccs):
                 raise c.fail("name", "a chaincode name unique on the channel", cc.name)
             ccs.append(cc)
@@ -420,6 +430,89 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
             raise m.fail("name", "a channel name no other channel uses", name)
         channels.append(Channel(name=name, orgs=tuple(members), chaincodes=tuple(ccs)))
     return tuple(channels)
+
+
+_POLICY_ROLES = ("member", "admin", "client", "peer", "orderer")
+_POLICY_REF = re.compile(r"/Channel/Application(/[A-Za-z0-9_.-]{1,64}){1,2}")
+_POLICY_TOKEN = re.compile(r"\s*(?:(AND|OR|OutOf)\s*\(|('[^']*'|\"[^\"]*\")|(\d{1,4})|([,)]))")
+
+
+def policy_problem(text: str, msp_ids: Iterable[str]) -> str | None:
+    """What is wrong with an endorsement policy (None: fine). Fabric's signature policy
+    grammar (AND/OR/OutOf over 'MSPID.role' principals) or a channel policy reference."""
+    if len(text) > 4096:
+        return "longer than 4096 characters"
+    if text.startswith("/"):
+        return None if _POLICY_REF.fullmatch(text) else \
+            "a reference names a policy under /Channel/Application/"
+    known = set(msp_ids)
+    pos = 0
+    tokens: list[tuple[str, str]] = []
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _POLICY_TOKEN.match(text, pos)
+        if m is None:
+            return f"unexpected text at character {pos + 1}: {text[pos:pos + 20]!r}"
+        kind = next(k for k, v in zip(("op", "principal", "number", "punct"), m.groups(),
+                                      strict=True) if v is not None)
+        tokens.append((kind, next(v for v in m.groups() if v is not None)))
+        pos = m.end()
+    it = iter([*tokens, ("end", "")])
+    current = [next(it)]
+
+    def take() -> tuple[str, str]:
+        tok = current[0]
+        current[0] = next(it)
+        return tok
+
+    def expr(depth: int) -> int:
+        """Parse one expression; returns how many principals it may count as (1)."""
+        if depth > 32:
+            raise ValueError("nested deeper than 32 levels")
+        kind, value = take()
+        if kind == "principal":
+            msp, dot, role = value[1:-1].rpartition(".")
+            if not dot or role not in _POLICY_ROLES:
+                raise ValueError(f"principal {value} is not 'MSPID.role' with role one of "
+                                 f"{', '.join(_POLICY_ROLES)}")
+            if msp not in known:
+                raise ValueError(f"principal {value} names {msp!r}, not an MSP of the "
+                                 f"channel's organisations {sorted(known)}")
+            return 1
+        if kind != "op":
+            raise ValueError(f"expected AND(, OR(, OutOf( or a 'MSPID.role' principal, "
+                             f"found {value!r}")
+        need = None
+        if value == "OutOf":
+            k, n = take()
+            if k != "number":
+                raise ValueError("OutOf( needs a number first")
+            need = int(n)
+            if take() != ("punct", ","):
+                raise ValueError("OutOf(n, ...) needs a comma after n")
+        count = 0
+        while True:
+            expr(depth + 1)
+            count += 1
+            k, v = take()
+            if v == ")":
+                break
+            if v != ",":
+                raise ValueError(f"expected , or ) in {value}(...), found {v!r}")
+        if need is not None and not 1 <= need <= count:
+            raise ValueError(f"OutOf({need}, ...) with {count} sub-policies")
+        return 1
+
+    try:
+        expr(0)
+        if current[0][0] != "end":
+            raise ValueError(f"unexpected {current[0][1]!r} after the policy")
+    except ValueError as exc:
+        return str(exc)
+    except StopIteration:
+        return "the policy ends too early (a missing ')'?)"
+    return None
 
 
 def _caliper(top: _Map) -> Caliper:
@@ -537,14 +630,37 @@ def _check_placement(top: _Map, spec: EnvSpec) -> None:
             raise top.fail("placement.hosts", f"{count} host(s) with role {role.value} "
                            "(one per node the topology defines)", f"{have} host(s)")
     net = ipaddress.IPv4Network(spec.cidr)
+    reserved = {net.network_address: "the network address",
+                net.broadcast_address: "the broadcast address",
+                net.network_address + 1: "the gateway"}
     for i, h in enumerate(hosts):
         if spec.provider is Provider.NONE and h.address is None:
             raise top.fail(f"placement.hosts[{i}].address",
                            "an address (provider none hosts already exist)", None)
-        if (spec.provider is not Provider.NONE and h.address is not None
-                and ipaddress.IPv4Address(h.address) not in net):
-            raise top.fail(f"placement.hosts[{i}].address",
-                           f"an address inside network.cidr {spec.cidr}", h.address)
+        if spec.provider is not Provider.NONE and h.address is not None:
+            address = ipaddress.IPv4Address(h.address)
+            if address not in net:
+                raise top.fail(f"placement.hosts[{i}].address",
+                               f"an address inside network.cidr {spec.cidr}", h.address)
+            if address in reserved:
+                raise top.fail(f"placement.hosts[{i}].address",
+                               f"a host address of {spec.cidr}, not {reserved[address]}",
+                               h.address)
+        if h.image is not None:
+            _check_host_image(top, spec, i, h)
+
+
+def _check_host_image(top: _Map, spec: EnvSpec, i: int, h: PlacedHost) -> None:
+    """A host naming one of the catalog's images must carry its roles with it (fabric-node
+    carries peer and orderer, not caliper); another name is an image of the operator's own
+    (in `images:` or the manifest) that is trusted to carry what the host runs."""
+    baked = {r.image() for r in Role}
+    if h.image in baked:
+        missing = [r.value for r in h.roles if r.image() != h.image]
+        if missing:
+            raise top.fail(f"placement.hosts[{i}].image",
+                           f"an image that carries the roles {[r.value for r in h.roles]} "
+                           f"({h.image} does not carry {missing})", h.image)
 
 
 def _network(top: _Map, provider: Provider) -> tuple[str, int]:
@@ -555,7 +671,8 @@ def _network(top: _Map, provider: Provider) -> tuple[str, int]:
         net = ipaddress.IPv4Network(cidr)
     except ValueError:
         raise m.fail("cidr", "an IPv4 network such as 10.40.0.0/24", cidr) from None
-    first = m.int("first_host", 10, minimum=1)
+    first = m.int("first_host", 10, minimum=2,
+                  why="offset 0 is the network address and 1 the gateway")
     if first >= net.num_addresses - 1:
         raise m.fail("first_host", f"an offset inside {cidr}", first)
     m.done()
