@@ -1,4 +1,4 @@
-"""`launch render`: the whole bundle of an environment, laid out as DESIGN.md says.
+"""`launch render`: the whole bundle of an environment, laid out as ARCHITECTURE.md says.
 
     DIR/crypto/...              cryptogen-layout tree (kept across re-renders unless rotate)
     DIR/fabric/configtx.yaml    + bootstrap.json, chaincode/<channel>/<name>/*.json
