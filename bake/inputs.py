@@ -206,9 +206,10 @@ def load_yaml(text: str, *, source: str | Path, max_depth: int = 64,
               max_aliases: int = 100) -> Any:
     """Parse one YAML document safely: duplicate keys, more than ``max_aliases`` alias uses
     (an alias bomb expands exponentially) or nesting deeper than ``max_depth`` are InputErrors."""
-    loader = _Loader(text)
-    loader.max_depth, loader.max_aliases = max_depth, max_aliases
+    loader = None
     try:
+        loader = _Loader(text)  # (the reader checks the characters here already)
+        loader.max_depth, loader.max_aliases = max_depth, max_aliases
         return loader.get_single_data()
     except _Refused as exc:
         where = f" (line {exc.mark.line + 1}, column {exc.mark.column + 1})" if exc.mark else ""
@@ -218,7 +219,8 @@ def load_yaml(text: str, *, source: str | Path, max_depth: int = 64,
     except RecursionError:
         raise InputError(f"{source}: nesting too deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _bounded(text: str, limit: int = 400) -> str:

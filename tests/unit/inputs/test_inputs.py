@@ -120,3 +120,9 @@ def test_excerpt_is_bounded():
     loop.append(loop)
     assert len(excerpt(loop)) <= 80
     assert repr(REQUIRED) == "REQUIRED"
+
+
+def test_control_characters_are_an_input_error():
+    """Found by the property test: PyYAML's reader rejects them in the loader's constructor."""
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_yaml("\x1f", source="s.yaml")
