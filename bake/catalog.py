@@ -198,7 +198,7 @@ def _paths(root: Path, rel: Path, field: str, items: list[Any], under: Path,
         where = f"{field}[{i}]"
         if not isinstance(item, str) or not item:
             raise InputError.field(rel, where, "a relative path", item)
-        p = PurePosixPath(item)
+        p = PurePosixPath(inputs.check_path_text(item, source=rel, path=where))
         if p.is_absolute() or ".." in p.parts:
             raise InputError.field(rel, where, f"a path inside {under.relative_to(root) or '.'}",
                                    item)

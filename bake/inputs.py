@@ -266,6 +266,17 @@ def load_json_file(path: Path, *, what: str) -> Any:
     return load_json(read_text(path, what=what), source=path)
 
 
+def check_path_text(value: Any, *, source: str | Path | None, path: str) -> str:
+    """A path given in an input file: a string within the filesystem's limits (1024
+    characters, 255 per component, no NUL), so using it never raises ENAMETOOLONG."""
+    if (not isinstance(value, str) or not value or "\0" in value or len(value) > 1024
+            or any(len(part) > 255 for part in value.split("/"))):
+        where = f"{source}: " if source is not None else ""
+        raise InputError(f"{where}{path}: expected a path of at most 1024 characters, 255 "
+                         f"per component (the filesystem's limits), found {excerpt(value)}")
+    return value
+
+
 # --- field rules --------------------------------------------------------------------------
 
 

@@ -175,7 +175,7 @@ def main() -> int:
                 failures += 1
                 counts[f"{kind}: OTHER"] += 1
                 print(f"--- non-InputError on a {kind} input:\n{data[:2000]!r}\n"
-                      f"{traceback.format_exc()}", file=sys.stderr)
+                      f"{traceback.format_exc()[-3000:]}", file=sys.stderr)
             finally:
                 if kind.startswith("image"):
                     path.write_text(images[name])

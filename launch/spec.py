@@ -703,7 +703,10 @@ def parse(raw: object, source: Path) -> EnvSpec:
         isinstance(v, str) for v in images_raw.values()
     ):
         raise top.fail("images", "a mapping image name -> artifact id", images_raw)
-    manifest = Path(top.str("manifest", "build/manifest.json"))
+    for image, artifact in images_raw.items():  # qemu artifacts are paths
+        inputs.check_path_text(artifact, source=source, path=f"images.{image}")
+    manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
+                                           source=source, path="manifest"))
     f = top.map("fabric")
     version = f.str("version", "3.0.0", pattern=re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,3})?"),
                     what="a Fabric version such as 3.0.0 or 2.5.10")

@@ -141,3 +141,13 @@ def test_hostile_profile_config_is_an_input_error(tmp_path: Path) -> None:
     p.write_bytes(b"qemu: {}\nqemu: {}\n")
     with pytest.raises(InputError, match="duplicate key 'qemu'"):
         profiles.load_config(p)
+
+
+def test_an_overlong_script_path_is_an_input_error(fake_repo: Path) -> None:
+    """Found by benchmarks/fuzz_inputs.py: ENAMETOOLONG escaped from is_file()."""
+    path = fake_repo / "images/monitor/image.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["scripts"] = ["a" * 3000]
+    path.write_text(yaml.safe_dump(doc))
+    msg = _error(fake_repo, "monitor")
+    assert "scripts[0]: expected a path of at most 1024 characters" in msg and len(msg) < 300

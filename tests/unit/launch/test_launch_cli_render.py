@@ -62,6 +62,9 @@ BAD = {
     "env name too long for status": (
         lambda d: d.update(name="x" * 40),
         "name: expected an environment name (lower-case letters, digits and '-', at most 39"),
+    "overlong manifest path (ENAMETOOLONG escaped)": (
+        lambda d: d.update(manifest="a" * 3000 + "/manifest.json"),
+        "manifest: expected a path of at most 1024 characters"),
     "long value shown as an excerpt": (
         lambda d: d["organisations"][0].update(name="!" * 5000),
         "organisations[0].name: expected a name (letters, digits, _ or -), found '!!!!"),
