@@ -58,7 +58,7 @@ def _walk(doc: Any, prefix: tuple = ()) -> list[tuple]:
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
     r = rng.random()
     if r < 0.6 or depth > 2:
-        return rng.choice(HOSTILE)
+        return copy.deepcopy(rng.choice(HOSTILE))  # (the lists in it are mutated later)
     if r < 0.8:
         return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     return {rng.choice(["name", "peers", "x", "count", "type", ""]): _random_value(rng, depth + 1)
