@@ -243,22 +243,29 @@ def load_json(text: str, *, source: str | Path, max_depth: int = 64) -> Any:
             out[k] = v
         return out
 
-    depth = 0
-    for ch in text:  # cheap pre-scan: json's recursion would otherwise hit Python's limit
-        if ch in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise InputError(f"{source}: nesting deeper than {max_depth} levels")
-        elif ch in "]}":
-            depth -= 1
     try:
-        return json.loads(text, object_pairs_hook=pairs)
+        doc = json.loads(text, object_pairs_hook=pairs)
     except _Refused as exc:
         raise InputError(f"{source}: {exc.message}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON: {exc}") from None
     except RecursionError:
-        raise InputError(f"{source}: nesting too deep") from None
+        raise InputError(f"{source}: nesting deeper than {max_depth} levels") from None
+    if _depth(doc) > max_depth:
+        raise InputError(f"{source}: nesting deeper than {max_depth} levels")
+    return doc
+
+
+def _depth(doc: Any) -> int:
+    """How deeply lists and mappings nest (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend((c, level + 1) for c in (node.values() if isinstance(node, dict)
+                                                  else node))
+    return deepest
 
 
 def load_json_file(path: Path, *, what: str) -> Any:

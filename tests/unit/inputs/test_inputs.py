@@ -126,3 +126,11 @@ def test_control_characters_are_an_input_error():
     """Found by the property test: PyYAML's reader rejects them in the loader's constructor."""
     with pytest.raises(InputError, match="not valid YAML"):
         load_yaml("\x1f", source="s.yaml")
+
+
+def test_json_brackets_inside_strings_are_not_nesting():
+    """A state file's error text may hold a log tail full of ANSI escapes (ESC[0m)."""
+    doc = inputs.load_json('{"error": "' + "\\u001b[0m" * 500 + '"}', source="s.json")
+    assert doc["error"].count("[") == 500
+    with pytest.raises(InputError, match="nesting deeper than 3 levels"):
+        inputs.load_json('[[[[1]]]]', source="s.json", max_depth=3)
