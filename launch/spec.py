@@ -62,14 +62,14 @@ MAX_USERS_PER_ORG = 1000
 MAX_CALIPER_VMS = 64
 MAX_PROCESSES = 64
 MAX_HOSTS = 1024
-MAX_IDENTITIES = 20000
+MAX_IDENTITIES = 10000
 MAX_CHANNELS = 16
 MAX_CHAINCODES = 16
 MAX_ROUNDS = 100
 WHY_HOSTS = ("every host is a VM with its own user-data; planning, rendering and the "
              "providers' bookkeeping are sized for labs of hundreds, not thousands")
-WHY_IDENTITIES = ("each peer, orderer and user is a key and certificate; 20000 of them "
-                  "render in about 20 s")
+WHY_IDENTITIES = ("each peer, orderer and user is two keys and certificates in eight files; "
+                  "10000 of them take about half a minute to render on a 2-core machine")
 WHY_CHANNELS = "every channel is joined and its chaincodes committed at bootstrap, one by one"
 WHY_ORGS = ("each organisation is an MSP in every channel's configtx.yaml and a CA in "
             "every host's user-data")

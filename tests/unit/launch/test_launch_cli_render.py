@@ -59,6 +59,10 @@ BAD = {
         lambda d: d.update(organisations=[{"name": f"O{i}", "peers": 64} for i in range(17)],
                            channels=[]),
         "organisations: expected a topology of at most 1024 hosts"),
+    "too many identities in all": (
+        lambda d: d.update(organisations=[{"name": f"O{i}", "users": 1000} for i in range(11)],
+                           channels=[]),
+        "organisations: expected at most 10000 identities"),
     "env name too long for status": (
         lambda d: d.update(name="x" * 40),
         "name: expected an environment name (lower-case letters, digits and '-', at most 39"),
