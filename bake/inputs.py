@@ -9,6 +9,7 @@ problem is an InputError naming the file and field, with a bounded excerpt of th
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
@@ -351,7 +352,7 @@ def check_fields(data: Any, rules: Sequence[Rule], *, source: str | Path | None,
                 where = f"{source}: " if source is not None else ""
                 raise InputError(f"{where}{_where(path, rule.name)}: expected "
                                  f"{rule.expected()} (required field), found nothing")
-            value = rule.default
+            value = copy.deepcopy(rule.default)  # a mutable default is not shared
             if value is None:
                 out[rule.name] = None
                 continue

@@ -134,3 +134,10 @@ def test_json_brackets_inside_strings_are_not_nesting():
     assert doc["error"].count("[") == 500
     with pytest.raises(InputError, match="nesting deeper than 3 levels"):
         inputs.load_json('[[[[1]]]]', source="s.json", max_depth=3)
+
+
+def test_mutable_defaults_are_not_shared():
+    rules = [Rule("items", list, default=[])]
+    a = check_fields({}, rules, source=None, path="")
+    a["items"].append(1)
+    assert check_fields({}, rules, source=None, path="")["items"] == [] and rules[0].default == []
