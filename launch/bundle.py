@@ -15,9 +15,11 @@
   while one runs fails at once with exit 2, it does not wait (two renders at once would
   both issue CAs; the operator should decide which one they meant);
 - everything is rendered into a staging directory beside DIR (.DIR.render-PID). An
-  existing crypto tree is hard-linked into it, never moved: crypto.generate writes every
-  changed file as a new inode, so the old bundle's files are never touched, and the old
-  DIR stays complete until the swap;
+  existing crypto tree that this render changes is hard-linked into it, never moved:
+  crypto.generate writes every changed file as a new inode, so the old bundle's files are
+  never touched, and the old DIR stays complete until the swap. A crypto tree this render
+  does not change (crypto.up_to_date: the common re-render) is read where it is and joins
+  the new bundle in the swap itself (linking 4,400 files costs seconds on a busy disk);
 - the swap exchanges staging and DIR atomically (renameat2 RENAME_EXCHANGE; two renames
   with SIGINT/SIGTERM/SIGHUP blocked where the filesystem lacks it), then the old tree
   is removed;
@@ -227,11 +229,14 @@ def render(spec: EnvSpec, out: Path, *, rotate: bool = False, nonce: str | None 
         try:
             staging.mkdir()
             old_crypto = out / "crypto"
-            if old_crypto.is_dir() and not rotate:
+            reuse = (not rotate and old_crypto.is_dir()
+                     and crypto.up_to_date(fabric.crypto_orgs(plan), old_crypto))
+            if old_crypto.is_dir() and not rotate and not reuse:
                 _link_tree(old_crypto, staging / "crypto")
             result = _render_into(plan, staging, nonce, rotate,
-                                  out / "monitor" / "grafana.env")
-            _swap(staging, out)
+                                  out / "monitor" / "grafana.env",
+                                  crypto_root=old_crypto if reuse else None)
+            _swap(staging, out, crypto_from=old_crypto if reuse else None)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -301,6 +306,15 @@ def _sweep(out: Path) -> None:
     leftovers = sorted((p for p in out.parent.glob(f"{prefix}.*-*")
                         if any(p.name.startswith(prefix + k) for k in _STAGING)),
                        key=lambda p: p.stat().st_mtime, reverse=True)
+    if out.is_dir() and (out / "plan.json").is_file() and not (out / "crypto").exists():
+        # killed after an unchanged crypto tree joined the new bundle, before the exchange
+        done = next((p for p in leftovers if (p / "plan.json").is_file()
+                     and (p / "crypto").is_dir()), None)
+        if done is not None:
+            os.rename(out, out.parent / f"{prefix}.old-sweep")
+            leftovers.append(out.parent / f"{prefix}.old-sweep")
+            os.rename(done, out)
+            leftovers.remove(done)
     if not out.exists():
         for p in leftovers:
             if (p / "plan.json").is_file() and (p / "crypto").is_dir():
@@ -342,12 +356,18 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _swap(staging: Path, out: Path) -> None:
-    """Make staging the bundle at `out`; the old bundle is removed afterwards."""
+def _swap(staging: Path, out: Path, *, crypto_from: Path | None = None) -> None:
+    """Make staging the bundle at `out`; the old bundle is removed afterwards.
+
+    ``crypto_from`` (out/crypto, unchanged by this render) joins staging first, in the
+    same window with the signals blocked: only SIGKILL or a power loss can stop the swap
+    between the two renames, and the next render's sweep then completes it."""
     trash = out.parent / f".{out.name}.old-{os.getpid()}"
     signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
+        if crypto_from is not None:
+            os.rename(crypto_from, staging / "crypto")
         if not out.exists():
             os.rename(staging, out)
             return
@@ -361,12 +381,15 @@ def _swap(staging: Path, out: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool,
-                 old_grafana: Path) -> dict[str, UserData]:
+def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool, old_grafana: Path,
+                 crypto_root: Path | None = None) -> dict[str, UserData]:
+    """Render into ``root``; ``crypto_root``: an up-to-date crypto tree to read instead of
+    generating root/crypto (it joins the bundle at the swap)."""
     spec = plan.spec
     orgs = fabric.crypto_orgs(plan)
-    crypto_root = root / "crypto"
-    crypto.generate(orgs, crypto_root, rotate=rotate)
+    if crypto_root is None:
+        crypto_root = root / "crypto"
+        crypto.generate(orgs, crypto_root, rotate=rotate)
     read = _Reader()
 
     env_texts: dict[tuple[str, Role], str] = {}

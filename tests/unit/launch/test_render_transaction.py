@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import stat
 from pathlib import Path
 
 import pytest
-from launch_testlib import EXAMPLES, render
+from launch_testlib import EXAMPLES, example, render, write_spec
 
 from bake.clikit import run_main
 from bake.errors import InputError
-from launch import crypto
+from launch import bundle, cloudinit
 from launch.cli import cli
 
 
@@ -47,31 +48,63 @@ def test_a_second_render_into_the_same_out_fails_fast_with_exit_2(
     assert _ca(out) == before and _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("crypto_changes", [True, False])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
                                            (signal.SIGINT, 130)])
 def test_a_signal_during_a_rerender_keeps_the_previous_bundle(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, code: int) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, code: int,
+        crypto_changes: bool) -> None:
     out = tmp_path / "b"
     render("local", out)
     before, plan = _ca(out), (out / "plan.json").read_bytes()
-    real = crypto.generate
+    doc = example("local")
+    if crypto_changes:  # a new user: the crypto tree is hard-linked and brought up to date
+        doc["organisations"][0]["users"] = 2
+    spec_path = write_spec(tmp_path, doc)
+    real = cloudinit.fit
     seen = {}
 
-    def interrupted(orgs, where, *, rotate=False):  # type: ignore[no-untyped-def]
-        real(orgs, where, rotate=rotate)
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen["crypto still in place"] = (out / "crypto").is_dir() and _ca(out) == before
         os.kill(os.getpid(), sig)
         signal.sigtimedwait([], 0)
         raise AssertionError("not interrupted")
 
-    monkeypatch.setattr(crypto, "generate", interrupted)
-    assert run_main(cli, ["render", str(EXAMPLES / "local.yaml"), "--out", str(out)]) == code
+    monkeypatch.setattr(cloudinit, "fit", interrupted)
+    assert run_main(cli, ["render", str(spec_path), "--out", str(out)]) == code
     assert seen == {"crypto still in place": True}
     assert _ca(out) == before and (out / "plan.json").read_bytes() == plan
     assert _leftovers(tmp_path) == []
-    monkeypatch.setattr(crypto, "generate", real)
-    render("local", out)
+    monkeypatch.setattr(cloudinit, "fit", real)
+    assert run_main(cli, ["render", str(spec_path), "--out", str(out)]) == 0
     assert _ca(out) == before  # the next render reuses the CAs, it does not issue new ones
+    users = out / "crypto/peerOrganizations/org1.example.com/users"
+    assert (users / "User2@org1.example.com").is_dir() == crypto_changes
+
+
+def test_an_unchanged_crypto_tree_is_not_copied(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "b"
+    render("local", out)
+    key = next((out / "crypto").rglob("priv_sk"))
+    inode = key.stat().st_ino
+    monkeypatch.setattr(bundle, "_link_tree", lambda *a: pytest.fail("linked"))
+    render("local", out)
+    assert next((out / "crypto").rglob("priv_sk")).stat().st_ino == inode
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_swap_killed_after_the_crypto_joined_is_completed(tmp_path: Path) -> None:
+    """SIGKILL between the two renames of the unchanged-crypto swap: out has no crypto, the
+    complete new bundle waits in its staging directory; the next render completes it."""
+    out = tmp_path / "b"
+    render("local", out)
+    before = _ca(out)
+    dead = tmp_path / ".b.render-999999"
+    shutil.copytree(out, dead, copy_function=os.link)
+    shutil.rmtree(out / "crypto")
+    render("local", out)
+    assert _ca(out) == before and _leftovers(tmp_path) == []
 
 
 def test_staging_of_a_dead_render_is_swept_or_restored(tmp_path: Path) -> None:
