@@ -13,14 +13,13 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
+from bake import inputs
 from bake.errors import InputError
 
 SCRIPTS_DIR = "packer/scripts"
 IMAGES_DIR = "images"
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-_ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")     # fullmatch everywhere: no trailing "\n"
+_ENV_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _OUTPUT_RE = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
@@ -83,6 +82,11 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "prebuild": (dict, "a mapping {scripts: [paths under packer/scripts/], outputs: "
                        "[absolute paths]}"),
 }
+_MAXIMUM = {  # upper bounds of the integer fields, and why
+    "disk_size_gb": (2048, "a disk image larger than 2 TiB is a mistake"),
+    "build_memory_mb": (262144, "no build machine has more than 256 GiB for one bake"),
+    "build_cpus": (256, "no build machine has more than 256 CPUs for one bake"),
+}
 _OPTIONAL = {"description": "", "versions": {}, "files": [], "goss": [], "prebuild": {}}
 
 
@@ -98,10 +102,8 @@ def load_image(root: Path, name: str) -> ImageSpec:
         known = ", ".join(image_names(root)) or "none"
         raise InputError(f"unknown image {name!r}", hint=f"known images: {known}")
     rel = path.relative_to(root)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{rel}: not valid YAML: {exc}") from exc
+    doc = inputs.load_yaml(inputs.read_text(path, what="image file", max_bytes=2**20),
+                           source=rel)
     if not isinstance(doc, dict):
         raise InputError.field(rel, "(top level)", "a mapping", type(doc).__name__)
     return _validate(root, rel, doc, name)
@@ -124,7 +126,7 @@ def override_versions(specs: Sequence[ImageSpec], texts: Sequence[str]) -> list[
     for text in texts:
         key, sep, value = text.partition("=")
         image, dot, name = key.rpartition(".")
-        if not sep or not name or not _ENV_RE.match(name):
+        if not sep or not name or not _ENV_RE.fullmatch(name):
             raise InputError.field(None, "--set", "[IMAGE.]NAME=VALUE", text)
         hit = False
         for i, spec in enumerate(result):
@@ -164,8 +166,11 @@ def _validate(root: Path, rel: Path, doc: dict[str, Any], dirname: str) -> Image
             raise InputError.field(rel, key, expected, v)
         if typ is int and v <= 0:
             raise InputError.field(rel, key, expected, v)
+        if typ is int and v > _MAXIMUM[key][0]:
+            raise InputError.field(rel, key, f"at most {_MAXIMUM[key][0]}", v,
+                                   hint=f"the limit exists because {_MAXIMUM[key][1]}")
         values[key] = v
-    if values["name"] != dirname or not _NAME_RE.match(values["name"]):
+    if values["name"] != dirname or not _NAME_RE.fullmatch(values["name"]):
         raise InputError.field(rel, "name", f"{dirname!r} (the directory name)", values["name"])
     try:
         base = Base(values["base"])
@@ -174,7 +179,7 @@ def _validate(root: Path, rel: Path, doc: dict[str, Any], dirname: str) -> Image
 
     versions: list[tuple[str, str]] = []
     for k, v in values["versions"].items():
-        if not isinstance(k, str) or not _ENV_RE.match(k):
+        if not isinstance(k, str) or not _ENV_RE.fullmatch(k):
             raise InputError.field(rel, f"versions.{k}", "an environment variable name", k)
         if not isinstance(v, str):
             raise InputError.field(rel, f"versions.{k}", "a string (quote numbers)", v)
@@ -230,7 +235,7 @@ def _paths(root: Path, rel: Path, field: str, items: list[Any], under: Path,
         where = f"{field}[{i}]"
         if not isinstance(item, str) or not item:
             raise InputError.field(rel, where, "a relative path", item)
-        p = PurePosixPath(item)
+        p = PurePosixPath(inputs.check_path_text(item, source=rel, path=where))
         if p.is_absolute() or ".." in p.parts:
             raise InputError.field(rel, where, f"a path inside {under.relative_to(root) or '.'}",
                                    item)

@@ -35,8 +35,10 @@ class InputError(FabperfError):
         hint: str | None = None,
     ) -> InputError:
         """An error naming the file, the field path, what was expected and what was found."""
+        from bake.inputs import excerpt  # (bake.inputs imports this module)
+
         where = f"{file}: " if file is not None else ""
-        return cls(f"{where}{path}: expected {expected}, found {found!r}", hint=hint)
+        return cls(f"{where}{path}: expected {expected}, found {excerpt(found)}", hint=hint)
 
 
 class ExternalError(FabperfError):

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
-from bake import runner
+from bake import inputs, runner
 from bake.errors import ExternalError, InputError
 
 # type -> attributes this runner understands (goss names).
@@ -156,11 +155,8 @@ def render(text: str, variables: Mapping[str, Any], source: str = "<spec>") -> s
 
 def load_spec(path: Path, variables: Mapping[str, Any] | None = None) -> list[Check]:
     """Parse one goss spec into checks, refusing unknown types and attributes."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read goss spec: {exc}") from exc
-    doc = yaml.safe_load(render(text, variables or {}, str(path))) or {}
+    text = inputs.read_text(path, what="goss spec")
+    doc = inputs.load_yaml(render(text, variables or {}, str(path)), source=path) or {}
     if not isinstance(doc, dict):
         raise InputError.field(path, "(top level)", "a mapping of goss resource types", doc)
     checks: list[Check] = []

@@ -4,18 +4,26 @@
                                            "versions", "built_at", "packer_version"}}}}
 
 artifact: qemu {"path", "sha256"}; aws {"ami", "region"}; openstack {"image_id", "cloud"}.
-Written atomically (temporary file + os.replace), so a crash never leaves half a manifest.
+Written atomically (temporary file + os.replace), so a crash never leaves half a manifest,
+and ``record`` read-modify-writes under an exclusive lock (build/.manifest.lock), so two
+bakes finishing at once both keep their entries.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bake import inputs
 from bake.atomic import write_atomic
 from bake.errors import InputError
+from bake.inputs import Rule
 
 FILE_NAME = "manifest.json"
 
@@ -40,22 +48,35 @@ def path(build_dir: Path) -> Path:
 def load(build_dir: Path) -> dict[str, dict[str, Entry]]:
     """The manifest as image -> provider -> Entry (empty when there is none yet)."""
     p = path(build_dir)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not p.exists():
         return {}
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON: {exc}",
-                         hint="delete it; the next `bake build` rebuilds what is missing") from exc
-    out: dict[str, dict[str, Entry]] = {}
-    for image, providers in (doc.get("images") or {}).items():
-        for provider, e in providers.items():
-            try:
-                out.setdefault(image, {})[provider] = Entry(**e)
-            except TypeError as exc:
-                raise InputError.field(p, f"images.{image}.{provider}", "a manifest entry",
-                                       e) from exc
+    hint = "delete it; the next `bake build` rebuilds what is missing"
+    try:
+        doc = inputs.check_fields(inputs.load_json_file(p, what="bake manifest"),
+                                  [Rule("images", dict, default={})], source=p, path="")
+        out: dict[str, dict[str, Entry]] = {}
+        for image, providers in doc["images"].items():
+            where = f"images.{image}"
+            if not isinstance(providers, dict):
+                raise InputError.field(p, where, "a mapping provider -> entry", providers)
+            for provider, e in providers.items():
+                fields = inputs.check_fields(e, _ENTRY_RULES, source=p,
+                                             path=f"{where}.{provider}")
+                for key in ("artifact", "versions"):
+                    for k, v in fields[key].items():
+                        inputs.check_value(v, Rule(k, str), source=p,
+                                           path=f"{where}.{provider}.{key}.{k}")
+                out.setdefault(image, {})[provider] = Entry(**fields)
+    except InputError as exc:
+        raise InputError(f"corrupt bake manifest: {exc.message}", hint=hint) from None
     return out
+
+
+_ENTRY_RULES = (
+    Rule("name", str), Rule("fingerprint", str), Rule("artifact", dict),
+    Rule("versions", dict, default={}), Rule("built_at", str, default=""),
+    Rule("packer_version", str, default=""),
+)
 
 
 def save(build_dir: Path, entries: dict[str, dict[str, Entry]]) -> Path:
@@ -69,8 +90,21 @@ def save(build_dir: Path, entries: dict[str, dict[str, Entry]]) -> Path:
     return write_atomic(p, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+@contextmanager
+def _locked(build_dir: Path) -> Iterator[None]:
+    """Exclusive lock for a read-modify-write of the manifest (waits for the other bake)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(build_dir / ".manifest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def record(build_dir: Path, image: str, provider: str, entry: Entry) -> Path:
-    """Add or replace one entry (re-reading the file first: other builds may have written)."""
-    entries = load(build_dir)
-    entries.setdefault(image, {})[provider] = entry
-    return save(build_dir, entries)
+    """Add or replace one entry: re-read, change, write, all under the manifest lock."""
+    with _locked(build_dir):
+        entries = load(build_dir)
+        entries.setdefault(image, {})[provider] = entry
+        return save(build_dir, entries)

@@ -18,8 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bake import inputs
 from bake.catalog import Base
 from bake.errors import InputError
 
@@ -178,12 +177,9 @@ def parse_var(text: str) -> tuple[str, str]:
 def load_config(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Read a profile config file: a mapping provider -> mapping key -> value."""
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError.field(None, "--config", "an existing YAML file", str(p)) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{p}: not valid YAML: {exc}") from exc
+    if not p.is_file():
+        raise InputError.field(None, "--config", "an existing YAML file", str(p))
+    doc = inputs.load_yaml_file(p, what="profile config (--config)")
     if doc is None:
         return {}
     if not isinstance(doc, dict):

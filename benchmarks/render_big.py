@@ -42,37 +42,55 @@ def crypto_config(env: spec.EnvSpec) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", type=Path, default=REPO / "environments" / "big.yaml")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cryptogen", type=Path, help="a cryptogen binary to compare with")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to render (default: a temporary directory)")
     args = parser.parse_args()
 
     env = spec.load(args.env)
-    times = []
-    with tempfile.TemporaryDirectory(prefix="render-big-") as tmp:
-        for i in range(args.repeat):
-            out = Path(tmp) / f"run{i}"
+    times: list[float] = []
+    cg: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="render-big-", dir=args.dir) as tmp:
+        config = Path(tmp) / "crypto-config.yaml"
+        config.write_text(yaml.safe_dump(crypto_config(env)))
+
+        def ours(i: int) -> None:
             start = time.perf_counter()
-            result = bundle.render(env, out, manifest_root=Path(tmp))
+            bundle.render(env, Path(tmp) / f"run{i}", manifest_root=Path(tmp))
             times.append(time.perf_counter() - start)
+
+        def theirs(i: int) -> None:
+            start = time.perf_counter()
+            runner.run([args.cryptogen, "generate", f"--config={config}",
+                        f"--output={Path(tmp) / f'cryptogen{i}'}"], what="cryptogen")
+            cg.append(time.perf_counter() - start)
+
+        # Alternated (and the order swapped every round), so a load change on the machine
+        # affects both sides alike.
+        for i in range(args.repeat):
+            pair = (ours, theirs) if i % 2 == 0 else (theirs, ours)
+            for f in pair:
+                if f is ours or args.cryptogen:
+                    f(i)
+        out = Path(tmp) / f"run{args.repeat - 1}"
+        result = bundle.render(env, out, manifest_root=Path(tmp))  # re-render: crypto reused
         files = sum(1 for p in out.rglob("*") if p.is_file())
         again = time.perf_counter()
-        bundle.render(env, out, manifest_root=Path(tmp))  # re-render: crypto reused
+        bundle.render(env, out, manifest_root=Path(tmp))
         rerender = time.perf_counter() - again
         print(f"launch render {args.env.name}: {len(result.plan.hosts)} hosts, "
               f"{len(result.plan.peers)} peers, {files} files")
         print(f"  first render (all crypto issued): median {statistics.median(times):.2f} s "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
         print(f"  re-render (crypto reused):        {rerender:.2f} s")
-        if args.cryptogen:
-            config = Path(tmp) / "crypto-config.yaml"
-            config.write_text(yaml.safe_dump(crypto_config(env)))
-            cg = []
-            for i in range(args.repeat):
-                start = time.perf_counter()
-                runner.run([args.cryptogen, "generate", f"--config={config}",
-                            f"--output={Path(tmp) / f'cryptogen{i}'}"], what="cryptogen")
-                cg.append(time.perf_counter() - start)
-            print(f"  cryptogen generate (same topology): median {statistics.median(cg):.2f} s")
+        if cg:
+            print(f"  cryptogen generate (same topology): median {statistics.median(cg):.2f} s "
+                  f"(runs: {', '.join(f'{t:.2f}' for t in cg)})")
+            ratios = [a / b for a, b in zip(times, cg, strict=True)]
+            print(f"  render / cryptogen: median of the alternated pairs "
+                  f"{statistics.median(ratios):.2f}x, of the medians "
+                  f"{statistics.median(times) / statistics.median(cg):.2f}x")
     return 0
 
 

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from bake import inputs
 from launch.contract import PORTS, PROMETHEUS_JOBS, Role
 from launch.plan import Plan
 
@@ -39,14 +40,22 @@ def file_sd(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     return jobs
 
 
+_PASSWORD = inputs.Rule("GF_SECURITY_ADMIN_PASSWORD", str, pattern=r"[A-Za-z0-9_.~+-]{8,128}",
+                        doc="a password of 8 to 128 letters, digits or _.~+-")
+
+
 def grafana_env(plan: Plan, existing: Path | None = None) -> dict[str, str]:
     """grafana.env: the admin user and password; the password is kept from an earlier
     render when `existing` has one (a re-render must not change a running monitor's)."""
     password = None
     if existing is not None and existing.is_file():
-        for line in existing.read_text().splitlines():
+        text = inputs.read_text(existing, what="Grafana admin file", max_bytes=65536)
+        for line in text.splitlines():
             key, _, value = line.partition("=")
             if key == "GF_SECURITY_ADMIN_PASSWORD" and value:
+                # It lands in an env file and a systemd unit: plain characters only.
+                inputs.check_value(value, _PASSWORD, source=existing,
+                                   path="GF_SECURITY_ADMIN_PASSWORD")
                 password = value
     return {"GF_SECURITY_ADMIN_USER": plan.spec.monitor.grafana_admin_user,
             "GF_SECURITY_ADMIN_PASSWORD": password or secrets.token_urlsafe(18)}

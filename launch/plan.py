@@ -8,6 +8,7 @@ plus the image manifest.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -92,22 +93,39 @@ class Plan:
     bootstrap: Host  # the one node that runs the channel bootstrap job
     warnings: tuple[str, ...]
 
+    # Per-host lookups through indexes built once: render asks them for every host, and a
+    # scan per question would make rendering quadratic in the number of hosts.
+    @functools.cached_property
+    def _by_host(self) -> dict[str, tuple[Host | None, list[FabricNode],
+                                          CaliperWorker | None]]:
+        index: dict[str, tuple[Host | None, list[FabricNode], CaliperWorker | None]] = {
+            h.name: (h, [], None) for h in self.hosts}
+        for n in (*self.orderers, *self.peers):
+            index.setdefault(n.host, (None, [], None))[1].append(n)
+        for w in self.workers:
+            h, nodes, _ = index.get(w.host, (None, [], None))
+            index[w.host] = (h, nodes, w)
+        return index
+
     def host(self, name: str) -> Host:
         """The host called `name`."""
-        return next(h for h in self.hosts if h.name == name)
+        h = self._by_host.get(name, (None,))[0]
+        if h is None:
+            raise KeyError(name)
+        return h
 
     def nodes_on(self, host: str) -> tuple[FabricNode, ...]:
         """The Fabric nodes a host runs (at most one peer and one orderer)."""
-        return tuple(n for n in (*self.orderers, *self.peers) if n.host == host)
+        return tuple(self._by_host.get(host, (None, [], None))[1])
 
     def peer_on(self, host: str) -> FabricNode | None:
-        return next((n for n in self.peers if n.host == host), None)
+        return next((n for n in self.nodes_on(host) if n.role is Role.PEER), None)
 
     def orderer_on(self, host: str) -> FabricNode | None:
-        return next((n for n in self.orderers if n.host == host), None)
+        return next((n for n in self.nodes_on(host) if n.role is Role.ORDERER), None)
 
     def worker_on(self, host: str) -> CaliperWorker | None:
-        return next((w for w in self.workers if w.host == host), None)
+        return self._by_host.get(host, (None, [], None))[2]
 
     def to_json(self) -> dict[str, Any]:
         """plan.json: hosts, roles, addresses, image ids (no secrets)."""
@@ -245,9 +263,9 @@ def build(spec: EnvSpec, *, manifest_root: Path | None = None) -> Plan:
                                     h.address))
     # Gateways round robin across organisations first (peer0 of every org, then peer1...),
     # so a small number of worker VMs still spreads over all organisations.
-    depth = max(org.peers for org in spec.organisations)
-    rotation = [p for i in range(depth) for org in spec.organisations for p in peers
-                if p.org == org.name and p.index == i]
+    # (a sort, not a scan of every peer per slot: planning stays linear at the bounds)
+    org_order = {org.name: k for k, org in enumerate(spec.organisations)}
+    rotation = sorted(peers, key=lambda p: (p.index, org_order[p.org]))
     workers = []
     for i, h in enumerate(carrying(Role.CALIPER)):
         gateway = rotation[i % len(rotation)]

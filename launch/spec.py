@@ -6,7 +6,6 @@ the file, the field path, what was expected and what was found (InputError, exit
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -15,10 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bake import inputs
 from bake.errors import InputError
 from launch.contract import BENCHMARK_CHAINCODE, Role
+from launch.state import ENV_NAME_RE
 
 
 class Provider(StrEnum):
@@ -44,13 +43,42 @@ class Consensus(StrEnum):
     BFT = "BFT"
 
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
-                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-_CHANNEL = re.compile(r"^[a-z][a-z0-9.-]{0,248}$")  # Fabric's channel name rule
-_DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
-_SIZE = re.compile(r"^(\d+)\s*(KB|MB)$")
+# Patterns are matched with fullmatch: `$` would accept a trailing newline ("Org1MSP\n").
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
+                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+_CHANNEL = re.compile(r"[a-z][a-z0-9.-]{0,248}")  # Fabric's channel name rule
+_DURATION = re.compile(r"\d{1,6}(\.\d{1,6})?(ms|s|m|h)")
+_SIZE = re.compile(r"(\d{1,9})\s?(KB|MB)")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a chaincode version label
+
+# Upper bounds: what render and the providers handle in seconds, and more than any
+# benchmark lab this tool targets. Every bound says why in the error (hint).
+MAX_ORGS = 32
+MAX_PEERS_PER_ORG = 64
+MAX_ORDERERS = 32
+MAX_USERS_PER_ORG = 1000
+MAX_CALIPER_VMS = 64
+MAX_PROCESSES = 64
+MAX_HOSTS = 1024
+MAX_IDENTITIES = 10000
+MAX_CHANNELS = 16
+MAX_CHAINCODES = 16
+MAX_ROUNDS = 100
+WHY_HOSTS = ("every host is a VM with its own user-data; planning, rendering and the "
+             "providers' bookkeeping are sized for labs of hundreds, not thousands")
+WHY_IDENTITIES = ("each peer, orderer and user is two keys and certificates in eight files; "
+                  "10000 of them take about half a minute to render on a 2-core machine")
+WHY_CHANNELS = "every channel is joined and its chaincodes committed at bootstrap, one by one"
+WHY_ORGS = ("each organisation is an MSP in every channel's configtx.yaml and a CA in "
+            "every host's user-data")
+WHY_PEERS = "every peer is a VM, a key pair and a gossip member; render time grows with it"
+WHY_ORDERERS = ("every orderer is a consenter of every channel; Raft and BFT clusters "
+                "beyond a few dozen nodes are not a benchmark anyone runs")
+WHY_USERS = "each user is a key and a certificate written and rendered (about 1 ms each)"
+WHY_VMS = "each worker VM carries a network config with every peer's TLS CA"
+WHY_PROCESSES = "each worker process is a Node.js process on one VM (more than its cores)"
 TOP_KEYS = ("name", "provider", "settings", "network", "images", "manifest", "fabric",
             "organisations", "orderers", "channels", "caliper", "monitor", "tuning",
             "placement", "bench")
@@ -227,8 +255,9 @@ class _Map:
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def fail(self, key: str, expected: str, found: object) -> InputError:
-        return InputError.field(self.file, self.where(key), expected, found)
+    def fail(self, key: str, expected: str, found: object, *,
+             hint: str | None = None) -> InputError:
+        return InputError.field(self.file, self.where(key), expected, found, hint=hint)
 
     def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
         self.seen.add(key)
@@ -245,17 +274,17 @@ class _Map:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # versions like 2.5 arrive as floats
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
             raise self.fail(key, what, value)
         return value
 
-    def int(self, key: str, default: object = ..., *, minimum: int = 0) -> Any:
+    def int(self, key: str, default: object = ..., *, minimum: int = 0,
+            maximum: int = 10**9, why: str = "a larger number is a mistake") -> Any:
         value = self.get(key, default)
         if value is default and default is not ...:
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"an integer >= {minimum}", value)
-        return value
+        rule = inputs.Rule(key, int, minimum=minimum, maximum=maximum, why=why)
+        return inputs.check_value(value, rule, source=self.file, path=self.where(key))
 
     def map(self, key: str, *, required: bool = False) -> _Map:
         return _Map(self.file, self.where(key), self.get(key, {}, required=required))
@@ -272,13 +301,7 @@ class _Map:
     def done(self, known: Iterable[str] | None = None) -> None:
         """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
         allowed = set(known) if known is not None else self.seen
-        unknown = sorted(set(map(str, self.raw)) - allowed)
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
-            raise InputError.field(self.file, self.where(unknown[0]),
-                                   f"one of the known keys {sorted(allowed)}",
-                                   f"unknown key {unknown[0]}",
-                                   hint=f"did you mean {close[0]}?" if close else None)
+        inputs.unknown_keys(self.raw, sorted(allowed), source=self.file, path=self.path)
 
 
 def _enum(m: _Map, key: str, enum: type[StrEnum], default: object = ...) -> Any:
@@ -293,7 +316,7 @@ def _size(m: _Map, key: str, default: str) -> str:
     value = m.get(key, default)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return f"{value // 1024} KB" if value % 1024 == 0 else f"{value} B"
-    if not isinstance(value, str) or not _SIZE.match(value):
+    if not isinstance(value, str) or not _SIZE.fullmatch(value):
         raise m.fail(key, "a size such as '2 MB' or '512 KB' (or bytes as an integer)", value)
     return value
 
@@ -302,6 +325,9 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
     raw = top.list("organisations", required=True)
     if not raw:
         raise top.fail("organisations", "at least one organisation", raw)
+    if len(raw) > MAX_ORGS:
+        raise top.fail("organisations", f"at most {MAX_ORGS} organisations",
+                       f"{len(raw)} organisations", hint=f"the limit exists because {WHY_ORGS}")
     orgs: list[Organisation] = []
     for i, item in enumerate(raw):
         m = top.item("organisations", i, item)
@@ -311,8 +337,8 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
             msp_id=m.str("msp_id", f"{name}MSP", pattern=_NAME, what="an MSP id"),
             domain=m.str("domain", f"{name.lower()}.example.com", pattern=_DOMAIN,
                          what="a lower-case DNS domain"),
-            peers=m.int("peers", 1, minimum=1),
-            users=m.int("users", 1, minimum=0),
+            peers=m.int("peers", 1, minimum=1, maximum=MAX_PEERS_PER_ORG, why=WHY_PEERS),
+            users=m.int("users", 1, minimum=0, maximum=MAX_USERS_PER_ORG, why=WHY_USERS),
         )
         m.done()
         for other in orgs:
@@ -330,7 +356,7 @@ def _orderers(top: _Map, fabric: FabricVersion, orgs: tuple[Organisation, ...]) 
         org=m.str("org", "OrdererOrg", pattern=_NAME, what="a name"),
         msp_id=m.str("msp_id", "OrdererMSP", pattern=_NAME, what="an MSP id"),
         domain=m.str("domain", "example.com", pattern=_DOMAIN, what="a lower-case DNS domain"),
-        count=m.int("count", 1, minimum=1),
+        count=m.int("count", 1, minimum=1, maximum=MAX_ORDERERS, why=WHY_ORDERERS),
         type=_enum(m, "type", Consensus, "etcdraft"),
         batch_timeout=m.str("batch_timeout", "2s", pattern=_DURATION,
                             what="a duration such as 2s or 500ms"),
@@ -356,6 +382,9 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
     raw = top.list("channels")
     if not raw:
         raw = [{"name": "mychannel"}]
+    if len(raw) > MAX_CHANNELS:
+        raise top.fail("channels", f"at most {MAX_CHANNELS} channels", f"{len(raw)} channels",
+                       hint=f"the limit exists because {WHY_CHANNELS}")
     names = [o.name for o in orgs]
     channels: list[Channel] = []
     for i, item in enumerate(raw):
@@ -371,15 +400,30 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
         if len(set(members)) != len(members):
             raise m.fail("orgs", "each organisation once", members)
         ccs: list[Chaincode] = []
-        for k, cc_raw in enumerate(m.list("chaincodes") or [{"name": BENCHMARK_CHAINCODE}]):
+        cc_list = m.list("chaincodes") or [{"name": BENCHMARK_CHAINCODE}]
+        if len(cc_list) > MAX_CHAINCODES:
+            raise m.fail("chaincodes", f"at most {MAX_CHAINCODES} chaincodes per channel",
+                         f"{len(cc_list)} chaincodes",
+                         hint=f"the limit exists because {WHY_CHANNELS}")
+        for k, cc_raw in enumerate(cc_list):
             c = m.item("chaincodes", k, cc_raw)
             cc = Chaincode(
                 name=c.str("name", BENCHMARK_CHAINCODE, pattern=_NAME, what="a chaincode name"),
-                version=c.str("version", "1.0"),
-                sequence=c.int("sequence", 1, minimum=1),
+                version=c.str("version", "1.0", pattern=_VERSION,
+                              what="a chaincode version label (letters, digits, . _ + -)"),
+                sequence=c.int("sequence", 1, minimum=1, maximum=10**6),
                 endorsement_policy=c.str("endorsement_policy", None),
             )
             c.done()
+            if cc.endorsement_policy is not None:
+                msp_ids = [o.msp_id for o in orgs if o.name in members]
+                problem = policy_problem(cc.endorsement_policy, msp_ids)
+                if problem:
+                    raise c.fail("endorsement_policy", "a signature policy such as "
+                                 "AND('Org1MSP.peer','Org2MSP.peer'), OR(...), OutOf(n, ...) "
+                                 "or a channel policy reference such as "
+                                 "/Channel/Application/Endorsement", cc.endorsement_policy,
+                                 hint=problem)
             if any(x.name == cc.name for x in ccs):
                 raise c.fail("name", "a chaincode name unique on the channel", cc.name)
             ccs.append(cc)
@@ -390,16 +434,103 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
     return tuple(channels)
 
 
+_POLICY_ROLES = ("member", "admin", "client", "peer", "orderer")
+_POLICY_REF = re.compile(r"/Channel/Application(/[A-Za-z0-9_.-]{1,64}){1,2}")
+_POLICY_TOKEN = re.compile(r"\s*(?:(AND|OR|OutOf)\s*\(|('[^']*'|\"[^\"]*\")|(\d{1,4})|([,)]))")
+
+
+def policy_problem(text: str, msp_ids: Iterable[str]) -> str | None:
+    """What is wrong with an endorsement policy (None: fine). Fabric's signature policy
+    grammar (AND/OR/OutOf over 'MSPID.role' principals) or a channel policy reference."""
+    if len(text) > 4096:
+        return "longer than 4096 characters"
+    if text.startswith("/"):
+        return None if _POLICY_REF.fullmatch(text) else \
+            "a reference names a policy under /Channel/Application/"
+    known = set(msp_ids)
+    pos = 0
+    tokens: list[tuple[str, str]] = []
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _POLICY_TOKEN.match(text, pos)
+        if m is None:
+            return f"unexpected text at character {pos + 1}: {text[pos:pos + 20]!r}"
+        kind = next(k for k, v in zip(("op", "principal", "number", "punct"), m.groups(),
+                                      strict=True) if v is not None)
+        tokens.append((kind, next(v for v in m.groups() if v is not None)))
+        pos = m.end()
+    it = iter([*tokens, ("end", "")])
+    current = [next(it)]
+
+    def take() -> tuple[str, str]:
+        tok = current[0]
+        current[0] = next(it)
+        return tok
+
+    def expr(depth: int) -> int:
+        """Parse one expression; returns how many principals it may count as (1)."""
+        if depth > 32:
+            raise ValueError("nested deeper than 32 levels")
+        kind, value = take()
+        if kind == "principal":
+            msp, dot, role = value[1:-1].rpartition(".")
+            if not dot or role not in _POLICY_ROLES:
+                raise ValueError(f"principal {value} is not 'MSPID.role' with role one of "
+                                 f"{', '.join(_POLICY_ROLES)}")
+            if msp not in known:
+                raise ValueError(f"principal {value} names {msp!r}, not an MSP of the "
+                                 f"channel's organisations {sorted(known)}")
+            return 1
+        if kind != "op":
+            raise ValueError(f"expected AND(, OR(, OutOf( or a 'MSPID.role' principal, "
+                             f"found {value!r}")
+        need = None
+        if value == "OutOf":
+            k, n = take()
+            if k != "number":
+                raise ValueError("OutOf( needs a number first")
+            need = int(n)
+            if take() != ("punct", ","):
+                raise ValueError("OutOf(n, ...) needs a comma after n")
+        count = 0
+        while True:
+            expr(depth + 1)
+            count += 1
+            k, v = take()
+            if v == ")":
+                break
+            if v != ",":
+                raise ValueError(f"expected , or ) in {value}(...), found {v!r}")
+        if need is not None and not 1 <= need <= count:
+            raise ValueError(f"OutOf({need}, ...) with {count} sub-policies")
+        return 1
+
+    try:
+        expr(0)
+        if current[0][0] != "end":
+            raise ValueError(f"unexpected {current[0][1]!r} after the policy")
+    except ValueError as exc:
+        return str(exc)
+    except StopIteration:
+        return "the policy ends too early (a missing ')'?)"
+    return None
+
+
 def _caliper(top: _Map) -> Caliper:
     m = top.map("caliper")
     w = m.map("workers")
-    vms, processes = w.int("vms", 1, minimum=1), w.int("processes", 1, minimum=1)
+    vms = w.int("vms", 1, minimum=1, maximum=MAX_CALIPER_VMS, why=WHY_VMS)
+    processes = w.int("processes", 1, minimum=1, maximum=MAX_PROCESSES, why=WHY_PROCESSES)
     w.done()
     rounds: list[Round] = []
     raw_rounds = m.list("rounds") or [{"label": "create", "tps": 100, "duration": 60}]
+    if len(raw_rounds) > MAX_ROUNDS:
+        raise m.fail("rounds", f"at most {MAX_ROUNDS} rounds", f"{len(raw_rounds)} rounds")
     for i, item in enumerate(raw_rounds):
         r = m.item("rounds", i, item)
-        duration = r.int("duration", None, minimum=1)
+        duration = r.int("duration", None, minimum=1, maximum=7 * 86400,
+                         why="a round longer than a week is a mistake")
         tx_number = r.int("tx_number", None, minimum=1)
         if (duration is None) == (tx_number is None):
             raise r.fail("duration", "exactly one of duration (seconds) or tx_number",
@@ -413,7 +544,8 @@ def _caliper(top: _Map) -> Caliper:
             raise r.fail("rate_control", "a mapping with type and opts", rate)
         rnd = Round(
             label=r.str("label", pattern=_NAME, what="a round label"),
-            tps=r.int("tps", minimum=1),
+            tps=r.int("tps", minimum=1, maximum=10**6,
+                      why="a million transactions per second is beyond any Fabric network"),
             duration=duration,
             tx_number=tx_number,
             workload_module=wl.str("module", "workloads/create-asset.js"),
@@ -453,6 +585,9 @@ def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
     m.done()
     if not raw:
         return None
+    if len(raw) > MAX_HOSTS:
+        raise m.fail("hosts", f"at most {MAX_HOSTS} hosts", f"{len(raw)} hosts",
+                     hint=f"the limit exists because {WHY_HOSTS}")
     hosts: list[PlacedHost] = []
     for i, item in enumerate(raw):
         h = m.item("hosts", i, item)
@@ -508,14 +643,37 @@ def _check_placement(top: _Map, spec: EnvSpec) -> None:
             raise top.fail("placement.hosts", f"{count} host(s) with role {role.value} "
                            "(one per node the topology defines)", f"{have} host(s)")
     net = ipaddress.IPv4Network(spec.cidr)
+    reserved = {net.network_address: "the network address",
+                net.broadcast_address: "the broadcast address",
+                net.network_address + 1: "the gateway"}
     for i, h in enumerate(hosts):
         if spec.provider is Provider.NONE and h.address is None:
             raise top.fail(f"placement.hosts[{i}].address",
                            "an address (provider none hosts already exist)", None)
-        if (spec.provider is not Provider.NONE and h.address is not None
-                and ipaddress.IPv4Address(h.address) not in net):
-            raise top.fail(f"placement.hosts[{i}].address",
-                           f"an address inside network.cidr {spec.cidr}", h.address)
+        if spec.provider is not Provider.NONE and h.address is not None:
+            address = ipaddress.IPv4Address(h.address)
+            if address not in net:
+                raise top.fail(f"placement.hosts[{i}].address",
+                               f"an address inside network.cidr {spec.cidr}", h.address)
+            if address in reserved:
+                raise top.fail(f"placement.hosts[{i}].address",
+                               f"a host address of {spec.cidr}, not {reserved[address]}",
+                               h.address)
+        if h.image is not None:
+            _check_host_image(top, spec, i, h)
+
+
+def _check_host_image(top: _Map, spec: EnvSpec, i: int, h: PlacedHost) -> None:
+    """A host naming one of the catalog's images must carry its roles with it (fabric-node
+    carries peer and orderer, not caliper); another name is an image of the operator's own
+    (in `images:` or the manifest) that is trusted to carry what the host runs."""
+    baked = {r.image() for r in Role}
+    if h.image in baked:
+        missing = [r.value for r in h.roles if r.image() != h.image]
+        if missing:
+            raise top.fail(f"placement.hosts[{i}].image",
+                           f"an image that carries the roles {[r.value for r in h.roles]} "
+                           f"({h.image} does not carry {missing})", h.image)
 
 
 def _network(top: _Map, provider: Provider) -> tuple[str, int]:
@@ -526,7 +684,8 @@ def _network(top: _Map, provider: Provider) -> tuple[str, int]:
         net = ipaddress.IPv4Network(cidr)
     except ValueError:
         raise m.fail("cidr", "an IPv4 network such as 10.40.0.0/24", cidr) from None
-    first = m.int("first_host", 10, minimum=1)
+    first = m.int("first_host", 10, minimum=2,
+                  why="offset 0 is the network address and 1 the gateway")
     if first >= net.num_addresses - 1:
         raise m.fail("first_host", f"an offset inside {cidr}", first)
     m.done()
@@ -536,22 +695,17 @@ def _network(top: _Map, provider: Provider) -> tuple[str, int]:
 def load(path: str | Path) -> EnvSpec:
     """Read and validate an environment file. Raises InputError naming file and field."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the environment file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, path)
+    return parse(inputs.load_yaml_file(path, what="environment file"), path)
 
 
 def parse(raw: object, source: Path) -> EnvSpec:
     """Validate an already-parsed environment document (`source` names it in errors)."""
     top = _Map(source, "", raw)
     top.done(TOP_KEYS)  # a misspelt section is reported before the sections it hides
-    name = top.str("name", pattern=_LABEL, what="an environment name (a DNS label)")
+    # The same rule `launch status`/`down` apply to the name they are given.
+    name = top.str("name", pattern=ENV_NAME_RE,
+                   what="an environment name (lower-case letters, digits and '-', "
+                        "at most 39 characters, starting and ending with a letter or digit)")
     provider = _enum(top, "provider", Provider)
     settings = top.get("settings", {})
     if not isinstance(settings, Mapping):
@@ -562,9 +716,12 @@ def parse(raw: object, source: Path) -> EnvSpec:
         isinstance(v, str) for v in images_raw.values()
     ):
         raise top.fail("images", "a mapping image name -> artifact id", images_raw)
-    manifest = Path(top.str("manifest", "build/manifest.json"))
+    for image, artifact in images_raw.items():  # qemu artifacts are paths
+        inputs.check_path_text(artifact, source=source, path=f"images.{image}")
+    manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
+                                           source=source, path="manifest"))
     f = top.map("fabric")
-    version = f.str("version", "3.0.0", pattern=re.compile(r"^\d+\.\d+(\.\d+)?$"),
+    version = f.str("version", "3.0.0", pattern=re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,3})?"),
                     what="a Fabric version such as 3.0.0 or 2.5.10")
     f.done()
     fabric = FabricVersion(version)
@@ -590,5 +747,21 @@ def parse(raw: object, source: Path) -> EnvSpec:
         monitor=monitor, tuning=tuning, placement=placement,
         bench_thresholds=bench_thresholds,
     )
+    _check_size(top, spec)
     _check_placement(top, spec)
     return spec
+
+
+def _check_size(top: _Map, spec: EnvSpec) -> None:
+    """Bounds on the whole topology (each part may be within its own bound)."""
+    peers = sum(o.peers for o in spec.organisations)
+    hosts = peers + spec.orderers.count + spec.caliper.vms + 1
+    if hosts > MAX_HOSTS:
+        raise top.fail("organisations", f"a topology of at most {MAX_HOSTS} hosts "
+                       "(peers + orderers + caliper VMs + monitor)", f"{hosts} hosts",
+                       hint=f"the limit exists because {WHY_HOSTS}")
+    identities = peers + spec.orderers.count + sum(o.users + 1 for o in spec.organisations)
+    if identities > MAX_IDENTITIES:
+        raise top.fail("organisations", f"at most {MAX_IDENTITIES} identities (peers, "
+                       "orderers, users and admins)", f"{identities} identities",
+                       hint=f"the limit exists because {WHY_IDENTITIES}")

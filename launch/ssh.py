@@ -8,6 +8,8 @@ forwarded port).
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bake import runner
 from bake.atomic import write_atomic
+from bake.errors import ExternalError, InputError
 
 ADMIN_USER = "fabperf"
 KEY_NAME = "id_ed25519"
@@ -31,21 +34,52 @@ class KeyPair:
 
 
 def ensure_keypair(directory: Path, comment: str) -> KeyPair:
-    """Create directory/id_ed25519 (0600) and .pub once; later calls return the same pair."""
+    """Create directory/id_ed25519 (0600) and .pub (0644) once; later calls return the same
+    pair. The public key line (it goes into every host's user-data) is always derived from
+    the private key, never read back from the .pub file, which another user might swap."""
     priv = directory / KEY_NAME
     pub = directory / f"{KEY_NAME}.pub"
-    if priv.exists() and pub.exists():
-        return KeyPair(priv, pub.read_text().strip())
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                            serialization.NoEncryption())
+    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    key = _load_private(priv)
+    if key is None:
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+        write_atomic(priv, pem, mode=0o600)
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                          serialization.PublicFormat.OpenSSH).decode()
     line = f"{line} {comment}"
-    write_atomic(priv, pem, mode=0o600)
-    pub.write_text(line + "\n")
+    try:
+        current = pub.read_text(encoding="utf-8") if pub.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current != line + "\n" or stat.S_IMODE(pub.stat().st_mode) != 0o644:
+        write_atomic(pub, line + "\n", mode=0o644)
     return KeyPair(priv, line)
+
+
+def _load_private(priv: Path) -> Ed25519PrivateKey | None:
+    """The environment's private key, or None when there is none yet."""
+    try:
+        data = priv.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ExternalError(f"{priv}: cannot read the environment's SSH key ({exc.strerror})"
+                            ) from None
+    if stat.S_IMODE(priv.stat().st_mode) & 0o077:
+        os.chmod(priv, 0o600)
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{priv}: not an OpenSSH private key ({exc})",
+                         hint="`launch down` the environment, then `launch up` makes a new key"
+                         ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"{priv}: expected an ed25519 key")
+    return key
 
 
 @dataclass(frozen=True)

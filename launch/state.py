@@ -22,12 +22,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bake import inputs
 from bake.atomic import write_atomic
 from bake.errors import ExternalError, InputError
+from bake.inputs import Rule
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}$")
+# fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
+# and tags (<env>-<host> within a 63-character DNS label).
+ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
 
 
 class Phase(StrEnum):
@@ -48,9 +52,10 @@ def now() -> str:
 
 def check_env_name(name: str, source: str | None = None) -> str:
     """Environment names become directory names, VM tags and hostnames: keep them simple."""
-    if not ENV_NAME_RE.match(name):
-        raise InputError.field(source, "name", "lower-case letters, digits and '-' "
-                               "(at most 39 characters, starting with a letter or digit)", name)
+    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+        raise InputError.field(source, "name", "lower-case letters, digits and '-' (at most "
+                               "39 characters, starting and ending with a letter or digit)",
+                               name)
     return name
 
 
@@ -73,15 +78,48 @@ class HostState:
     resources: Mapping[str, str] = field(default_factory=dict)  # cloud ids: instance, eni...
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> HostState:
-        """Inverse of asdict()."""
-        d = dict(doc)
-        d["roles"] = tuple(d.get("roles", ()))
-        d["phase"] = Phase(d.get("phase", Phase.RESERVED))
-        d["files"] = dict(d.get("files", {}))
-        d["ports"] = {str(k): int(v) for k, v in d.get("ports", {}).items()}
-        d["resources"] = {str(k): str(v) for k, v in d.get("resources", {}).items()}
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_json(cls, doc: Mapping[str, Any], *, source: str | Path | None = None,
+                  path: str = "host") -> HostState:
+        """Inverse of asdict(); every field checked (InputError naming it otherwise). Keys
+        this version does not know are ignored (a later field of the same state version)."""
+        if isinstance(doc, Mapping):
+            doc = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+            if isinstance(doc.get("ports"), Mapping):  # ports written as "2222" by hand
+                doc["ports"] = {k: int(v) if isinstance(v, str) and v.isdigit() else v
+                                for k, v in doc["ports"].items()}
+        d = inputs.check_fields(doc, _HOST_RULES, source=source, path=path)
+        for i, role in enumerate(d["roles"]):
+            inputs.check_value(role, Rule("role", str, pattern=r"[a-z][a-z-]{0,30}"),
+                               source=source, path=f"{path}.roles[{i}]")
+        for k, v in d["files"].items():
+            inputs.check_value(v, Rule("file", str), source=source, path=f"{path}.files.{k}")
+        for k, v in d["ports"].items():
+            inputs.check_value(v, _PORT, source=source, path=f"{path}.ports.{k}")
+        d["roles"] = tuple(d["roles"])
+        d["phase"] = Phase(d["phase"])
+        d["ports"] = {str(k): v for k, v in d["ports"].items()}
+        for k, v in d["resources"].items():
+            inputs.check_value(v, Rule("resource", str), source=source,
+                               path=f"{path}.resources.{k}")
+        return cls(**d)
+
+
+_PORT = Rule("port", int, minimum=1, maximum=65535, why="a TCP port")
+_HOST_RULES = (
+    Rule("name", str, pattern=r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"),
+    Rule("address", str, default=""),
+    Rule("roles", list, default=[]),
+    Rule("image", str, default=""),
+    Rule("phase", str, default=Phase.RESERVED.value, choices=tuple(p.value for p in Phase)),
+    Rule("generation", int, default=1, minimum=0),
+    Rule("pid", int, default=None, minimum=1, maximum=2**22, why="Linux pid_max"),
+    Rule("files", dict, default={}),
+    Rule("ports", dict, default={}),
+    Rule("resources", dict, default={}),   # provider resource ids (ENI, instance, volume...)
+    Rule("user_data_sha256", str, default=""),
+    Rule("error", str, default=""),
+    Rule("updated_at", str, default=""),
+)
 
 
 @dataclass(frozen=True)
@@ -111,37 +149,69 @@ class EnvState:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> EnvState:
-        """Parse a state.json document."""
-        d = dict(doc)
-        d["hosts"] = {n: HostState.from_json(h) for n, h in d.get("hosts", {}).items()}
-        d["network"] = dict(d.get("network", {}))
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_json(cls, doc: Mapping[str, Any], source: str | Path | None = None) -> EnvState:
+        """Parse a state.json document, checking every field and the version."""
+        if isinstance(doc, Mapping) and doc.get("version", STATE_VERSION) != STATE_VERSION:
+            raise InputError.field(source, "version", f"state version {STATE_VERSION}",
+                                   doc.get("version"),
+                                   hint="written by another fabperf version")
+        if isinstance(doc, Mapping):
+            doc = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+        d = inputs.check_fields(doc, _ENV_RULES, source=source, path="")
+        d["hosts"] = {n: HostState.from_json(h, source=source, path=f"hosts.{n}")
+                      for n, h in d["hosts"].items()}
+        return cls(**d)
+
+
+_ENV_RULES = (
+    Rule("environment", str, pattern=ENV_NAME_RE.pattern),
+    Rule("provider", str, pattern=r"[a-z][a-z0-9_-]{0,31}"),
+    Rule("spec_path", str, default=""),
+    Rule("spec_sha256", str, default=""),
+    Rule("nonce", str, default=""),
+    Rule("ssh_user", str, default="fabperf"),
+    Rule("ssh_key", str, default=""),
+    Rule("network", dict, default={}),
+    Rule("hosts", dict, default={}),
+    Rule("bootstrap", dict, default={}),
+    Rule("created_at", str, default=""),
+    Rule("updated_at", str, default=""),
+    Rule("version", int, default=STATE_VERSION),
+)
+
+
+class CorruptState(InputError):
+    """state.json exists but cannot be used: `status` explains, `down` scans instead."""
 
 
 class StateStore:
     """Reads and writes one environment's state.json; thread-safe within a process."""
 
-    def __init__(self, env_dir: Path) -> None:
+    def __init__(self, env_dir: Path, *, tolerate_damage: bool = False) -> None:
         self.dir = env_dir
         self.path = env_dir / STATE_FILE
         self._mutex = threading.RLock()
+        # `down` of a damaged state: load() answers None (nothing recorded) and the
+        # provider finds the resources by their tags.
+        self.tolerate_damage = tolerate_damage
 
     def exists(self) -> bool:
         """Whether a state file is present."""
         return self.path.exists()
 
     def load(self) -> EnvState | None:
-        """The recorded state, or None when there is none."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
+        """The recorded state, or None when there is none (CorruptState when damaged)."""
+        if not self.path.exists():
             return None
         try:
-            return EnvState.from_json(json.loads(text))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ExternalError(f"{self.path}: unreadable state file: {exc}",
-                                hint="`launch down` still finds the VMs by their tags") from exc
+            return EnvState.from_json(
+                inputs.load_json_file(self.path, what="state file"), self.path)
+        except InputError as exc:
+            if self.tolerate_damage:
+                return None
+            raise CorruptState(f"damaged state file: {exc.message}",
+                               hint=f"`launch down {self.dir.name}` still removes the "
+                                    "environment (it finds the VMs by their tags)") from None
 
     def save(self, state: EnvState) -> EnvState:
         """Write the state atomically with mode 0600 and return what was written."""

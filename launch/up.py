@@ -24,13 +24,14 @@ import logging
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bake.errors import ExternalError, InputError
 from launch import bootstrap, ssh
 from launch.providers.base import (
+    PROVIDERS,
     DestroyReport,
     Leaked,
     Provider,
@@ -40,7 +41,14 @@ from launch.providers.base import (
     get_provider,
 )
 from launch.ready import HostReadiness, Timeouts
-from launch.state import EnvState, HostState, Phase, StateStore, check_env_name
+from launch.state import (
+    CorruptState,
+    EnvState,
+    HostState,
+    Phase,
+    StateStore,
+    check_env_name,
+)
 
 log = logging.getLogger("fabperf.up")
 
@@ -274,9 +282,22 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
 
 
 def down(arg: str, *, build_dir: Path) -> DownResult:
-    """Remove everything of an environment; idempotent. An environment never seen: exit 2."""
-    name, edir, store, state = _existing(arg, build_dir)
-    provider = _recorded_provider(arg, name, edir, store, state)
+    """Remove everything of an environment; idempotent. An environment never seen: exit 2.
+
+    A damaged state.json does not stop it: the provider's tag/process scan finds what runs,
+    everything found is removed, and so is the damaged file."""
+    name, edir = resolve_env(arg, build_dir)
+    store = StateStore(edir)
+    damaged = False
+    try:
+        state = store.load()
+    except CorruptState as exc:
+        log.warning("%s; removing what the provider's scan finds", exc.message)
+        store, state, damaged = StateStore(edir, tolerate_damage=True), None, True
+    if damaged:
+        provider = _provider(_damaged_state_provider(store), name, edir, store, {})
+    else:
+        provider = _recorded_provider(arg, name, edir, store, state)
     leaked: list[Leaked] = provider.find_leaked()
     if state is None and not leaked and not edir.exists():
         raise InputError(f"unknown environment {name!r}: nothing recorded in {edir} and no "
@@ -290,8 +311,28 @@ def down(arg: str, *, build_dir: Path) -> DownResult:
         # Secrets of the environment go with it; logs stay for post-mortems.
         for sub in ("bundle", "ssh"):
             shutil.rmtree(edir / sub, ignore_errors=True)
+        if damaged and store.path.exists():
+            store.remove()
+            report = replace(report, removed=(*report.removed, f"{store.path} (damaged)"))
     (edir / ".lock").unlink(missing_ok=True)
-    return DownResult(name, report, state is not None)
+    return DownResult(name, report, state is not None or damaged)
+
+
+def _damaged_state_provider(store: StateStore) -> str:
+    """The provider a damaged state file still names (else qemu, the local default)."""
+    import json
+    import re
+
+    try:
+        text = store.path.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return "qemu"
+    try:
+        name = json.loads(text).get("provider")
+    except (ValueError, AttributeError):
+        m = re.search(r'"provider"\s*:\s*"([a-z]+)"', text)
+        name = m.group(1) if m else None
+    return name if isinstance(name, str) and name in PROVIDERS else "qemu"
 
 
 @dataclass(frozen=True)

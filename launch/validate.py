@@ -6,7 +6,9 @@ Per host:
 - the baked `fabperf-node-ready` health check of the host's roles passes now;
 - the goss specs of the host's image (images/<image>/image.yaml `goss:`) pass through
   bake.goss over SSH, except the bake-time hygiene specs (a running instance has host keys
-  and an authorized admin key by design).
+  and an authorized admin key by design). They are rendered with the versions the image
+  was baked with (build/manifest.json's entry for the host's artifact), not the pins at
+  HEAD; an image.yaml that cannot be loaded is a failed check, never a silent skip.
 """
 
 from __future__ import annotations
@@ -59,25 +61,32 @@ def _ssh_check(t: ssh.Target, name: str, command: str, timeout: float = 120) -> 
 
 
 def runtime_specs(image: str, root: Path) -> list[Path]:
-    """The goss specs of an image that hold on a running instance."""
+    """The goss specs of an image that hold on a running instance (InputError when its
+    image.yaml cannot be loaded)."""
     from bake import catalog
 
-    try:
-        spec = catalog.load_catalog(root, [image])[0]
-    except (FabperfError, IndexError):
-        return []
+    spec = catalog.load_image(root, image)
     return [p for p in spec.goss_paths(root)
             if not any(stem in p.stem for stem in BAKE_ONLY_SPECS) and p.exists()]
 
 
-def image_versions(image: str, root: Path) -> dict[str, str]:
-    """The image's pinned versions: the variables its goss specs are rendered with."""
+def image_versions(image: str, root: Path, *, build_dir: Path | None = None,
+                   provider: str = "", artifact: str = "") -> tuple[dict[str, str], str]:
+    """The versions the goss specs are rendered with, and where they come from: the
+    manifest entry of the host's artifact (the pins it was baked with), else the image's
+    manifest entry for the provider, else the pins in image.yaml at HEAD."""
     from bake import catalog
+    from bake import manifest as bake_manifest
 
-    try:
-        return catalog.load_catalog(root, [image])[0].versions_dict
-    except (FabperfError, IndexError):
-        return {}
+    if build_dir is not None:
+        entries = bake_manifest.load(build_dir).get(image, {})
+        for prov, entry in entries.items():
+            if artifact and artifact in entry.artifact.values() and entry.versions:
+                return dict(entry.versions), f"manifest ({prov} {entry.name})"
+        entry = entries.get(provider)
+        if entry is not None and entry.versions:
+            return dict(entry.versions), f"manifest ({provider} {entry.name})"
+    return catalog.load_image(root, image).versions_dict, "image.yaml (not in the manifest)"
 
 
 def validate(arg: str, *, build_dir: Path, repo_root: Path | None = None,
@@ -95,7 +104,8 @@ def validate(arg: str, *, build_dir: Path, repo_root: Path | None = None,
         raise InputError(f"unknown environment {name!r}: no state in {edir}")
 
     def one(h: HostState) -> HostValidation:
-        return _validate_host(arg, h, state.nonce, build_dir, root, goss_specs)
+        return _validate_host(arg, h, state.nonce, build_dir, root, goss_specs,
+                              state.provider)
 
     hosts = list(state.hosts.values())
     if not hosts:
@@ -106,10 +116,8 @@ def validate(arg: str, *, build_dir: Path, repo_root: Path | None = None,
 
 
 def _validate_host(arg: str, h: HostState, nonce: str, build_dir: Path,
-                   root: Path, goss_specs: bool) -> HostValidation:
+                   root: Path, goss_specs: bool, provider: str = "") -> HostValidation:
     """Every runtime check of one host."""
-    from bake import goss
-
     t = target(arg, h.name, build_dir=build_dir)
     checks = [
         _ssh_check(t, "ready marker holds the launch nonce",
@@ -127,18 +135,28 @@ def _validate_host(arg: str, h: HostState, nonce: str, build_dir: Path,
             timeout=NODE_READY_TIMEOUT + 60))
     images = sorted({Role(r).image() for r in h.roles}) if goss_specs else []
     for image in images:
-        specs = runtime_specs(image, root)
-        if not specs:
-            continue
-        hostspec = f"ssh://{t.user}@{t.address}:{t.port}"
-        try:
-            results = goss.validate(hostspec, specs, variables=image_versions(image, root),
-                                    ssh_key=str(t.key))
-        except FabperfError as exc:
-            checks.append(CheckResult(f"goss {image}", False, str(exc)))
-            continue
-        bad = [r for r in results if not r.ok and not r.skipped]
-        checks.append(CheckResult(
-            f"goss {image} ({len(results)} checks)", not bad,
-            "; ".join(f"{r.title}: {r.message}" for r in bad)[:2000]))
+        checks.append(_goss_check(image, h, t, root, build_dir, provider))
     return HostValidation(h.name, tuple(checks))
+
+
+def _goss_check(image: str, h: HostState, t: ssh.Target, root: Path, build_dir: Path,
+                provider: str) -> CheckResult:
+    """The image's goss specs on one host, as one check."""
+    from bake import goss
+
+    try:
+        specs = runtime_specs(image, root)
+        versions, pins = image_versions(image, root, build_dir=build_dir, provider=provider,
+                                        artifact=h.image)
+    except FabperfError as exc:
+        return CheckResult(f"goss {image}", False, f"cannot load the image's goss specs: {exc}")
+    if not specs:
+        return CheckResult(f"goss {image} (no runtime specs)", True, "")
+    hostspec = f"ssh://{t.user}@{t.address}:{t.port}"
+    try:
+        results = goss.validate(hostspec, specs, variables=versions, ssh_key=str(t.key))
+    except FabperfError as exc:
+        return CheckResult(f"goss {image}", False, str(exc))
+    bad = [r for r in results if not r.ok and not r.skipped]
+    return CheckResult(f"goss {image} ({len(results)} checks, pins from {pins})", not bad,
+                       "; ".join(f"{r.title}: {r.message}" for r in bad)[:2000])

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bake import build, manifest, packer, profiles, runner
+from bake.errors import InputError
 from bake.profiles import Provider
 
 
@@ -168,10 +169,56 @@ def test_manifest_roundtrip_is_atomic(tmp_path: Path) -> None:
     assert manifest.load(tmp_path)["monitor"]["aws"] == e
     assert sorted(json.loads((tmp_path / "manifest.json").read_text())["images"]["monitor"]) \
         == ["aws", "qemu"]
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]   # no temp file left
+    # no temp file left (the lock file stays: removing it would race with a waiter)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".manifest.lock", "manifest.json"]
     (tmp_path / "manifest.json").write_text("{broken")
-    with pytest.raises(Exception, match="not valid JSON"):
+    with pytest.raises(InputError, match="corrupt bake manifest: .*not valid JSON"):
         manifest.load(tmp_path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"images": []}', "images: expected a mapping"),
+    ('{"images": {"monitor": {"qemu": {"name": "x"}}}}',
+     "images.monitor.qemu.fingerprint: expected a string (required field)"),
+    ('{"images": {"monitor": {"qemu": {"name": "x", "fingerprint": "f", "artifact": '
+     '{"path": 1}}}}}', "images.monitor.qemu.artifact.path: expected a string"),
+    ('{"images": {}, "images": {}}', "duplicate key 'images'"),
+    ("[" * 200 + "]" * 200, "nesting deeper than 64"),
+])
+def test_corrupt_manifest_is_a_clear_input_error(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(InputError, match="corrupt bake manifest") as exc:
+        manifest.load(tmp_path)
+    assert message in str(exc.value) and "delete it" in str(exc.value)
+
+
+def test_concurrent_records_keep_every_entry(tmp_path: Path, monkeypatch) -> None:
+    """Two bakes record at once: the lock serialises the read-modify-write."""
+    import threading
+
+    real_load = manifest.load
+    barrier = threading.Barrier(2, timeout=2)
+
+    def slow_load(build_dir: Path):  # both readers meet here unless the lock keeps one out
+        entries = real_load(build_dir)
+        try:
+            barrier.wait(timeout=0.3)
+        except threading.BrokenBarrierError:
+            pass
+        return entries
+
+    monkeypatch.setattr(manifest, "load", slow_load)
+    # Threads of one process: flock is per open file description, so it excludes them too.
+    threads = [threading.Thread(target=manifest.record, args=(
+        tmp_path, image, "qemu", manifest.Entry(name=image, fingerprint="f",
+                                                artifact={"path": "p"})))
+        for image in ("monitor", "fabric-node")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(real_load(tmp_path)) == ["fabric-node", "monitor"]
 
 
 def test_machine_readable_parsing() -> None:

@@ -107,3 +107,47 @@ def test_files_of_walks_directories_sorted(fake_repo: Path) -> None:
     assert rel == sorted(rel)
     assert "dashboards/fabperf.json" in rel and "packer/files/monitor/prometheus.yml" in rel
     assert "packer/files/fabric-node/core.yaml" not in rel
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"description: caf\xe9\n", "images/monitor/image.yaml: image file is not UTF-8"),
+    (b"name: monitor\nname: monitor\n", "images/monitor/image.yaml: duplicate key 'name'"),
+    (b"a0: &a0 [l,l,l,l,l,l,l,l,l]\n" + b"".join(
+        b"a%d: &a%d [" % (i, i) + b",".join([b"*a%d" % (i - 1)] * 9) + b"]\n"
+        for i in range(1, 9)) + b"description: *a8\n", "alias bomb"),
+    (b"description: " + b"[" * 100 + b"]" * 100 + b"\n", "nesting deeper than 64"),
+])
+def test_hostile_image_yaml_is_an_input_error(fake_repo: Path, text: bytes, message: str) -> None:
+    (fake_repo / "images/monitor/image.yaml").write_bytes(text)
+    msg = _error(fake_repo, "monitor")
+    assert message in msg and len(msg) < 300, msg
+
+
+def test_image_integer_fields_have_upper_bounds(fake_repo: Path) -> None:
+    path = fake_repo / "images/monitor/image.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["build_cpus"] = 100000
+    path.write_text(yaml.safe_dump(doc))
+    assert "build_cpus: expected at most 256, found 100000" in _error(fake_repo, "monitor")
+
+
+def test_hostile_profile_config_is_an_input_error(tmp_path: Path) -> None:
+    from bake import profiles
+
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"qemu:\n  cpus: \xff\n")
+    with pytest.raises(InputError, match="c.yaml: profile config .*is not UTF-8"):
+        profiles.load_config(p)
+    p.write_bytes(b"qemu: {}\nqemu: {}\n")
+    with pytest.raises(InputError, match="duplicate key 'qemu'"):
+        profiles.load_config(p)
+
+
+def test_an_overlong_script_path_is_an_input_error(fake_repo: Path) -> None:
+    """Found by benchmarks/fuzz_inputs.py: ENAMETOOLONG escaped from is_file()."""
+    path = fake_repo / "images/monitor/image.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["scripts"] = ["a" * 3000]
+    path.write_text(yaml.safe_dump(doc))
+    msg = _error(fake_repo, "monitor")
+    assert "scripts[0]: expected a path of at most 1024 characters" in msg and len(msg) < 300

@@ -232,12 +232,12 @@ def test_refuses_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
 
 
 def _too_big() -> dict:
-    """One host running every Fabric node of a 48-organisation network plus bootstrap
+    """One host running every Fabric node of a 32-organisation network plus bootstrap
     (on OpenStack: EC2 takes what exceeds its limit through S3, launch.providers.aws)."""
     doc = example("aws")
     doc["provider"] = "openstack"
     doc["organisations"] = [{"name": f"Org{i}", "domain": f"org{i}.example.com", "peers": 1}
-                            for i in range(1, 49)]
+                            for i in range(1, 33)]
     doc["channels"] = [{"name": "mychannel"}]
     return doc
 

@@ -19,7 +19,7 @@ def _bft_with_three(d: dict) -> None:
 BAD = {
     "unknown key": (lambda d: d.update(peers=3), "peers: expected one of the known keys"),
     "negative count": (lambda d: d["organisations"][0].update(peers=-2),
-                       "organisations[0].peers: expected an integer >= 1, found -2"),
+                       "organisations[0].peers: expected an integer from 1 to 64, found -2"),
     "duplicate hostname": (lambda d: d.update(placement={"hosts": [
         {"name": "x", "roles": ["orderer"]}, {"name": "x", "roles": ["peer"]}]}),
         "placement.hosts[1].name: expected a host name no other host uses"),
@@ -38,7 +38,63 @@ BAD = {
             {"name": f"c{i}", "roles": ["caliper"], "address": f"192.0.2.{i + 20}"}
             for i in range(4)] + [{"name": "mon", "roles": ["monitor"]}]}),
         "placement.hosts[11].address: expected an address (provider none hosts already exist)"),
+    "msp_id with a trailing newline": (
+        lambda d: d["organisations"][0].update(msp_id="Org1MSP\n"),
+        "organisations[0].msp_id: expected an MSP id, found 'Org1MSP\\n'"),
+    "channel with a trailing newline": (
+        lambda d: d["channels"][0].update(name="mychannel\n"),
+        "channels[0].name: expected a channel name"),
+    "a million peers": (
+        lambda d: d["organisations"][0].update(peers=1000000),
+        "organisations[0].peers: expected an integer from 1 to 64, found 1000000"),
+    "a billion processes": (
+        lambda d: d["caliper"].update(workers={"vms": 1, "processes": 10**9}),
+        "caliper.workers.processes: expected an integer from 1 to 64"),
+    "a million users": (
+        lambda d: d["organisations"][0].update(users=10**6),
+        "organisations[0].users: expected an integer from 0 to 1000"),
+    "too many orderers": (lambda d: d["orderers"].update(count=33),
+                          "orderers.count: expected an integer from 1 to 32"),
+    "too many hosts in all": (
+        lambda d: d.update(organisations=[{"name": f"O{i}", "peers": 64} for i in range(17)],
+                           channels=[]),
+        "organisations: expected a topology of at most 1024 hosts"),
+    "too many identities in all": (
+        lambda d: d.update(organisations=[{"name": f"O{i}", "users": 1000} for i in range(11)],
+                           channels=[]),
+        "organisations: expected at most 10000 identities"),
+    "env name too long for status": (
+        lambda d: d.update(name="x" * 40),
+        "name: expected an environment name (lower-case letters, digits and '-', at most 39"),
+    "overlong manifest path (ENAMETOOLONG escaped)": (
+        lambda d: d.update(manifest="a" * 3000 + "/manifest.json"),
+        "manifest: expected a path of at most 1024 characters"),
+    "long value shown as an excerpt": (
+        lambda d: d["organisations"][0].update(name="!" * 5000),
+        "organisations[0].name: expected a name (letters, digits, _ or -), found '!!!!"),
 }
+
+
+@pytest.mark.parametrize("text", [
+    b"name: caf\xe9\n",                                             # not UTF-8
+    b"name: lab\nname: lab2\n",                                     # duplicate key
+    b"x: " + b"[" * 200 + b"]" * 200 + b"\n",                        # deep nesting
+    b"a0: &a0 [l,l,l,l,l,l,l,l,l]\n" + b"".join(                      # alias bomb
+        b"a%d: &a%d [" % (i, i) + b",".join([b"*a%d" % (i - 1)] * 9) + b"]\n"
+        for i in range(1, 9)) + b"name: *a8\n",
+])
+def test_hostile_spec_files_exit_2_fast_and_write_nothing(text: bytes, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    import time
+
+    path = tmp_path / "env.yaml"
+    path.write_bytes(text)
+    t0 = time.monotonic()
+    assert run_main(cli, ["render", str(path), "--out", str(tmp_path / "b")]) == 2
+    assert time.monotonic() - t0 < 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and len(err) < 400, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env.yaml"]
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

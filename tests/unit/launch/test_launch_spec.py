@@ -150,3 +150,91 @@ def test_a_typo_gets_a_hint() -> None:
 def test_stacked_roles_are_read_in_order() -> None:
     env = spec.load(EXAMPLES / "local.yaml")
     assert env.placement[0].roles == (Role.ORDERER, Role.PEER)
+
+
+def _parse(doc: dict) -> spec.EnvSpec:
+    return spec.parse(doc, Path("x.yaml"))
+
+
+@pytest.mark.parametrize(("address", "what"), [("10.77.0.0", "the network address"),
+                                               ("10.77.0.255", "the broadcast address"),
+                                               ("10.77.0.1", "the gateway")])
+def test_fixed_addresses_that_are_not_host_addresses_are_refused(address: str,
+                                                                 what: str) -> None:
+    doc = example("local")
+    doc["placement"]["hosts"][1]["address"] = address
+    with pytest.raises(InputError, match=rf"placement.hosts\[1\].address: expected a host "
+                                         rf"address of 10.77.0.0/24, not {what}"):
+        _parse(doc)
+    doc["placement"]["hosts"][1]["address"] = "10.77.0.2"
+    assert _parse(doc).placement[1].address == "10.77.0.2"
+
+
+def test_first_host_cannot_be_the_gateway() -> None:
+    doc = example("local")
+    doc["network"]["first_host"] = 1
+    with pytest.raises(InputError, match="network.first_host: expected an integer from 2"):
+        _parse(doc)
+
+
+def test_a_host_image_must_carry_its_roles() -> None:
+    doc = example("local")
+    doc["placement"]["hosts"][1]["image"] = "monitor"   # the caliper host
+    with pytest.raises(InputError, match=r"placement.hosts\[1\].image: expected an image "
+                                         r"that carries the roles \['caliper'\] \(monitor "
+                                         r"does not carry \['caliper'\]\)"):
+        _parse(doc)
+    doc["placement"]["hosts"][1]["image"] = "caliper-worker"
+    doc["placement"]["hosts"][0]["image"] = "fabric-node"   # orderer + peer: both in it
+    assert _parse(doc).placement[0].image == "fabric-node"
+
+
+@pytest.mark.parametrize("version", ["1.0\n", "", "1 0", "x" * 65, "-1"])
+def test_chaincode_version_is_validated(version: str) -> None:
+    doc = example("local")
+    doc["channels"][0]["chaincodes"][0]["version"] = version
+    with pytest.raises(InputError, match=r"channels\[0\].chaincodes\[0\].version: expected "
+                                         "a chaincode version label"):
+        _parse(doc)
+
+
+@pytest.mark.parametrize("policy", [
+    "AND('Org1MSP.peer','Org2MSP.peer')",
+    "OR('Org1MSP.member', AND('Org2MSP.admin', 'Org1MSP.client'))",
+    "OutOf(2, 'Org1MSP.peer', 'Org2MSP.peer', \"Org1MSP.admin\")",
+    "/Channel/Application/Endorsement",
+    "/Channel/Application/Org1MSP/Endorsement",
+])
+def test_good_endorsement_policies(policy: str) -> None:
+    doc = example("aws")
+    doc["channels"][0]["chaincodes"] = [{"name": "fixed-asset", "endorsement_policy": policy}]
+    assert _parse(doc).channels[0].chaincodes[0].endorsement_policy == policy
+
+
+@pytest.mark.parametrize(("policy", "hint"), [
+    ("AND('Org1MSP.peer','Org2MSP.peer'", "ends too early"),
+    ("AND('Org1MSP.peer' 'Org2MSP.peer')", "expected , or )"),
+    ("XOR('Org1MSP.peer')", "unexpected text at character 1"),
+    ("AND('Org9MSP.peer')", "names 'Org9MSP', not an MSP of the channel's organisations"),
+    ("AND('Org1MSP.boss')", "is not 'MSPID.role'"),
+    ("OutOf(3, 'Org1MSP.peer', 'Org2MSP.peer')", "OutOf(3, ...) with 2 sub-policies"),
+    ("OutOf(0, 'Org1MSP.peer')", "OutOf(0, ...) with 1 sub-policies"),
+    ("'Org1MSP.peer' 'Org2MSP.peer'", "unexpected"),
+    ("/Channel/Orderer/Writers", "under /Channel/Application/"),
+    ("AND(" * 40 + "'Org1MSP.peer'" + ")" * 40, "nested deeper than 32"),
+    ("AND('Org1MSP.peer')\nOR(", "unexpected"),
+])
+def test_bad_endorsement_policies(policy: str, hint: str) -> None:
+    doc = example("aws")
+    doc["channels"][0]["chaincodes"] = [{"name": "fixed-asset", "endorsement_policy": policy}]
+    with pytest.raises(InputError, match=r"channels\[0\].chaincodes\[0\].endorsement_policy:"
+                                         " expected a signature policy") as exc:
+        _parse(doc)
+    assert hint in str(exc.value), str(exc.value)
+
+
+def test_duplicate_keys_in_a_spec_file_are_refused(tmp_path: Path) -> None:
+    text = (EXAMPLES / "local.yaml").read_text() + "\nname: other\n"
+    (tmp_path / "e.yaml").write_text(text)
+    with pytest.raises(InputError, match="duplicate key 'name'"):
+        spec.load(tmp_path / "e.yaml")

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from bake.errors import ExternalError, InputError
-from launch.state import EnvState, HostState, Phase, StateStore, check_env_name
+from launch.state import CorruptState, EnvState, HostState, Phase, StateStore, check_env_name
 
 
 def test_save_is_0600_atomic_and_round_trips(tmp_path):
@@ -43,10 +43,40 @@ def test_host_state_from_json_ignores_unknown_keys():
     assert h.phase is Phase.READY and h.ports == {"ssh": 2222}
 
 
-def test_corrupt_state_is_an_external_error(tmp_path):
+def test_corrupt_state_is_an_input_error_with_the_down_hint(tmp_path):
     store = StateStore(tmp_path)
     store.path.write_text("{not json")
-    with pytest.raises(ExternalError, match="unreadable state file"):
+    with pytest.raises(CorruptState, match="damaged state file: .*not valid JSON") as exc:
+        store.load()
+    assert exc.value.exit_code == 2 and "launch down" in str(exc.value)
+    assert StateStore(tmp_path, tolerate_damage=True).load() is None
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"environment": "e", "provider": "qemu", "hosts": []}, "hosts: expected a mapping"),
+    ({"environment": "e", "provider": "qemu",
+      "hosts": {"a": {"name": "a", "ports": {"ssh": 70000}}}},
+     "hosts.a.ports.ssh: expected an integer from 1 to 65535, found 70000"),
+    ({"environment": "e", "provider": "qemu", "hosts": {"a": {"name": "a", "phase": "x"}}},
+     "hosts.a.phase: expected one of reserved"),
+    ({"environment": "e", "provider": "qemu", "version": 99}, "version: expected state version 1"),
+    ([], "(top level): expected a mapping"),
+])
+def test_damaged_state_names_the_field(tmp_path, doc, message):
+    store = StateStore(tmp_path)
+    store.path.write_text(json.dumps(doc))
+    with pytest.raises(CorruptState) as exc:
+        store.load()
+    assert message in str(exc.value)
+
+
+def test_state_with_duplicate_keys_or_bad_utf8_is_damaged(tmp_path):
+    store = StateStore(tmp_path)
+    store.path.write_text('{"environment": "e", "environment": "f", "provider": "qemu"}')
+    with pytest.raises(CorruptState, match="duplicate key"):
+        store.load()
+    store.path.write_bytes(b'{"environment": "\xff"}')
+    with pytest.raises(CorruptState, match="not UTF-8"):
         store.load()
 
 

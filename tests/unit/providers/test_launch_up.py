@@ -226,7 +226,7 @@ def test_settings_are_validated(tmp_path):
 
     with pytest.raises(InputError, match="settings.accel"):
         check_settings("qemu", {"accel": "hvf"}, tmp_path / "e.yaml")
-    with pytest.raises(InputError, match="(?s)settings.memory.*did you mean 'memory_mb'"):
+    with pytest.raises(InputError, match="(?s)settings.memory.*did you mean '?memory_mb"):
         check_settings("qemu", {"memory": 1}, tmp_path / "e.yaml")
     s = check_settings("qemu", {"accel": "tcg", "memory_mb": 1024}, None)
     assert s == {"accel": "tcg", "memory_mb": 1024, "cpus": 2, "hosts": {}}

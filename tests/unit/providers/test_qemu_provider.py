@@ -300,3 +300,35 @@ def test_wait_ready_records_phases(tmp_path, fake, image, monkeypatch):
 
 def test_env_state_defaults():
     assert EnvState(environment="x", provider="qemu").ssh_user == "fabperf"
+
+
+@pytest.mark.parametrize("damage", ['{"environment": "lab", "provider": "qemu", "hosts": []}',
+                                    "{not json", "\xff\xfe"])
+def test_down_of_a_damaged_state_scans_and_removes_everything(tmp_path, fake, image,
+                                                               monkeypatch, damage):
+    from bake.clikit import run_main
+    from launch import up
+    from launch.cli import cli
+
+    build = tmp_path / "build"
+    edir = up.env_dir(build, "lab")
+    p = QemuProvider(ProviderContext("lab", edir, StateStore(edir), {"accel": "tcg"}),
+                     proc=fake.proc, sleep=lambda s: None)
+    p.reserve(hosts(image))
+    for h in hosts(image):
+        p.create(h, b"#cloud-config\n")
+    state = p.store.load()
+    pids = {h.pid for h in state.hosts.values()} | {state.network["switch_pid"]}
+    p.store.path.write_bytes(damage.encode("latin-1"))
+    monkeypatch.setattr(up, "get_provider", lambda name, ctx: QemuProvider(
+        ctx, proc=fake.proc, sleep=lambda s: None))
+    # status explains (exit 2, what is wrong, and that down still works)
+    with pytest.raises(InputError, match="damaged state file") as exc:
+        up.status("lab", build_dir=build)
+    assert "launch down lab" in str(exc.value) and exc.value.exit_code == 2
+    # down falls back to the process scan and removes everything it finds
+    assert run_main(cli, ["down", "lab", "--build-dir", str(build)]) == 0
+    assert {pid for pid, _ in fake.killed} == pids
+    assert not any((fake.proc / str(pid)).exists() for pid in pids)
+    assert not p.store.path.exists()
+    assert not (edir / "hosts").exists()
