@@ -151,13 +151,15 @@ build {
     destination = "/tmp/fabperf/goss/specs/common__goss__hygiene.yaml"
   }
 
+  # One check at a time: under emulation concurrent checks time out, and a `process` check
+  # would see the `peer version` of another check running.
   # Record goss's exit code instead of failing here, so the report is fetched first (inline
   # scripts run under `sh -e`: the exit code must be caught, not left to `$?` on the next line).
   provisioner "shell" {
     inline = [
       "chmod 0755 /tmp/fabperf/goss/goss",
       "printf 'gossfile:\\n  /tmp/fabperf/goss/specs/*.yaml: {}\\n' > /tmp/fabperf/goss/goss.yaml",
-      "sudo /tmp/fabperf/goss/goss -g /tmp/fabperf/goss/goss.yaml --vars-inline '{\"CALIPER_BIND_SUT\":\"fabric:fabric-gateway\",\"CALIPER_VERSION\":\"0.6.0\",\"FABPERF_FINGERPRINT\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"FABPERF_IMAGE\":\"caliper-worker\",\"FABPERF_PROVIDER\":\"qemu\",\"NODE_MAJOR\":\"18\",\"REMOVE_EXTRA_CA_CERTS\":\"1\"}' validate --format junit --no-color > /tmp/fabperf/goss/junit.xml && echo 0 > /tmp/fabperf/goss/rc || echo $? > /tmp/fabperf/goss/rc",
+      "sudo /tmp/fabperf/goss/goss -g /tmp/fabperf/goss/goss.yaml --vars-inline '{\"CALIPER_BIND_SUT\":\"fabric:fabric-gateway\",\"CALIPER_VERSION\":\"0.6.0\",\"FABPERF_FINGERPRINT\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"FABPERF_IMAGE\":\"caliper-worker\",\"FABPERF_PROVIDER\":\"qemu\",\"NODE_MAJOR\":\"18\",\"REMOVE_EXTRA_CA_CERTS\":\"1\"}' validate --max-concurrent 1 --format junit --no-color > /tmp/fabperf/goss/junit.xml && echo 0 > /tmp/fabperf/goss/rc || echo $? > /tmp/fabperf/goss/rc",
     ]
   }
 
