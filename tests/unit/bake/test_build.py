@@ -148,7 +148,9 @@ def test_accelerator_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build.resolve_accelerator("auto") == "kvm"
 
 
-def test_goss_binary_needs_the_pinned_checksum(build_dir: Path, tmp_path: Path) -> None:
+def test_goss_binary_needs_the_pinned_checksum(build_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(build.GOSS_BINARY_ENV, raising=False)   # CI exports one
     q = profiles.resolve(Provider.QEMU, profiles.make_overrides(None, [], env={}))
     cached = build_dir / "cache" / "goss" / f"goss-{build.GOSS_VERSION}-linux-amd64"
     cached.parent.mkdir(parents=True)
@@ -159,6 +161,12 @@ def test_goss_binary_needs_the_pinned_checksum(build_dir: Path, tmp_path: Path) 
     q2 = profiles.resolve(Provider.QEMU, profiles.make_overrides(None, [f"goss_binary={own}"],
                                                                   env={}))
     assert build.goss_binary(q2, build_dir) == str(own)
+    # $GOSS_BINARY, as .ci/run and `make GOSS_BINARY=...` pass it
+    monkeypatch.setenv(build.GOSS_BINARY_ENV, str(own))
+    assert build.goss_binary(q, build_dir) == str(own)
+    monkeypatch.setenv(build.GOSS_BINARY_ENV, str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="goss_binary"):
+        build.goss_binary(q, build_dir)
 
 
 def test_manifest_roundtrip_is_atomic(tmp_path: Path) -> None:
