@@ -285,7 +285,7 @@ def manager_command(run_dir: str) -> str:
 def start_manager(door: Door, lab: Lab, run_dir: str, benchmark_text: str) -> float:
     """Upload the benchmark config and start the manager; returns the VM's start time."""
     host = lab.manager_host
-    busy = door.run(host, f"systemctl is-active --quiet {MANAGER_UNIT}", check=False)
+    busy = door.run(host, f"sudo -n systemctl is-active --quiet {MANAGER_UNIT}", check=False)
     if busy.ok:
         raise ExternalError(f"a benchmark is already running on {host} ({MANAGER_UNIT} is "
                             "active)", hint=f"`launch ssh {lab.name} {host} -- sudo systemctl "
@@ -308,7 +308,7 @@ def manager_journal(door: Door, lab: Lab, since: float) -> str:
 
 
 def manager_active(door: Door, lab: Lab) -> bool:
-    res = door.run(lab.manager_host, f"systemctl is-active {MANAGER_UNIT}", check=False)
+    res = door.run(lab.manager_host, f"sudo -n systemctl is-active {MANAGER_UNIT}", check=False)
     return res.stdout.strip() in ("active", "activating")
 
 
@@ -355,7 +355,7 @@ def diagnose_registration(door: Door, lab: Lab, since: float) -> list[str]:
     """missing_workers() from the VMs' unit states and Mosquitto's log on the monitor."""
     states: dict[str, list[str]] = {}
     for host, n in lab.workers.items():
-        res = door.run(host, "systemctl is-active " + " ".join(_units(n)) + "; true",
+        res = door.run(host, "sudo -n systemctl is-active " + " ".join(_units(n)) + "; true",
                        check=False)
         if res.ok:
             states[host] = res.stdout.split()
