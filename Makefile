@@ -52,10 +52,9 @@ base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; 
 bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
 	$(BIN)/bake build --provider $(PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
 
-lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, benchmark it
+lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, show it
 	$(BIN)/launch up $(ENV)
 	$(BIN)/launch status $(ENV)
-	$(BIN)/launch bench $(ENV)
 
 up: venv ## launch the environment $(ENV) from the baked images (bootstraps the channel)
 	$(BIN)/launch up $(ENV)
