@@ -32,6 +32,7 @@ from bake.atomic import write_atomic
 from bake.catalog import SCRIPTS_DIR, ImageSpec, files_of
 from bake.errors import InputError
 from bake.fingerprint import sha256_file
+from bake.packer import format_seconds
 
 log = logging.getLogger("fabperf.prebuild")
 
@@ -177,7 +178,7 @@ def ensure(root: Path, build_dir: Path, spec: ImageSpec, *, progress: Callable[[
         progress(f"{spec.name}: prebuild {script} (native)")
         buildroot.run(br, ["bash", f"{GUEST_SCRIPTS}/{script}"], env=env, binds=binds,
                       log_path=log_path)
-        progress(f"{spec.name}: prebuild {script} done in {_mmss(time.monotonic() - t0)}")
+        progress(f"{spec.name}: prebuild {script} done in {format_seconds(time.monotonic() - t0)}")
     record: dict[str, object] = {"key": k, "image": spec.name, "buildroot": br.ident,
                                  "outputs": list(spec.prebuild_outputs)}
     for rec in BUILD_RECORDS:
@@ -204,7 +205,7 @@ def ensure(root: Path, build_dir: Path, spec: ImageSpec, *, progress: Callable[[
     record["size_bytes"] = target.stat().st_size
     write_atomic(side, json.dumps(record, indent=2, sort_keys=True) + "\n")
     progress(f"{spec.name}: prebuilt {target.name} "
-             f"({target.stat().st_size / 2**20:.0f} MiB) in {_mmss(seconds)}")
+             f"({target.stat().st_size / 2**20:.0f} MiB) in {format_seconds(seconds)}")
     return Artifact(spec.name, k, target, False, seconds, record)
 
 
@@ -213,8 +214,3 @@ def _remove(p: Path) -> None:
         p.unlink()
     elif p.is_dir():
         shutil.rmtree(p)
-
-
-def _mmss(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}:{s:02d}"
