@@ -432,9 +432,12 @@ def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: fl
     reported: set[int] = set()
     mlog = report.ManagerLog()
     while True:
-        text = manager_journal(door, lab, since)
-        mlog = report.parse_manager_log(text.splitlines())
+        # activity first, then the journal: a manager that ends between the two looks has
+        # logged its end by then (the other order took a finished run for a dead one)
         active = manager_active(door, lab)
+        mlog = report.parse_manager_log(manager_journal(door, lab, since).splitlines())
+        if not active:
+            mlog = settle_journal(door, lab, since, mlog, timeouts, sleep)
         for r in mlog.rounds:
             if r.finished is not None and r.index not in reported:
                 reported.add(r.index)
@@ -466,6 +469,22 @@ def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: fl
         if line:
             on_progress(line)
         sleep(timeouts.poll)
+
+
+JOURNAL_SETTLE_LOOKS = 5     # journald writes a stopped unit's last lines asynchronously
+
+
+def settle_journal(door: Door, lab: Lab, since: float, mlog: report.ManagerLog,
+                   timeouts: Timeouts, sleep: Callable[[float], None]) -> report.ManagerLog:
+    """The manager's log once its unit is inactive: read again (a second apart, at most
+    JOURNAL_SETTLE_LOOKS times) until it says the benchmark finished, so a finished run is
+    not taken for a dead one because journald had not written the last lines yet."""
+    for _ in range(JOURNAL_SETTLE_LOOKS):
+        if mlog.finished:
+            break
+        sleep(min(1.0, timeouts.poll))
+        mlog = report.parse_manager_log(manager_journal(door, lab, since).splitlines())
+    return mlog
 
 
 def _safe(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:

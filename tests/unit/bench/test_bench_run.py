@@ -77,7 +77,7 @@ class FakeDoor:
     """Plays the lab's hosts: the manager logs the recorded run over a few polls."""
 
     def __init__(self, *, bootstrapped: bool = True, registers: bool = True,
-                 interrupt_at_poll: int | None = None) -> None:
+                 interrupt_at_poll: int | None = None, journal_lag: int = 0) -> None:
         self.calls: list[tuple[str, str]] = []
         self.inputs: dict[str, str] = {}
         self.log = (DATA / "manager.log").read_text().splitlines(keepends=True)
@@ -87,6 +87,7 @@ class FakeDoor:
         self.bootstrapped = bootstrapped
         self.interrupt_at_poll = interrupt_at_poll
         self.stopped = False
+        self.journal_lag = journal_lag   # the unit is inactive this many lines early
 
     def run(self, host: str, command: str, *, input: str | None = None,
             timeout: float | None = 120, check: bool = True) -> runner.Completed:
@@ -105,7 +106,8 @@ class FakeDoor:
             n = len(self.log) if self.stopped else min(len(self.log), self.polls * 12)
             return done("".join(self.log[:n]))
         if command.startswith("sudo -n systemctl is-active fabperf-caliper-manager"):
-            finished = self.polls * 12 >= len(self.log) and len(self.log) > 1
+            finished = self.polls * 12 >= len(self.log) - self.journal_lag \
+                and len(self.log) > 1
             return done("inactive" if finished or self.stopped else "active")
         if command.startswith("sudo -n systemctl is-active caliper-worker"):
             return done("active\nfailed\n")
@@ -206,6 +208,23 @@ def test_a_whole_run(tmp_path: Path) -> None:
     assert "PRIVATE KEY" not in (b / "configs/networkconfig-caliper.yaml").read_text()
     assert (b / "configs/spec-local.yaml").is_file()
     assert json.loads((b / "summary.json").read_text())["timings"]["last_tx_to_bundle"] >= 0
+
+
+def test_a_manager_whose_last_lines_reach_the_journal_late_has_finished(
+        tmp_path: Path) -> None:
+    # the live race: the unit is already inactive while journald has not yet written
+    # "Benchmark finished"; the run is complete, not "manager exited before the end"
+    door = FakeDoor(journal_lag=5)
+    result, lines = go(tmp_path, door)
+    assert result.summary.status == "complete"
+    assert any(x.startswith("round saturate finished in 60.0 s") for x in lines)
+
+
+def test_a_manager_that_died_is_still_a_failure(tmp_path: Path) -> None:
+    door = FakeDoor()
+    door.log = [x for x in door.log if "Benchmark finished" not in x]
+    with pytest.raises(ExternalError, match="exited before the benchmark finished"):
+        go(tmp_path, door)
 
 
 def test_ctrl_c_stops_everything_and_keeps_what_was_measured(tmp_path: Path) -> None:
