@@ -7,6 +7,8 @@ PROVIDER ?= qemu
 ENV ?= environments/local.yaml
 # Extra arguments: e.g. BAKE_ARGS='--set monitor.GRAFANA_SOURCE=none --image caliper-worker'
 BAKE_ARGS ?=
+# e.g. BENCH_ARGS='--tps 10 --duration 30' (default: the spec's rounds)
+BENCH_ARGS ?=
 # Air-gapped inputs (machines without github.com / Grafana's apt repository):
 #   FABRIC_SOURCE=PATH   a Fabric `git archive` tarball or checkout (else git at FABRIC_REF)
 #   GOSS_BINARY=PATH     a goss binary for every bake's goss step (else the pinned release)
@@ -52,9 +54,10 @@ base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; 
 bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
 	$(BIN)/bake build --provider $(PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
 
-lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, show it
+lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, benchmark it
 	$(BIN)/launch up $(ENV)
 	$(BIN)/launch status $(ENV)
+	$(BIN)/launch bench $(ENV) $(BENCH_ARGS)
 
 up: venv ## launch the environment $(ENV) from the baked images (bootstraps the channel)
 	$(BIN)/launch up $(ENV)
@@ -63,7 +66,7 @@ status: venv ## hosts and every Fabric node's channel height of $(ENV)
 	$(BIN)/launch status $(ENV)
 
 bench: venv ## run the Caliper benchmark on $(ENV) (launched) and print the results table
-	$(BIN)/launch bench $(ENV)
+	$(BIN)/launch bench $(ENV) $(BENCH_ARGS)
 
 down: venv ## tear the environment $(ENV) down
 	$(BIN)/launch down $(ENV)

@@ -307,6 +307,43 @@ def test_monitor_answers(local_env):
         assert s.recv(4)[:1] == b"\x20"                      # CONNACK
 
 
+def test_launch_bench_two_rounds_verdicts_ledger_and_panels(local_env, tmp_path):
+    """`launch bench` on the bootstrapped local environment: two 30 s rounds at a rate the
+    TCG machine carries; the bundle holds every part, summary.json agrees with Caliper's
+    report.html, the ledger cross-check is within 2 %, a verdict per round; afterwards every
+    Grafana panel's PromQL returns data from the monitor's Prometheus."""
+    from launch.bench import panels, results
+
+    env, bdir = local_env["env"], local_env["bdir"]
+    out = tmp_path / "results"
+    with timed("local: launch bench (2 rounds x 30 s)"):
+        res = cli("launch", "bench", env, "--tps", "10", "--duration", "30", "--build-dir",
+                  bdir, "--results-dir", out, "--output", "json", timeout=3600,
+                  log=tmp_path / "bench.log", check=False)
+    assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
+    doc = json.loads(res.stdout)
+    bundle = Path(doc["bundle"])
+    assert bundle.is_dir() and bundle.parent.parent == out
+    assert results.check_bundle(bundle) == []
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert [r["label"] for r in summary["rounds"]] == ["create", "read"]
+    for r in summary["rounds"]:
+        assert r["status"] == "completed", r
+        assert r["verdict"]["verdict"] in ("headroom", "fabric-bound", "load-generator-bound")
+        assert r["succeeded"] > 0, r
+    create = summary["rounds"][0]
+    assert create["ledger"]["flagged"] is False, create["ledger"]
+    TIMINGS.update({f"bench: {k}": v for k, v in (summary.get("timings") or {}).items()
+                    if isinstance(v, (int, float))})
+    # the text table names a verdict per round (as a person sees it)
+    table = cli("launch", "results", "show", str(bundle)).stdout
+    assert "create" in table and "read" in table and create["verdict"]["verdict"] in table
+
+    state = json.loads((local_env["edir"] / "state.json").read_text())
+    prom = f"http://127.0.0.1:{state['hosts']['monitor']['ports']['9090']}"
+    panels.assert_panels_have_data(prom)
+
+
 def test_down_of_an_unknown_environment_exits_2(tmp_path):
     res = cli("launch", "down", "never-launched", "--build-dir", tmp_path, check=False)
     assert res.returncode == 2 and "unknown environment" in res.stderr
