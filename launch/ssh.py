@@ -9,8 +9,10 @@ forwarded port).
 from __future__ import annotations
 
 import os
+import re
 import stat
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,10 +128,35 @@ def scp_argv(target: Target, remote: str, local: Path, *, connect_timeout: int =
     ]
 
 
+# ssh's own messages when no session was made (the command never ran on the host): a
+# loaded host (a TCG guest on a busy machine) answers its banner late now and then
+_NO_SESSION = re.compile(r"Connection timed out during banner exchange|"
+                         r"kex_exchange_identification|"
+                         r"connect to host .* (?:Connection refused|Connection timed out|"
+                         r"No route to host)")
+CONNECT_ATTEMPTS = 4      # one try and three more, a few seconds apart
+
+
+def no_session(result: runner.Completed) -> bool:
+    """The ssh client failed before a session existed (exit 255 with one of ssh's connect
+    messages): retrying cannot run the command twice."""
+    return result.returncode == 255 and bool(_NO_SESSION.search(result.stderr))
+
+
 def run(target: Target, command: str, *, timeout: float | None = None,
-        log_path: Path | None = None, check: bool = False,
-        connect_timeout: int = 5) -> runner.Completed:
-    """Run one shell command on a host through the runner."""
-    return runner.run(ssh_argv(target, command, connect_timeout=connect_timeout),
-                      timeout=timeout, log_path=log_path, check=check,
-                      what=f"ssh {target.host}")
+        log_path: Path | None = None, check: bool = False, input: str | None = None,
+        connect_timeout: int = 5, attempts: int = 1,
+        sleep: Callable[[float], None] = time.sleep) -> runner.Completed:
+    """Run one shell command on a host through the runner; with `attempts` > 1, a connection
+    that was never made (no_session) is tried again, 3 s apart; any other outcome is final."""
+    what = f"ssh {target.host}"
+    for attempt in range(1, attempts + 1):
+        res = runner.run(ssh_argv(target, command, connect_timeout=connect_timeout),
+                         input=input, timeout=timeout, log_path=log_path, check=False,
+                         what=what)
+        if attempt == attempts or not no_session(res):
+            break
+        sleep(3)
+    if check and not res.ok:
+        raise runner.command_failed(res, what)
+    return res

@@ -86,9 +86,9 @@ class SshDoor:
 
     def run(self, host: str, command: str, *, input: str | None = None,
             timeout: float | None = 120, check: bool = True) -> runner.Completed:
-        return runner.run(ssh.ssh_argv(self.targets[host], command), input=input,
-                          timeout=timeout, check=check, log_path=self.log_path,
-                          what=f"ssh {host}")
+        return ssh.run(self.targets[host], command, input=input, timeout=timeout,
+                       check=check, log_path=self.log_path, connect_timeout=15,
+                       attempts=ssh.CONNECT_ATTEMPTS)
 
     def fetch(self, host: str, remote: str, local: Path) -> None:
         runner.run(ssh.scp_argv(self.targets[host], remote, local), timeout=600,
