@@ -63,9 +63,10 @@ class CaliperWorker:
     index: int
     host: str
     address: str
-    processes: int
+    processes: int          # started at boot (the spec's count; 1 for `auto`)
     gateway: FabricNode
     user: str  # "User3" or "Admin" when the organisation has no users
+    auto: bool = False      # processes: auto (launch bench starts about 1.5 per vCPU)
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,9 @@ def build(spec: EnvSpec, *, manifest_root: Path | None = None) -> Plan:
         users = spec.org(gateway.org).users
         turn = i // len(rotation)
         workers.append(CaliperWorker(
-            index=i, host=h.name, address=h.address, processes=spec.caliper.processes,
-            gateway=gateway, user=f"User{turn % users + 1}" if users else "Admin"))
+            index=i, host=h.name, address=h.address, processes=spec.caliper.boot_processes,
+            gateway=gateway, user=f"User{turn % users + 1}" if users else "Admin",
+            auto=spec.caliper.processes is None))
     return Plan(
         spec=spec,
         hosts=tuple(hosts),

@@ -150,13 +150,20 @@ class Caliper:
     """The load generator: `vms` worker VMs, each running `processes` worker processes."""
 
     vms: int
-    processes: int
+    processes: int | None   # None: `auto`, about 1.5 per vCPU of the VM (launch bench decides)
     rounds: tuple[Round, ...]
 
     @property
+    def boot_processes(self) -> int:
+        """Worker processes a VM starts at boot: the spec's number, or one for `auto` (the
+        readiness check proves the worker runs; `launch bench` then starts its count)."""
+        return self.processes or 1
+
+    @property
     def workers(self) -> int:
-        """All worker processes: Caliper's test.workers.number."""
-        return self.vms * self.processes
+        """All worker processes at boot: Caliper's test.workers.number of the rendered
+        benchmark (`launch bench` renders its own with the count it started)."""
+        return self.vms * self.boot_processes
 
 
 @dataclass(frozen=True)
@@ -521,7 +528,8 @@ def _caliper(top: _Map) -> Caliper:
     m = top.map("caliper")
     w = m.map("workers")
     vms = w.int("vms", 1, minimum=1, maximum=MAX_CALIPER_VMS, why=WHY_VMS)
-    processes = w.int("processes", 1, minimum=1, maximum=MAX_PROCESSES, why=WHY_PROCESSES)
+    processes = None if w.get("processes", "auto") == "auto" else \
+        w.int("processes", minimum=1, maximum=MAX_PROCESSES, why=WHY_PROCESSES)
     w.done()
     rounds: list[Round] = []
     raw_rounds = m.list("rounds") or [{"label": "create", "tps": 100, "duration": 60}]

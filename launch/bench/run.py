@@ -146,8 +146,11 @@ class BenchResult:
 
 
 def default_workers(vcpus: int) -> int:
-    """About 1.5 worker processes per vCPU (one Node.js process is about one core)."""
-    return max(1, math.ceil(1.5 * vcpus))
+    """About 1.5 worker processes per vCPU (one Node.js process is about one core), within
+    the spec's bound on processes per VM."""
+    from launch.spec import MAX_PROCESSES
+
+    return min(MAX_PROCESSES, max(1, math.ceil(1.5 * vcpus)))
 
 
 def endpoint(target: ssh.Target, ports: Mapping[str, int], guest_port: int) -> str:
@@ -193,16 +196,30 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
     return lab, targets
 
 
-def auto_workers(door: Door, lab: Lab) -> Lab:
-    """The Lab with default_workers(vCPUs) worker processes on each VM (`nproc` there)."""
-    workers = {}
-    for host in lab.workers:
+def auto_workers(door: Door, lab: Lab, hosts: Sequence[str] | None = None) -> Lab:
+    """The Lab with default_workers(vCPUs) worker processes on each VM of `hosts` (default:
+    every worker VM), counting the VM's vCPUs with `nproc` there."""
+    workers = dict(lab.workers)
+    for host in lab.workers if hosts is None else hosts:
         res = door.run(host, "nproc")
         try:
             workers[host] = default_workers(int(res.stdout.split()[0]))
         except (ValueError, IndexError):
             raise ExternalError(f"{host}: `nproc` answered {res.stdout!r}") from None
     return replace(lab, workers=workers)
+
+
+def resolve_workers(door: Door, lab: Lab, workers_per_vm: int | str | None) -> Lab:
+    """Worker processes per VM for this run: --workers-per-vm N (already in the Lab), `auto`
+    on every VM, else the spec's count, where the spec's `processes: auto` (its default)
+    means about 1.5 per vCPU of that VM."""
+    if workers_per_vm == "auto":
+        return auto_workers(door, lab)
+    if workers_per_vm is None:
+        auto = [w.host for w in lab.plan.workers if w.auto]
+        if auto:
+            return auto_workers(door, lab, auto)
+    return lab
 
 
 def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
@@ -705,7 +722,6 @@ def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, resul
     options = replace(options, thresholds=Thresholds.parse_pairs(options.threshold_pairs,
                                                                  base=base))
     door = SshDoor(targets, lab.env_dir / "logs" / "bench-ssh.log")
-    if workers_per_vm == "auto":
-        lab = auto_workers(door, lab)
+    lab = resolve_workers(door, lab, workers_per_vm)
     return run(lab, door, options, results_root=results_root, on_progress=on_progress)
 

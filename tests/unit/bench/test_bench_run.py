@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,37 @@ def test_round_selection_and_overrides(tmp_path: Path) -> None:
 
 def test_default_workers_is_about_one_and_a_half_per_vcpu() -> None:
     assert [run.default_workers(n) for n in (1, 2, 4, 8)] == [2, 3, 6, 12]
+    assert run.default_workers(192) == spec_mod.MAX_PROCESSES
+
+
+class NprocDoor:
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers, self.asked = answers, []
+
+    def run(self, host: str, command: str, **kw) -> runner.Completed:
+        assert command == "nproc"
+        self.asked.append(host)
+        return done(self.answers[host])
+
+
+def test_the_spec_default_is_one_and_a_half_workers_per_vcpu_of_each_vm(tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "environments/local.yaml").read_text())
+    del doc["caliper"]["workers"]["processes"]        # the default: auto
+    path = tmp_path / "auto.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    p = plan_mod.build(spec_mod.load(path))
+    (w,) = p.workers
+    assert w.auto and w.processes == 1                 # one at boot, proven by readiness
+    lab = Lab("local", tmp_path, path, p, "", "", {w.host: w.processes}, "caliper")
+    door = NprocDoor({"caliper": "4\n"})
+    assert run.resolve_workers(door, lab, None).workers == {"caliper": 6}
+    assert run.resolve_workers(door, lab, 5).workers == {"caliper": 1}   # N is in the Lab
+    # an explicit count in the spec is kept, and no VM is asked
+    explicit = replace(lab, plan=plan_mod.build(spec_mod.load(REPO / "environments/local.yaml")))
+    door.asked.clear()
+    assert run.resolve_workers(door, explicit, None).workers == {"caliper": 1}
+    assert door.asked == []
+    assert run.resolve_workers(door, explicit, "auto").workers == {"caliper": 6}
 
 
 def test_ledger_is_read_before_the_next_round_starts(tmp_path: Path) -> None:

@@ -127,11 +127,9 @@ def test_plan_json_has_no_secret_and_names_everything(tmp_path: Path) -> None:
     assert doc["bootstrap_host"] == "fabric"
 
 
-def test_planning_at_the_size_bound_is_fast() -> None:
-    """The largest topology the spec accepts (1024 hosts) plans in well under a second:
-    planning and the per-host lookups render uses are linear, not quadratic."""
-    import time
-
+def test_planning_at_the_size_bound() -> None:
+    """The largest topology the spec accepts (1024 hosts) plans, with the per-host lookups
+    render uses (their speed is benchmarks/render_big.py's business, not a timed test)."""
     doc = example("aws")
     doc["organisations"] = [{"name": f"Org{i}", "peers": 61, "users": 0} for i in range(16)]
     doc["channels"] = []
@@ -140,13 +138,11 @@ def test_planning_at_the_size_bound_is_fast() -> None:
     doc["caliper"]["workers"] = {"vms": 15, "processes": 1}
     doc.pop("placement", None)
     s = spec.parse(doc, Path("big.yaml"))
-    t0 = time.perf_counter()
     p = plan.build(s)
     for h in p.hosts:
         p.nodes_on(h.name), p.worker_on(h.name), p.peer_on(h.name), p.host(h.name)
     p.to_json()
     assert len(p.hosts) == spec.MAX_HOSTS
-    assert time.perf_counter() - t0 < 0.5
     doc["caliper"]["workers"] = {"vms": 16, "processes": 1}
     with pytest.raises(InputError, match="at most 1024 hosts"):
         spec.parse(doc, Path("big.yaml"))
