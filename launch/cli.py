@@ -374,6 +374,46 @@ def results_show_cmd(bundle: Path, output: str) -> None:
         click.echo(f"note: {note}")
 
 
+@results_group.command("compare")
+@click.argument("dirs", metavar="DIR_A DIR_B [DIR...]", nargs=-1, required=True)
+@click.option("--round", "rounds", multiple=True, metavar="LABEL",
+              help="Only these round labels (repeatable).")
+@click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Write the page here [default: <results>/compare/<UTC stamp>/].")
+@click.option("--no-html", is_flag=True, help="Only the table; no page, no plots.")
+@_results_option
+@output_option
+@verbosity_options
+def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir: Path | None,
+                        no_html: bool, results_dir: Path | None, output: str) -> None:
+    """Compare groups of results bundles round by round, the first group the baseline.
+
+    Each DIR is a bundle, or a directory of bundles (the repeats of one variant);
+    LABEL=DIR names the group. Differences are judged against run-to-run noise
+    (launch.compare.stats: a seeded bootstrap interval of the difference of medians;
+    fewer than 3 repeats: "not enough repeats")."""
+    from launch.compare import page, table
+
+    comparison = table.load(dirs, rounds)
+    index = None
+    if not no_html:
+        out = html_dir or _results_root(results_dir) / "compare" / _utc_stamp()
+        index = page.write(comparison, out)
+    if output == "json":
+        emit_json({**comparison.to_json(), "page": str(index) if index else None})
+        return
+    click.echo(table.format_table(comparison))
+    if index is not None:
+        click.echo(f"page: {index}")
+
+
+def _utc_stamp() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 @cli.command("gc")
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
