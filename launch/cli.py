@@ -74,6 +74,9 @@ _build_dir_option = click.option(
 @click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--only", "only", multiple=True, metavar="HOST",
               help="Bring up only these hosts of the plan (repeatable).")
+@click.option("--recreate", is_flag=True,
+              help="Destroy the --only hosts and create them anew from ENV.yaml, even when "
+                   "it changed (the other hosts must not be affected by the change).")
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave failed hosts running for inspection (`launch down` removes them).")
 @click.option("--wait", "wait", type=click.Choice(["ready", "running", "none"]),
@@ -84,7 +87,8 @@ _build_dir_option = click.option(
 @_build_dir_option
 @output_option
 @verbosity_options
-def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: str,
+def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failure: bool,
+           wait: str,
            ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
@@ -97,7 +101,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: s
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
-                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait)
+                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait,
+                   recreate=recreate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:
