@@ -419,6 +419,92 @@ def _utc_stamp() -> str:
     return dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+# --- compare / bisect / size (launch.compare) -------------------------------------------
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    from bake.errors import InputError
+
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key or not val:
+            raise InputError.field(None, option, "REF=VALUE", v)
+        out[key] = val
+    return out
+
+
+def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
+    from bake.errors import InputError
+    from launch import spec
+
+    labels = [r.label for r in spec.load(spec_path).caliper.rounds]
+    for label in rounds:
+        if label not in labels:
+            raise InputError.field(spec_path, "--round", f"one of the spec's rounds {labels}",
+                                   label)
+
+
+@cli.command("compare")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
+              help="A Fabric tag, branch or commit (repeatable; the first is the baseline).")
+@click.option("--source", "sources", multiple=True, metavar="REF=PATH",
+              help="Bake REF from this source tarball or checkout (FABRIC_SOURCE; "
+                   "air-gapped machines).")
+@click.option("--fabric-version", "versions", multiple=True, metavar="REF=X.Y.Z",
+              help="The spec's fabric.version for REF [default: the ref's release when it "
+                   "names one (v2.5.12 -> 2.5.12), else the spec's].")
+@click.option("--repeat", "repeats", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Runs per ref, interleaved (A B A B ...).")
+@click.option("--round", "rounds", multiple=True, metavar="LABEL",
+              help="Only these rounds of the spec (repeatable).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run directory [default: <results>/compare/<UTC stamp>]; an existing "
+                   "one of the same request resumes.")
+@_results_option
+@_build_dir_option
+@output_option
+@verbosity_options
+def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
+                versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
+                out: Path | None, results_dir: Path | None, build_dir: Path | None,
+                output: str) -> None:
+    """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
+    rounds N times interleaving the refs, and compare them (launch results compare)."""
+    from bake.errors import InputError
+    from launch.compare import ab, lab, table
+
+    src = {k: Path(v).resolve() for k, v in _pairs(sources, "--source").items()}
+    ver = _pairs(versions, "--fabric-version")
+    for key in [*src, *ver]:
+        if key not in refs:
+            raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
+                                   key)
+    for key, path in src.items():
+        if not path.exists():
+            raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
+                                   str(path))
+    _check_rounds(env_file, rounds)
+    request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
+                               for r in refs), repeats, rounds)
+    request.check()
+    root, bdir = _build_dir(build_dir)
+    run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
+    real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
+                       progress=progress)
+    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} -> {run_dir}")
+    result = ab.run(real, request, run_dir, progress=progress)
+    if output == "json":
+        emit_json({**result.comparison.to_json(), "run": str(result.run_dir),
+                   "page": str(result.page), "failed_steps": list(result.failed_steps)})
+        return
+    click.echo(table.format_table(result.comparison))
+    for s in result.failed_steps:
+        click.echo(f"failed: {s['label']} repeat {s['repeat']}: "
+                   f"{s['error'].splitlines()[0]}")
+    click.echo(f"page: {result.page}")
+
+
 @cli.command("gc")
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")

@@ -193,16 +193,22 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
     return lab, targets
 
 
-def auto_workers(door: Door, lab: Lab) -> Lab:
-    """The Lab with default_workers(vCPUs) worker processes on each VM (`nproc` there)."""
-    workers = {}
+def worker_vcpus(door: Door, lab: Lab) -> dict[str, int]:
+    """Each worker VM's vCPUs (`nproc` there)."""
+    out = {}
     for host in lab.workers:
         res = door.run(host, "nproc")
         try:
-            workers[host] = default_workers(int(res.stdout.split()[0]))
+            out[host] = int(res.stdout.split()[0])
         except (ValueError, IndexError):
             raise ExternalError(f"{host}: `nproc` answered {res.stdout!r}") from None
-    return replace(lab, workers=workers)
+    return out
+
+
+def auto_workers(door: Door, lab: Lab) -> Lab:
+    """The Lab with default_workers(vCPUs) worker processes on each VM (`nproc` there)."""
+    return replace(lab, workers={host: default_workers(n)
+                                 for host, n in worker_vcpus(door, lab).items()})
 
 
 def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
