@@ -505,6 +505,70 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     click.echo(f"page: {result.page}")
 
 
+@cli.command("bisect")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--good", required=True, metavar="REF", help="A commit whose round is fine.")
+@click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
+@click.option("--round", "round_label", required=True, metavar="LABEL",
+              help="The spec's round whose throughput is compared.")
+@click.option("--threshold", type=click.FloatRange(0, 100), default=5.0, show_default=True,
+              metavar="PCT", help="Worse: the median throughput lower than good's by more "
+                                  "than this (and beyond run-to-run noise).")
+@click.option("--repeat", "repeats", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Runs of the round per commit (fewer than 3: the threshold alone decides).")
+@click.option("--source", "gitdir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="GITDIR",
+              help="A Fabric git repository [default: a bare clone of the image's "
+                   "FABRIC_REPO in <build>/bisect/fabric.git].")
+@click.option("--name", default=None, help="State directory name [default: the environment's].")
+@_build_dir_option
+@output_option
+@verbosity_options
+def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold: float,
+               repeats: int, gitdir: Path | None, name: str | None, build_dir: Path | None,
+               output: str) -> None:
+    """Bake and measure commits between --good and --bad (first-parent line) until the
+    first one whose round is slower beyond the threshold and the noise. Resumable: run the
+    same command again; commits that do not build are skipped."""
+    from bake import catalog
+    from launch import spec
+    from launch.compare import bisect, git, lab
+    from launch.state import check_env_name
+
+    _check_rounds(env_file, (round_label,))
+    root, bdir = _build_dir(build_dir)
+    env_name = spec.load(env_file).name
+    state_dir = bdir / "bisect" / check_env_name(name or env_name)
+    if gitdir is None:
+        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict()["FABRIC_REPO"]
+        progress(f"no --source: cloning {repo_url}")
+        gitdir = git.clone(repo_url, bdir / "bisect" / "fabric.git")
+    git.check_repo(gitdir)
+    g, b = git.resolve(gitdir, good), git.resolve(gitdir, bad)
+    question = bisect.Question(g, b, round_label, tuple(git.first_parent_range(gitdir, g, b)),
+                               threshold)
+    progress(f"launch bisect {env_name}: {len(question.commits)} commits after {g[:12]} "
+             f"up to {b[:12]} (first-parent), round {round_label}; state {state_dir}")
+    real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=state_dir,
+                       progress=progress)
+    measure = bisect.lab_measure(real, gitdir, state_dir, round_label, repeats, progress)
+    out = bisect.run(question, measure, state_dir, progress=progress)
+    if output == "json":
+        emit_json({"status": out.status, "first_bad": out.first_bad,
+                   "candidates": list(out.candidates), "explanation": out.explanation,
+                   "measured_now": list(out.measured), "record": out.record,
+                   "state": str(out.state_path)})
+        return
+    for c in (g, *question.commits):
+        rec = out.record.get(c)
+        if rec is None:
+            continue
+        what = rec.get("why", "") if rec["kind"] == "measured" else f"skipped: {rec['reason']}"
+        click.echo(f"{c[:12]}  {git.subject(gitdir, c)[:50]:<50}  {what}")
+    click.echo(out.explanation)
+    click.echo(f"state: {out.state_path}")
+
+
 @cli.command("gc")
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
