@@ -569,6 +569,79 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     click.echo(f"state: {out.state_path}")
 
 
+@cli.command("size")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target-tps", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="The total rate the fleet must send without being the limit.")
+@click.option("--round", "round_label", default=None, metavar="LABEL",
+              help="The spec's round (its workload) to calibrate with [default: the first].")
+@click.option("--rates", default=None, metavar="R,R,...",
+              help="The calibration's rates [default: --start x --factor^k, --steps of them].")
+@click.option("--start", type=click.FloatRange(min=1), default=50, show_default=True)
+@click.option("--factor", type=float, default=1.5, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True)
+@click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Seconds per step [default: the round's].")
+@click.option("--headroom", type=float, default=0.7, show_default=True,
+              help="Plan each VM at this share of its measured capacity.")
+@click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
+              help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
+@click.option("--from-calibration", "from_file", default=None,
+              type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Propose from a recorded calibration.json; nothing is run.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where calibration.json, proposal.yaml and the bundles go "
+                   "[default: <results>/size/<UTC stamp>].")
+@_results_option
+@_build_dir_option
+@output_option
+@verbosity_options
+def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
+             start: float, factor: float, steps: int, duration: int | None, headroom: float,
+             vcpus: int | None, from_file: Path | None, out: Path | None,
+             results_dir: Path | None, build_dir: Path | None, output: str) -> None:
+    """Calibrate one worker VM at rising rates until it is load-generator-bound, then
+    propose worker VMs x processes for --target-tps (planned at 70 % of the measured
+    capacity) as a spec patch (proposal.yaml)."""
+    from bake.errors import InputError
+    from launch import spec
+    from launch.compare import lab, sizing
+
+    env = spec.load(env_file)
+    out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
+    if from_file is not None:
+        cal = sizing.load_calibration(from_file)
+        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus)
+        if out is not None:
+            sizing.write_proposal(proposal, out_dir)
+    else:
+        label = round_label or env.caliper.rounds[0].label
+        _check_rounds(env_file, (label,))
+        try:
+            steps_at = (tuple(float(r) for r in rates.split(",")) if rates
+                        else sizing.step_rates(start, factor, steps))
+        except ValueError:
+            raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
+        if not steps_at or any(r < 1 for r in steps_at):
+            raise InputError.field(None, "--rates", "rates >= 1", rates)
+        root, bdir = _build_dir(build_dir)
+        real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
+                           progress=progress)
+        progress(f"launch size {env.name}: calibrating round {label} at "
+                 f"{', '.join(f'{r:g}' for r in steps_at)} TPS -> {out_dir}")
+        cal, proposal = sizing.run(real, out_dir, round_label=label,
+                                   processes=env.caliper.processes, rates=steps_at,
+                                   target_tps=target_tps, duration=duration,
+                                   headroom=headroom, vcpus_per_vm=vcpus, progress=progress)
+    if output == "json":
+        emit_json({"calibration": cal.to_json(), "proposal": proposal.to_json(),
+                   "out": str(out_dir) if from_file is None or out else None})
+        return
+    click.echo(proposal.patch_text(), nl=False)
+    if from_file is None or out is not None:
+        click.echo(f"proposal: {out_dir / sizing.PROPOSAL}")
+
+
 @cli.command("gc")
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
