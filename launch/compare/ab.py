@@ -18,17 +18,15 @@ on; a launch that fails stops the run (the lab is not in a known state).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake.atomic import write_atomic
 from bake.errors import ExternalError, InputError
 from launch.compare import page, table
 from launch.compare.lab import Image, Lab, Variant
+from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.compare.run/1"
 STATE = "state.json"
@@ -59,23 +57,6 @@ def schedule(variants: Sequence[Variant], repeats: int) -> list[tuple[int, Varia
     return [(r, v) for r in range(1, repeats + 1) for v in variants]
 
 
-@dataclass
-class RunState:
-    """state.json of a compare run (rewritten atomically after every step)."""
-
-    path: Path
-    doc: dict[str, Any] = field(default_factory=dict)
-
-    def save(self) -> None:
-        self.doc["updated_at"] = _dt.datetime.now(tz=_dt.UTC).isoformat(timespec="seconds")
-        write_atomic(self.path, json.dumps(self.doc, indent=2, sort_keys=True) + "\n",
-                     fsync=True)
-
-    def set(self, **kw: Any) -> None:
-        self.doc.update(kw)
-        self.save()
-
-
 @dataclass(frozen=True)
 class Result:
     run_dir: Path
@@ -84,7 +65,7 @@ class Result:
     failed_steps: tuple[dict[str, Any], ...]
 
 
-def _images(lab: Lab, request: Request, st: RunState,
+def _images(lab: Lab, request: Request, st: Record,
             progress: Callable[[str], None]) -> dict[str, Image]:
     recorded = st.doc.get("images", {})
     images: dict[str, Image] = {}
@@ -110,20 +91,13 @@ def run(lab: Lab, request: Request, run_dir: Path, *,
     """Bake, measure interleaved, compare (see the module docstring). A run_dir with a
     state.json of the same request resumes: its finished steps are not run again."""
     request.check()
-    st = RunState(run_dir / STATE)
     asked = {"environment": lab.environment, "variants": [v.to_json() for v in request.variants],
              "repeats": request.repeats, "rounds": list(request.rounds)}
-    if st.path.is_file():
-        from bake import inputs
-
-        st.doc = inputs.load_json_file(st.path, what="compare state")
-        if st.doc.get("schema") != SCHEMA or st.doc.get("request") != asked:
-            raise InputError(f"{st.path}: a different compare was recorded here",
-                             hint="give another --out directory")
+    st, resumed = open_record(run_dir / STATE, schema=SCHEMA, key="request", asked=asked,
+                              fresh={"images": {}, "steps": []}, what="compare run",
+                              hint="give another --out directory")
+    if resumed:
         progress(f"resuming {run_dir}: {len(st.doc.get('steps', []))} steps recorded")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        st.doc = {"schema": SCHEMA, "request": asked, "images": {}, "steps": []}
     steps: list[dict[str, Any]] = st.doc.setdefault("steps", [])
     try:
         images = _images(lab, request, st, progress)

@@ -31,17 +31,15 @@ the record (a changed --threshold re-judges the same figures).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake import inputs
-from bake.atomic import write_atomic
 from bake.errors import ExternalError, InputError
 from launch.compare import stats
+from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.bisect/1"
 STATE = "state.json"
@@ -122,28 +120,11 @@ class Outcome:
     state_path: Path
 
 
-@dataclass
-class _State:
-    path: Path
-    doc: dict[str, Any] = field(default_factory=dict)
-
-    def save(self) -> None:
-        self.doc["updated_at"] = _dt.datetime.now(tz=_dt.UTC).isoformat(timespec="seconds")
-        write_atomic(self.path, json.dumps(self.doc, indent=2, sort_keys=True) + "\n",
-                     fsync=True)
-
-
-def _load_state(path: Path, q: Question) -> _State:
-    st = _State(path)
-    if path.is_file():
-        st.doc = inputs.load_json_file(path, what="bisect state")
-        if st.doc.get("schema") != SCHEMA or st.doc.get("question") != q.key():
-            raise InputError(f"{path}: another bisect is recorded here (good, bad, round or "
-                             "the candidate commits differ)",
-                             hint=f"remove {path.parent} or give another --name")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        st.doc = {"schema": SCHEMA, "question": q.key(), "record": {}, "order": []}
+def _load_state(path: Path, q: Question) -> Record:
+    st, _ = open_record(path, schema=SCHEMA, key="question", asked=q.key(),
+                        fresh={"record": {}, "order": []}, what="bisect state",
+                        hint=f"another bisect (good, bad, round or candidates differ): remove "
+                             f"{path.parent} or give another --name")
     return st
 
 
@@ -242,7 +223,7 @@ def run(q: Question, measure: Measure, state_dir: Path, *,
     return _finish(st, q, "found", first, (*skipped, first), fresh, text)
 
 
-def _finish(st: _State, q: Question, status: str, first: str | None,
+def _finish(st: Record, q: Question, status: str, first: str | None,
             candidates: Sequence[str], fresh: Sequence[str], text: str) -> Outcome:
     st.doc.update(status=status, at="", first_bad=first, candidates=list(candidates),
                   explanation=text, threshold_pct=q.threshold_pct)

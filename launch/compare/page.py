@@ -55,12 +55,7 @@ def render_plots(c: table.Comparison, out_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3, axis="y")
             if len(keys) > 1:
                 ax.legend(fontsize=7, loc="best")
-        fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(bench_plots.save_figure(fig, title, out_dir / f"{name}.png"))
     return written
 
 

@@ -72,7 +72,7 @@ def test_a_second_run_of_the_same_request_is_a_cache_hit(tmp_path: Path) -> None
     assert again.calls == []                         # nothing baked, launched or measured
     assert sum("cached" in line for line in lines) == 2
     assert [g.repeats for g in result.comparison.round("create").groups] == [3, 3]
-    with pytest.raises(InputError, match="different compare"):
+    with pytest.raises(InputError, match="another compare"):
         ab.run(again, request(repeats=4), tmp_path / "run")
 
 

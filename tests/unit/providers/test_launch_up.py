@@ -390,7 +390,8 @@ def test_recreate_puts_the_fabric_hosts_on_another_image(env, monkeypatch, tmp_p
     before = StateStore(env["build"] / "environments" / "unit").load()
     other = tmp_path / "fabric-node-other.qcow2"
     other.write_bytes(b"QFI")
-    doc = {**env["doc"], "images": {**env["doc"]["images"], "fabric-node": str(other)}}
+    doc = {**env["doc"], "images": {**env["doc"]["images"], "fabric-node": str(other)},
+           "fabric": {**env["doc"]["fabric"], "version": "2.5.12"}}   # as launch compare does
     derived = tmp_path / "derived.yaml"
     derived.write_text(yaml.safe_dump(doc, sort_keys=False))
     polls = len(env["nodes"])
