@@ -461,37 +461,49 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run directory [default: <results>/compare/<UTC stamp>]; an existing "
                    "one of the same request resumes.")
+@click.option("--dry-run", is_flag=True,
+              help="Print each ref's image (fingerprint) and the steps; run nothing.")
 @_results_option
 @_build_dir_option
 @output_option
 @verbosity_options
 def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
                 versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
-                out: Path | None, results_dir: Path | None, build_dir: Path | None,
-                output: str) -> None:
+                out: Path | None, dry_run: bool, results_dir: Path | None,
+                build_dir: Path | None, output: str) -> None:
     """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
     rounds N times interleaving the refs, and compare them (launch results compare)."""
+    import os
+
     from bake.errors import InputError
     from launch.compare import ab, lab, table
 
-    src = {k: Path(v).resolve() for k, v in _pairs(sources, "--source").items()}
+    root, bdir = _build_dir(build_dir)
+    # Relative to the repository root, as bake reads it: the fingerprint covers the path as
+    # written, so `../shared/x.tar.gz` and `/work/shared/x.tar.gz` would be two images.
+    given = _pairs(sources, "--source")
+    src = {k: Path(os.path.relpath(Path(v).resolve(), root)) for k, v in given.items()}
     ver = _pairs(versions, "--fabric-version")
     for key in [*src, *ver]:
         if key not in refs:
             raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
                                    key)
     for key, path in src.items():
-        if not path.exists():
+        if not (root / path).exists():
             raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
-                                   str(path))
+                                   given[key])
     _check_rounds(env_file, rounds)
     request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
                                for r in refs), repeats, rounds)
     request.check()
-    root, bdir = _build_dir(build_dir)
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
                        progress=progress)
+    if dry_run:
+        for line in ab.preview(real, request):
+            click.echo(line)
+        click.echo(f"run directory: {run_dir}")
+        return
     progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} -> {run_dir}")
     result = ab.run(real, request, run_dir, progress=progress)
     if output == "json":

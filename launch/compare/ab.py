@@ -86,6 +86,19 @@ def _images(lab: Lab, request: Request, st: Record,
     return images
 
 
+def preview(lab: Lab, request: Request) -> list[str]:
+    """What a run would do (--dry-run): each ref's image by fingerprint, the schedule."""
+    request.check()
+    lines = [f"{v.label}: fabperf-fabric-node-{lab.fingerprint(v)[:12]} "
+             f"({' '.join(v.version_sets())}"
+             + (f"; fabric.version {v.fabric_version}" if v.fabric_version else "") + ")"
+             for v in request.variants]
+    order = " ".join(f"{v.label}#{r}" for r, v in schedule(request.variants, request.repeats))
+    lines.append(f"steps: {order} (each: recreate the Fabric hosts, run "
+                 f"{', '.join(request.rounds) or 'every round'})")
+    return lines
+
+
 def run(lab: Lab, request: Request, run_dir: Path, *,
         progress: Callable[[str], None] = lambda _: None) -> Result:
     """Bake, measure interleaved, compare (see the module docstring). A run_dir with a

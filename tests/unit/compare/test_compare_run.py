@@ -147,3 +147,10 @@ def test_bad_requests() -> None:
         ab.Request((A, A)).check()
     with pytest.raises(InputError, match="--repeat"):
         ab.Request((A, B), 0).check()
+
+
+def test_preview_names_images_and_steps() -> None:
+    lines = ab.preview(FakeLab(SOURCES), request(2))
+    assert lines[0].startswith("v2.5.12: fabperf-fabric-node-fp-v2.5.12")
+    assert "fabric.version 2.5.12" in lines[0]
+    assert lines[-1].startswith("steps: v2.5.12#1 v3.0.0#1 v2.5.12#2 v3.0.0#2")
