@@ -48,6 +48,7 @@ METRICS = (
     Metric("p50", "latency p50", "s", False, lambda r: r.latency.p50),
     Metric("p95", "latency p95", "s", False, lambda r: r.latency.p95),
 )
+BY_KEY = {m.key: m for m in METRICS}
 
 
 @dataclass(frozen=True)
@@ -238,15 +239,16 @@ def spread_text(s: stats.Spread, digits: int) -> str:
     return f"{_num(s.median, digits)} [{_num(s.min, digits)}-{_num(s.max, digits)}]"
 
 
-def difference_text(d: stats.Difference | None) -> str:
-    """'-12.3% beyond noise', '+1.0% within noise', '+4.0% (not enough repeats)'."""
+def difference_text(d: stats.Difference | None, m: Metric | None = None) -> str:
+    """'-12.3% beyond noise (worse)', '+1.0% within noise', '+4.0% (not enough repeats)'."""
     if d is None:
         return "(baseline)"
     if d.delta_pct is None:
         return d.verdict
     pct = f"{d.delta_pct:+.1f}%"
-    return f"{pct} (not enough repeats)" if d.verdict == "not enough repeats" \
-        else f"{pct} {d.verdict}"
+    if d.verdict == "not enough repeats":
+        return f"{pct} (not enough repeats)"
+    return f"{pct} {d.verdict}" + (_worse(m, d) if m is not None else "")
 
 
 def table_rows(c: Comparison) -> list[tuple[str, ...]]:
@@ -259,10 +261,12 @@ def table_rows(c: Comparison) -> list[tuple[str, ...]]:
             verdicts = ", ".join(f"{k}×{v}" for k, v in sorted(g.verdicts.items())) or "-"
             rows.append((r.label if i == 0 else "", g.group, str(g.repeats),
                          spread_text(f["throughput"], 1),
-                         difference_text(g.differences.get("throughput") if i else None),
+                         difference_text(g.differences.get("throughput") if i else None,
+                                         BY_KEY["throughput"]),
                          spread_text(f["send_rate"], 1), spread_text(f["p50"], 3),
                          spread_text(f["p95"], 3),
-                         difference_text(g.differences.get("p95") if i else None),
+                         difference_text(g.differences.get("p95") if i else None,
+                                         BY_KEY["p95"]),
                          failed, verdicts))
     return rows
 

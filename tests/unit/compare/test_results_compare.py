@@ -87,7 +87,8 @@ def test_recorded_regression_is_beyond_noise_and_the_steady_round_is_not() -> No
 
 def test_text_table_says_method_and_details() -> None:
     text = table.format_table(table.load([A, B, ONE]))
-    assert "-8.2% beyond noise" in text and "(not enough repeats)" in text
+    assert "-8.2% beyond noise (worse)" in text and "(not enough repeats)" in text
+    assert "+35.4% beyond noise (worse)" in text
     assert "bootstrap" in text and "seed" in text
     assert "create v3.0.0 vs v2.5.12 throughput" in text and "(worse)" in text
     assert "not counted: 20261201T223000Z: interrupted" in text
