@@ -74,6 +74,9 @@ _build_dir_option = click.option(
 @click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--only", "only", multiple=True, metavar="HOST",
               help="Bring up only these hosts of the plan (repeatable).")
+@click.option("--recreate", is_flag=True,
+              help="Destroy the --only hosts and create them anew from ENV.yaml, even when "
+                   "it changed (the other hosts must not be affected by the change).")
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave failed hosts running for inspection (`launch down` removes them).")
 @click.option("--wait", "wait", type=click.Choice(["ready", "running", "none"]),
@@ -84,7 +87,8 @@ _build_dir_option = click.option(
 @_build_dir_option
 @output_option
 @verbosity_options
-def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: str,
+def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failure: bool,
+           wait: str,
            ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
@@ -97,7 +101,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], keep_on_failure: bool, wait: s
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
-                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait)
+                   keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait,
+                   recreate=recreate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:
@@ -372,6 +377,281 @@ def results_show_cmd(bundle: Path, output: str) -> None:
     click.echo(results.format_table(summary))
     for note in summary.notes:
         click.echo(f"note: {note}")
+
+
+@results_group.command("compare")
+@click.argument("dirs", metavar="DIR_A DIR_B [DIR...]", nargs=-1, required=True)
+@click.option("--round", "rounds", multiple=True, metavar="LABEL",
+              help="Only these round labels (repeatable).")
+@click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Write the page here [default: <results>/compare/<UTC stamp>/].")
+@click.option("--no-html", is_flag=True, help="Only the table; no page, no plots.")
+@_results_option
+@output_option
+@verbosity_options
+def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir: Path | None,
+                        no_html: bool, results_dir: Path | None, output: str) -> None:
+    """Compare groups of results bundles round by round, the first group the baseline.
+
+    Each DIR is a bundle, or a directory of bundles (the repeats of one variant);
+    LABEL=DIR names the group. Differences are judged against run-to-run noise
+    (launch.compare.stats: a seeded bootstrap interval of the difference of medians;
+    fewer than 3 repeats: "not enough repeats")."""
+    from launch.compare import page, table
+
+    comparison = table.load(dirs, rounds)
+    index = None
+    if not no_html:
+        out = html_dir or _results_root(results_dir) / "compare" / _utc_stamp()
+        index = page.write(comparison, out)
+    if output == "json":
+        emit_json({**comparison.to_json(), "page": str(index) if index else None})
+        return
+    click.echo(table.format_table(comparison))
+    if index is not None:
+        click.echo(f"page: {index}")
+
+
+def _utc_stamp() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --- compare / bisect / size (launch.compare) -------------------------------------------
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    from bake.errors import InputError
+
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key or not val:
+            raise InputError.field(None, option, "REF=VALUE", v)
+        out[key] = val
+    return out
+
+
+def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
+    from bake.errors import InputError
+    from launch import spec
+
+    labels = [r.label for r in spec.load(spec_path).caliper.rounds]
+    for label in rounds:
+        if label not in labels:
+            raise InputError.field(spec_path, "--round", f"one of the spec's rounds {labels}",
+                                   label)
+
+
+@cli.command("compare")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
+              help="A Fabric tag, branch or commit (repeatable; the first is the baseline).")
+@click.option("--source", "sources", multiple=True, metavar="REF=PATH",
+              help="Bake REF from this source tarball or checkout (FABRIC_SOURCE; "
+                   "air-gapped machines).")
+@click.option("--fabric-version", "versions", multiple=True, metavar="REF=X.Y.Z",
+              help="The spec's fabric.version for REF [default: the ref's release when it "
+                   "names one (v2.5.12 -> 2.5.12), else the spec's].")
+@click.option("--repeat", "repeats", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="Runs per ref, interleaved (A B A B ...).")
+@click.option("--round", "rounds", multiple=True, metavar="LABEL",
+              help="Only these rounds of the spec (repeatable).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run directory [default: <results>/compare/<UTC stamp>]; an existing "
+                   "one of the same request resumes.")
+@click.option("--dry-run", is_flag=True,
+              help="Print each ref's image (fingerprint) and the steps; run nothing.")
+@_results_option
+@_build_dir_option
+@output_option
+@verbosity_options
+def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
+                versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
+                out: Path | None, dry_run: bool, results_dir: Path | None,
+                build_dir: Path | None, output: str) -> None:
+    """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
+    rounds N times interleaving the refs, and compare them (launch results compare)."""
+    import os
+
+    from bake.errors import InputError
+    from launch.compare import ab, lab, table
+
+    root, bdir = _build_dir(build_dir)
+    # Relative to the repository root, as bake reads it: the fingerprint covers the path as
+    # written, so `../shared/x.tar.gz` and `/work/shared/x.tar.gz` would be two images.
+    given = _pairs(sources, "--source")
+    src = {k: Path(os.path.relpath(Path(v).resolve(), root)) for k, v in given.items()}
+    ver = _pairs(versions, "--fabric-version")
+    for key in [*src, *ver]:
+        if key not in refs:
+            raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
+                                   key)
+    for key, path in src.items():
+        if not (root / path).exists():
+            raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
+                                   given[key])
+    _check_rounds(env_file, rounds)
+    request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
+                               for r in refs), repeats, rounds)
+    request.check()
+    run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
+    real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
+                       progress=progress)
+    if dry_run:
+        for line in ab.preview(real, request):
+            click.echo(line)
+        click.echo(f"run directory: {run_dir}")
+        return
+    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} -> {run_dir}")
+    result = ab.run(real, request, run_dir, progress=progress)
+    if output == "json":
+        emit_json({**result.comparison.to_json(), "run": str(result.run_dir),
+                   "page": str(result.page), "failed_steps": list(result.failed_steps)})
+        return
+    click.echo(table.format_table(result.comparison))
+    for s in result.failed_steps:
+        click.echo(f"failed: {s['label']} repeat {s['repeat']}: "
+                   f"{s['error'].splitlines()[0]}")
+    click.echo(f"page: {result.page}")
+
+
+@cli.command("bisect")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--good", required=True, metavar="REF", help="A commit whose round is fine.")
+@click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
+@click.option("--round", "round_label", required=True, metavar="LABEL",
+              help="The spec's round whose throughput is compared.")
+@click.option("--threshold", type=click.FloatRange(0, 100), default=5.0, show_default=True,
+              metavar="PCT", help="Worse: the median throughput lower than good's by more "
+                                  "than this (and beyond run-to-run noise).")
+@click.option("--repeat", "repeats", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Runs of the round per commit (fewer than 3: the threshold alone decides).")
+@click.option("--source", "gitdir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="GITDIR",
+              help="A Fabric git repository [default: a bare clone of the image's "
+                   "FABRIC_REPO in <build>/bisect/fabric.git].")
+@click.option("--name", default=None, help="State directory name [default: the environment's].")
+@_build_dir_option
+@output_option
+@verbosity_options
+def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold: float,
+               repeats: int, gitdir: Path | None, name: str | None, build_dir: Path | None,
+               output: str) -> None:
+    """Bake and measure commits between --good and --bad (first-parent line) until the
+    first one whose round is slower beyond the threshold and the noise. Resumable: run the
+    same command again; commits that do not build are skipped."""
+    from bake import catalog
+    from launch import spec
+    from launch.compare import bisect, git, lab
+    from launch.state import check_env_name
+
+    _check_rounds(env_file, (round_label,))
+    root, bdir = _build_dir(build_dir)
+    env_name = spec.load(env_file).name
+    state_dir = bdir / "bisect" / check_env_name(name or env_name)
+    if gitdir is None:
+        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict()["FABRIC_REPO"]
+        progress(f"no --source: cloning {repo_url}")
+        gitdir = git.clone(repo_url, bdir / "bisect" / "fabric.git")
+    git.check_repo(gitdir)
+    g, b = git.resolve(gitdir, good), git.resolve(gitdir, bad)
+    question = bisect.Question(g, b, round_label, tuple(git.first_parent_range(gitdir, g, b)),
+                               threshold)
+    progress(f"launch bisect {env_name}: {len(question.commits)} commits after {g[:12]} "
+             f"up to {b[:12]} (first-parent), round {round_label}; state {state_dir}")
+    real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=state_dir,
+                       progress=progress)
+    measure = bisect.lab_measure(real, gitdir, state_dir, round_label, repeats, progress)
+    out = bisect.run(question, measure, state_dir, progress=progress)
+    if output == "json":
+        emit_json({"status": out.status, "first_bad": out.first_bad,
+                   "candidates": list(out.candidates), "explanation": out.explanation,
+                   "measured_now": list(out.measured), "record": out.record,
+                   "state": str(out.state_path)})
+        return
+    for c in (g, *question.commits):
+        rec = out.record.get(c)
+        if rec is None:
+            continue
+        what = rec.get("why", "") if rec["kind"] == "measured" else f"skipped: {rec['reason']}"
+        click.echo(f"{c[:12]}  {git.subject(gitdir, c)[:50]:<50}  {what}")
+    click.echo(out.explanation)
+    click.echo(f"state: {out.state_path}")
+
+
+@cli.command("size")
+@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target-tps", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="The total rate the fleet must send without being the limit.")
+@click.option("--round", "round_label", default=None, metavar="LABEL",
+              help="The spec's round (its workload) to calibrate with [default: the first].")
+@click.option("--rates", default=None, metavar="R,R,...",
+              help="The calibration's rates [default: --start x --factor^k, --steps of them].")
+@click.option("--start", type=click.FloatRange(min=1), default=50, show_default=True)
+@click.option("--factor", type=float, default=1.5, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True)
+@click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Seconds per step [default: the round's].")
+@click.option("--headroom", type=float, default=0.7, show_default=True,
+              help="Plan each VM at this share of its measured capacity.")
+@click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
+              help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
+@click.option("--from-calibration", "from_file", default=None,
+              type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Propose from a recorded calibration.json; nothing is run.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where calibration.json, proposal.yaml and the bundles go "
+                   "[default: <results>/size/<UTC stamp>].")
+@_results_option
+@_build_dir_option
+@output_option
+@verbosity_options
+def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
+             start: float, factor: float, steps: int, duration: int | None, headroom: float,
+             vcpus: int | None, from_file: Path | None, out: Path | None,
+             results_dir: Path | None, build_dir: Path | None, output: str) -> None:
+    """Calibrate one worker VM at rising rates until it is load-generator-bound, then
+    propose worker VMs x processes for --target-tps (planned at 70 % of the measured
+    capacity) as a spec patch (proposal.yaml)."""
+    from bake.errors import InputError
+    from launch import spec
+    from launch.compare import lab, sizing
+
+    env = spec.load(env_file)
+    out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
+    if from_file is not None:
+        cal = sizing.load_calibration(from_file)
+        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus)
+        if out is not None:
+            sizing.write_proposal(proposal, out_dir)
+    else:
+        label = round_label or env.caliper.rounds[0].label
+        _check_rounds(env_file, (label,))
+        try:
+            steps_at = (tuple(float(r) for r in rates.split(",")) if rates
+                        else sizing.step_rates(start, factor, steps))
+        except ValueError:
+            raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
+        if not steps_at or any(r < 1 for r in steps_at):
+            raise InputError.field(None, "--rates", "rates >= 1", rates)
+        root, bdir = _build_dir(build_dir)
+        real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
+                           progress=progress)
+        progress(f"launch size {env.name}: calibrating round {label} at "
+                 f"{', '.join(f'{r:g}' for r in steps_at)} TPS -> {out_dir}")
+        cal, proposal = sizing.run(real, out_dir, round_label=label,
+                                   processes=env.caliper.processes, rates=steps_at,
+                                   target_tps=target_tps, duration=duration,
+                                   headroom=headroom, vcpus_per_vm=vcpus, progress=progress)
+    if output == "json":
+        emit_json({"calibration": cal.to_json(), "proposal": proposal.to_json(),
+                   "out": str(out_dir) if from_file is None or out else None})
+        return
+    click.echo(proposal.patch_text(), nl=False)
+    if from_file is None or out is not None:
+        click.echo(f"proposal: {out_dir / sizing.PROPOSAL}")
 
 
 @cli.command("gc")

@@ -104,14 +104,21 @@ _SETTLED = {"ready": (Phase.READY,), "running": (Phase.RUNNING, Phase.READY),
 
 def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str] = (),
        keep_on_failure: bool = False, timeouts: Timeouts | None = None,
-       wait: str = "ready") -> UpResult:
-    """Bring the environment described by ``spec_path`` up (see the module docstring)."""
+       wait: str = "ready", recreate: bool = False) -> UpResult:
+    """Bring the environment described by ``spec_path`` up (see the module docstring).
+
+    ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
+    spec, even when it differs from the one the running hosts were launched with; the hosts
+    that stay must get the same user-data from it (else InputError). How `launch compare`
+    puts the Fabric hosts on another image while the workers and the monitor keep running."""
     from launch import bundle as bundle_mod
     from launch import plan as plan_mod
     from launch import spec as spec_mod
 
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
+    if recreate and not only:
+        raise InputError.field(None, "--only", "the hosts to recreate", None)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = spec_mod.load(spec_path)
@@ -128,9 +135,20 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     spec_sha = _sha256(spec_path)
     with store.lock():
         before = store.load()
+        if before is not None and recreate:
+            gone = [n for n in wanted if n in before.hosts]
+            log.info("%s: recreating %s", name, ", ".join(gone))
+            report = provider.destroy_hosts(gone)
+            if report.errors:
+                raise ExternalError(f"environment {name}: could not remove "
+                                    f"{', '.join(gone)}:\n  " + "\n  ".join(report.errors))
+            store.update(bootstrap={})
+            before = store.load()
         if before is not None:
             alive = {h.name for h in before.hosts.values() if provider.alive(h)}
-            if before.spec_sha256 and before.spec_sha256 != spec_sha and alive:
+            if recreate:
+                alive -= set(wanted)
+            elif before.spec_sha256 and before.spec_sha256 != spec_sha and alive:
                 raise InputError(
                     f"environment {name} runs from a different version of {spec_path} "
                     f"(hosts {sorted(alive)} are up)",
@@ -170,6 +188,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
                                        manifest_root=repo_root)
             store.update(nonce=bundle.nonce)
             timings["render"] = round(time.monotonic() - t, 1)
+            if recreate and before is not None:
+                _check_kept(before, wanted, bundle.user_data, spec_path)
 
             t = time.monotonic()
             todo = []
@@ -218,6 +238,22 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         timings["total"] = round(time.monotonic() - t0, 1)
         return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
                         timings, tuple(bundle.warnings), waited=wait)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],
+                spec_path: Path) -> None:
+    """The hosts a recreate keeps must be what the new spec would make of them."""
+    changed = sorted(n for n, h in before.hosts.items()
+                     if n not in recreated and h.user_data_sha256 and n in user_data
+                     and _sha256_bytes(user_data[n].data) != h.user_data_sha256)
+    if changed:
+        raise InputError(f"{spec_path}: the change reaches hosts that keep running "
+                         f"({', '.join(changed)} would get other user-data)",
+                         hint="recreate them too, or `launch down` and `launch up`")
 
 
 def _bootstrap(provider: Provider, store: StateStore, host: str, nonce: str,

@@ -76,13 +76,17 @@ def render_plots(out_dir: Path, rounds: Sequence[tuple[str, float, RoundSignals]
                 ax.legend(fontsize=7, loc="best")
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        fig.suptitle(TITLES[name], fontsize=11)
-        fig.tight_layout()
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, TITLES[name], out_dir / f"{name}.png"))
     return written
+
+
+def save_figure(fig, title: str, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Title, layout, PNG at 90 dpi, close: how every fabperf plot is written."""
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path
 
 
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}

@@ -196,17 +196,23 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
     return lab, targets
 
 
-def auto_workers(door: Door, lab: Lab, hosts: Sequence[str] | None = None) -> Lab:
-    """The Lab with default_workers(vCPUs) worker processes on each VM of `hosts` (default:
-    every worker VM), counting the VM's vCPUs with `nproc` there."""
-    workers = dict(lab.workers)
+def worker_vcpus(door: Door, lab: Lab, hosts: Sequence[str] | None = None) -> dict[str, int]:
+    """The vCPUs of each worker VM of `hosts` (default: every one), `nproc` there."""
+    out = {}
     for host in lab.workers if hosts is None else hosts:
         res = door.run(host, "nproc")
         try:
-            workers[host] = default_workers(int(res.stdout.split()[0]))
+            out[host] = int(res.stdout.split()[0])
         except (ValueError, IndexError):
             raise ExternalError(f"{host}: `nproc` answered {res.stdout!r}") from None
-    return replace(lab, workers=workers)
+    return out
+
+
+def auto_workers(door: Door, lab: Lab, hosts: Sequence[str] | None = None) -> Lab:
+    """The Lab with default_workers(vCPUs) worker processes on each VM of `hosts` (default:
+    every worker VM)."""
+    counts = {host: default_workers(n) for host, n in worker_vcpus(door, lab, hosts).items()}
+    return replace(lab, workers={**lab.workers, **counts})
 
 
 def resolve_workers(door: Door, lab: Lab, workers_per_vm: int | str | None) -> Lab:

@@ -362,3 +362,64 @@ def test_wait_running_and_none_stop_before_readiness(env):
     assert not again.changed
     with pytest.raises(InputError, match="--wait"):
         do_up(env, wait="soon")
+
+
+class RecreatingProvider(FakeProvider):
+    """A FakeProvider whose destroy_hosts forgets the hosts (as the real ones do) and whose
+    create records the user-data's sha256."""
+
+    def create(self, host: HostRequest, user_data: bytes) -> None:
+        import hashlib
+
+        super().create(host, user_data)
+        self.store.update_host(host.name, user_data_sha256=hashlib.sha256(user_data).hexdigest())
+
+    def destroy_hosts(self, names) -> DestroyReport:
+        from dataclasses import replace
+
+        self.destroyed_hosts += list(names)
+        cur = self.store.load()
+        self.store.save(replace(cur, hosts={k: v for k, v in cur.hosts.items()
+                                            if k not in names}))
+        return DestroyReport(tuple(names))
+
+
+def test_recreate_puts_the_fabric_hosts_on_another_image(env, monkeypatch, tmp_path):
+    monkeypatch.setattr(up, "get_provider", lambda name, ctx: RecreatingProvider(ctx))
+    do_up(env)
+    before = StateStore(env["build"] / "environments" / "unit").load()
+    other = tmp_path / "fabric-node-other.qcow2"
+    other.write_bytes(b"QFI")
+    doc = {**env["doc"], "images": {**env["doc"]["images"], "fabric-node": str(other)},
+           "fabric": {**env["doc"]["fabric"], "version": "2.5.12"}}   # as launch compare does
+    derived = tmp_path / "derived.yaml"
+    derived.write_text(yaml.safe_dump(doc, sort_keys=False))
+    polls = len(env["nodes"])
+
+    with pytest.raises(InputError, match="different version"):   # without recreate
+        up.up(derived, build_dir=env["build"], repo_root=REPO)
+    result = up.up(derived, build_dir=env["build"], repo_root=REPO, only=("fabric",),
+                   recreate=True)
+    p = FakeProvider.instances[-1]
+    assert result.changed and p.destroyed_hosts == ["fabric"] and p.created == ["fabric"]
+    after = StateStore(env["build"] / "environments" / "unit").load()
+    assert after.hosts["fabric"].image == str(other)
+    assert after.hosts["caliper"] == before.hosts["caliper"]           # untouched
+    assert after.spec_sha256 != before.spec_sha256 and after.spec_path == str(derived)
+    assert len(env["nodes"]) > polls and after.bootstrap["nonce"] == after.nonce
+    plan = json.loads((env["build"] / "environments/unit/bundle/plan.json").read_text())
+    assert {h["name"]: h["image_id"] for h in plan["hosts"]}["fabric"] == str(other)
+
+
+def test_recreate_refuses_a_change_that_reaches_the_kept_hosts(env, monkeypatch, tmp_path):
+    monkeypatch.setattr(up, "get_provider", lambda name, ctx: RecreatingProvider(ctx))
+    do_up(env)
+    doc = {**env["doc"], "caliper": {**env["doc"]["caliper"],
+                                     "workers": {"vms": 1, "processes": 3}}}
+    derived = tmp_path / "derived.yaml"
+    derived.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(InputError, match="reaches hosts that keep running"):
+        up.up(derived, build_dir=env["build"], repo_root=REPO, only=("fabric",),
+              recreate=True)
+    with pytest.raises(InputError, match="--only"):
+        up.up(derived, build_dir=env["build"], repo_root=REPO, recreate=True)

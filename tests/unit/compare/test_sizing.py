@@ -1,0 +1,168 @@
+"""launch.compare.sizing: the capacity read from recorded calibration data, the headroom
+rule, rounding up, the vCPU and process limits, the spec patch, the calibration loop."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from fakelab import FakeLab, recorded
+
+from bake.errors import InputError
+from launch.bench import results
+from launch.compare import sizing
+from launch.compare.lab import Bench
+
+DATA = Path(__file__).resolve().parents[2] / "data/size/calibration-local.json"
+
+
+def cal() -> sizing.Calibration:
+    return sizing.Calibration.from_json(json.loads(DATA.read_text()), str(DATA))
+
+
+def test_capacity_is_the_most_sent_up_to_the_first_load_generator_bound_step() -> None:
+    c = sizing.capacity(cal())
+    assert c.reached and c.tps == 190.3
+    assert c.per_process == pytest.approx(95.15) and c.per_vcpu == pytest.approx(95.15)
+    assert "load-generator-bound at 253 TPS" in c.basis and "send rate 190.3" in c.basis
+
+
+def test_steps_after_the_first_load_generator_bound_one_are_ignored() -> None:
+    base = cal()
+    later = sizing.Step(400, 300.0, 100.0, 0, "load-generator-bound")
+    assert sizing.capacity(replace(base, steps=(*base.steps, later))).tps == 190.3
+
+
+def test_proposal_plans_at_70_percent_and_rounds_up() -> None:
+    p = sizing.propose(cal(), 1000)
+    # per VM: 0.7 x min(95.15 x 2, 95.15 x 2) = 133.21 TPS; 1000 / 133.21 = 7.5 -> 8 VMs
+    assert (p.vms, p.processes_per_vm, p.vcpus_per_vm) == (8, 2, 2)
+    assert p.planned_per_vm == pytest.approx(133.21)
+    assert p.planned_total >= 1000
+    assert p.patch() == {"caliper": {"workers": {"vms": 8, "processes": 2}}}
+    text = p.patch_text()
+    assert yaml.safe_load(text) == p.patch()
+    assert "# rule: plan each VM at 70% of what was measured" in text
+    assert "ceil(1000 / 133.2) = 8" in text
+
+
+def test_an_exact_multiple_is_not_rounded_up_by_float_noise() -> None:
+    c = sizing.Calibration("w", 2, 2, "r", (sizing.Step(300, 100.0, 100.0, 0,
+                                                         "load-generator-bound"),))
+    # per VM 0.7 x 100 = 70.0 (in floats 70.00000000000001 or so); 210 / 70 = 3
+    assert sizing.propose(c, 210).vms == 3
+    assert sizing.propose(c, 210.5).vms == 4
+    assert sizing.propose(c, 1).vms == 1
+
+
+def test_bigger_vms_scale_processes_with_the_measured_density() -> None:
+    p = sizing.propose(cal(), 1000, vcpus_per_vm=8)
+    assert (p.vms, p.processes_per_vm) == (2, 8)       # 0.7 x 761.2 = 532.8 per VM
+    assert any("assumes worker VMs of 8 vCPUs" in line for line in p.explanation)
+
+
+def test_the_process_bound_limits_a_huge_vm() -> None:
+    c = sizing.Calibration("w", 2, 3, "r", (sizing.Step(500, 300.0, 300.0, 0,
+                                                        "load-generator-bound"),))
+    p = sizing.propose(c, 5000, vcpus_per_vm=64)
+    assert p.processes_per_vm == sizing.MAX_PROCESSES           # 1.5 x 64 = 96 -> 64
+    # by processes 64 x 100 = 6400 < by vCPUs 64 x 150 = 9600: processes limit
+    assert p.planned_per_vm == pytest.approx(0.7 * 6400)
+    assert any("limited by processes" in line for line in p.explanation)
+
+
+def test_a_lower_bound_is_said_and_too_many_vms_refused() -> None:
+    c = cal()
+    never = replace(c, steps=c.steps[:3])
+    p = sizing.propose(never, 500)
+    assert not p.capacity.reached and p.capacity.tps == 111.8
+    assert any("lower bound" in line for line in p.explanation)
+    with pytest.raises(InputError, match="more than the spec's 128"):
+        sizing.propose(c, 100_000)
+    with pytest.raises(InputError, match="--target-tps"):
+        sizing.propose(c, 0)
+    with pytest.raises(InputError, match="--headroom"):
+        sizing.propose(c, 100, headroom=1.5)
+
+
+def test_recorded_calibration_is_checked_on_load(tmp_path: Path) -> None:
+    doc = json.loads(DATA.read_text())
+    doc["steps"][0]["verdikt"] = "x"
+    with pytest.raises(InputError, match="verdikt"):
+        sizing.Calibration.from_json(doc, "c.json")
+    assert sizing.Calibration.from_json(cal().to_json(), "again") == cal()
+
+
+def test_step_rates() -> None:
+    assert sizing.step_rates(50, 1.5, 5) == (50, 75, 112, 169, 253)
+    assert sizing.step_rates(1, 1.1, 3) == (1, 2, 3)
+    with pytest.raises(InputError):
+        sizing.step_rates(50, 1.0, 3)
+
+
+class CalibrationLab(FakeLab):
+    """bench answers each rate with the recorded calibration's step at that rate."""
+
+    def __init__(self, vcpus: dict[str, int]) -> None:
+        super().__init__()
+        self.vcpus = vcpus
+        self.steps = {s.requested_tps: s for s in cal().steps}
+        self.template = results.load(recorded("v2.5.12")[0])
+
+    def worker_vcpus(self) -> dict[str, int]:
+        return self.vcpus
+
+    def bench(self, results_root, rounds=(), tps=None, duration=None, workers_per_vm=None):
+        self.calls.append(("bench", tuple(rounds), tps, duration))
+        s = self.steps[tps]
+        r = replace(self.template.rounds[0], label=rounds[0], requested_tps=float(tps),
+                    send_rate_tps=s.send_rate_tps, throughput_tps=s.throughput_tps,
+                    failed=s.failed, verdict={"verdict": s.verdict, "evidence": [
+                        {"detail": e} for e in s.evidence]})
+        return Bench(results_root / f"step-{tps}", replace(self.template, rounds=(r,)))
+
+
+def test_calibrate_raises_the_rate_until_load_generator_bound(tmp_path: Path) -> None:
+    lab = CalibrationLab({"caliper": 2})
+    kept: list[sizing.Calibration] = []
+    c = sizing.calibrate(lab, "create", 2, sizing.step_rates(50, 1.5, 8), tmp_path,
+                         duration=30, record=kept.append)
+    assert [x[2] for x in lab.calls] == [50, 75, 112, 169, 253]     # stopped at LG-bound
+    assert all(x[3] == 30 for x in lab.calls)
+    assert len(kept) == 5 and kept[-1] == c
+    assert [s.verdict for s in c.steps] == [s.verdict for s in cal().steps]
+    assert sizing.propose(c, 1000).vms == 8
+
+
+def test_calibrate_needs_one_worker_vm(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="ONE worker VM"):
+        sizing.calibrate(CalibrationLab({"c0": 2, "c1": 2}), "create", 2, (50,), tmp_path)
+
+
+def test_run_keeps_the_calibration_and_writes_the_patch(tmp_path: Path) -> None:
+    lab = CalibrationLab({"caliper": 2})
+    c, p = sizing.run(lab, tmp_path / "out", round_label="create", processes=2,
+                      rates=sizing.step_rates(50, 1.5, 8), target_tps=1000)
+    assert sizing.load_calibration(tmp_path / "out" / "calibration.json") == c
+    patch = yaml.safe_load((tmp_path / "out" / "proposal.yaml").read_text())
+    assert patch == {"caliper": {"workers": {"vms": 8, "processes": 2}}} == p.patch()
+
+
+def test_cli_from_a_recorded_calibration(tmp_path: Path, capsys) -> None:
+    from bake.clikit import run_main
+    from launch.cli import cli
+
+    spec = Path(__file__).resolve().parents[3] / "environments/local.yaml"
+    argv = ["size", str(spec), "--target-tps", "1000", "--from-calibration", str(DATA)]
+    assert run_main(cli, [*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "vms: 8" in out and "ceil(1000 / 133.2) = 8" in out
+    assert (tmp_path / "proposal.yaml").is_file()
+    assert run_main(cli, [*argv, "--vcpus", "8", "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["proposal"]["vms"] == 2 and doc["proposal"]["processes_per_vm"] == 8
+    assert run_main(cli, [*argv, "--headroom", "2"]) == 2
+    assert run_main(cli, ["size", str(spec), "--target-tps", "10", "--round", "nope"]) == 2
