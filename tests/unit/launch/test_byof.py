@@ -365,3 +365,75 @@ def test_launch_byof_check_json(files: Path, tmp_path: Path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["failures"] == [] and len(out["warnings"]) == 2
     assert any("CN=User1@org2.example.com" in line for line in out["ok"])
+
+
+# --- up / status / down of a BYOF environment ---------------------------------------------
+
+@pytest.fixture
+def fake_provider(monkeypatch):
+    import sys
+
+    from launch import up
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
+    from test_launch_up import FakeProvider
+
+    FakeProvider.instances.clear()
+    monkeypatch.setattr(up, "get_provider", lambda name, ctx: FakeProvider(ctx))
+    return FakeProvider
+
+
+def _launchable(files: Path, tmp: Path) -> Path:
+    doc = _ok_doc(files)
+    doc["fabric"]["gateways"][0]["endpoint"] = f"127.0.0.1:{free_port()}"
+    doc["fabric"]["gateways"][1]["endpoint"] = f"127.0.0.1:{free_port()}"
+    images = {}
+    for name in ("caliper-worker", "monitor"):
+        (tmp / f"{name}.qcow2").write_bytes(b"QFI")
+        images[name] = str(tmp / f"{name}.qcow2")
+    doc["images"] = images
+    return write(tmp, doc)
+
+
+def test_up_of_a_byof_spec_creates_workers_and_monitor_only(files: Path, tmp_path: Path,
+                                                            fake_provider) -> None:
+    from launch import up
+    from launch.state import StateStore
+
+    path = _launchable(files, tmp_path)
+    build = tmp_path / "build"
+    result = up.up(path, build_dir=build, repo_root=tmp_path)
+    assert fake_provider.instances[-1].created == ["caliper0", "caliper1", "monitor"]
+    assert any(w.startswith("preflight: fabric.gateways[0].endpoint: 127.0.0.1:")
+               for w in result.warnings), result.warnings
+    state = StateStore(build / "environments" / "byof").load()
+    assert state.kind == "byof" and state.bootstrap == {}
+    assert up.channel_status(state, build_dir=build)[0].startswith("byof: the user's network")
+    _, rows = up.status("byof", build_dir=build)
+    assert [r.name for r in rows] == ["caliper0", "caliper1", "monitor"]
+    # `launch bench` opens it like any lab (no bootstrap host, the manager on caliper0)
+    from launch.bench import run as bench_run
+
+    lab, targets = bench_run.open_lab("byof", build_dir=build, repo_root=tmp_path)
+    assert lab.plan.kind == "byof" and lab.manager_host == "caliper0"
+    assert lab.workers == {"caliper0": 2, "caliper1": 2} and set(targets) == {
+        "caliper0", "caliper1", "monitor"}
+    # the same spec again: nothing to do (no bootstrap node to wait for)
+    assert up.up(path, build_dir=build, repo_root=tmp_path).changed is False
+    assert up.resolve_env(str(path), build)[0] == "byof"
+    assert up.down(str(path), build_dir=build).known
+    assert not (build / "environments" / "byof" / "bundle").exists()
+
+
+def test_a_failed_preflight_creates_nothing(files: Path, tmp_path: Path,
+                                            fake_provider) -> None:
+    from launch import up
+
+    path = _launchable(files, tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["fabric"]["msps"][0]["identities"][0]["key"] = str(files / "org2" / "user1.key")
+    write(tmp_path, doc)
+    with pytest.raises(InputError, match="preflight failed"):
+        up.up(path, build_dir=tmp_path / "build", repo_root=tmp_path)
+    assert fake_provider.instances == [] or fake_provider.instances[-1].created == []
+    assert not (tmp_path / "build" / "environments" / "byof").exists()
