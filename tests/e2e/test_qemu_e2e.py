@@ -335,8 +335,8 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
         return out.stdout
 
     (files / "tlsca.crt").write_text(export("fabric", "sudo -n cat /etc/fabperf/peer/tls/ca.crt"))
-    (files / "ca.crt").write_text(export("fabric",
-                                         "sudo -n cat /etc/fabperf/peer/msp/cacerts/*.pem"))
+    (files / "ca.crt").write_text(export(
+        "fabric", "sudo -n sh -c 'cat /etc/fabperf/peer/msp/cacerts/*.pem'"))
     nc = yaml.safe_load(export("caliper", "sudo -n cat /etc/fabperf/caliper/networkconfig.yaml"))
     ident = nc["organizations"][0]["identities"]["certificates"][0]
     assert ident["name"] == "User1"
