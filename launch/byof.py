@@ -29,6 +29,7 @@ specs (launch.spec, whose readers and Caliper/round models it reuses)::
         - url: https://peer0.org1.example.com:9443
           host: peer0.org1.example.com   # the label (default: the URL's host)
           role: peer                # or orderer (the label; default peer)
+          cpus: 4                   # its host's vCPUs: the verdict's Fabric CPU rule (optional)
           tls_ca: org1/ops-ca.crt   # https: the operations service's CA
           client_cert: org1/ops-client.crt   # when it requires mutual TLS
           client_key: org1/ops-client.key
@@ -150,6 +151,7 @@ class Operations:
     url: str
     host: str                   # the `host` label of its series (the user's name for it)
     role: str                   # peer | orderer (the `role` label)
+    cpus: int | None            # vCPUs of its host: its process CPU as a share (verdict)
     tls_ca: Path | None
     client_cert: Path | None
     client_key: Path | None
@@ -323,6 +325,8 @@ def _operations(f: _Map, base: Path) -> tuple[Operations, ...]:
                        what="a host label (letters, digits, . _ : -)"),
             role=m.str("role", "peer", pattern=re.compile("peer|orderer"),
                        what="peer or orderer"),
+            cpus=m.int("cpus", None, minimum=1, maximum=1024,
+                       why="the vCPUs of one host running the node"),
             tls_ca=_file(m, "tls_ca", base, required=False),
             client_cert=_file(m, "client_cert", base, required=False),
             client_key=_file(m, "client_key", base, required=False),

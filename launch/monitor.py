@@ -64,8 +64,12 @@ def file_sd(plan: Plan) -> dict[str, list[dict[str, Any]]]:
 
 
 def operations_labels(op: Operations) -> dict[str, str]:
-    """host (the user's name for the endpoint), role, node: what fabric series carry."""
-    return {"host": op.host, "role": op.role, "node": op.host}
+    """host (the user's name for the endpoint), role, node: what fabric series carry; cpus
+    (its host's vCPUs) when the spec gives it, so bench can express its CPU as a share."""
+    labels = {"host": op.host, "role": op.role, "node": op.host}
+    if op.cpus is not None:
+        labels["cpus"] = str(op.cpus)
+    return labels
 
 
 @dataclass(frozen=True)

@@ -255,10 +255,19 @@ def check_byof(prom: Prometheus, lab: Lab) -> dict[str, Any]:
 
 def byof_notes(lab: Lab, checked: Mapping[str, Any]) -> list[str]:
     """What a BYOF run's summary says about the evidence it could not have."""
-    notes = [f"BYOF: {checked.get('note', '')}",
-             "BYOF: fabperf runs no exporter on the user's Fabric hosts: the verdict's "
-             "fabric-cpu rule has no data (Fabric process CPU unavailable); it uses Caliper's "
-             "numbers, the worker VMs' metrics and the user's operations metrics"]
+    ops = lab.plan.spec.operations
+    with_cpus = [o.host for o in ops if o.cpus]
+    notes = [f"BYOF: {checked.get('note', '')}"]
+    if with_cpus:
+        notes.append("BYOF: fabperf runs no exporter on the user's Fabric hosts: the "
+                     "fabric-cpu rule reads the operations endpoints' process CPU over the "
+                     f"vCPUs the spec gives (for {', '.join(with_cpus)}); no host's total "
+                     "CPU and no chaincode process CPU")
+    else:
+        notes.append("BYOF: fabperf runs no exporter on the user's Fabric hosts and the spec "
+                     "gives no operations endpoint's cpus: the verdict's fabric-cpu rule has "
+                     "no data (Fabric process CPU unavailable); it uses Caliper's numbers, "
+                     "the worker VMs' metrics and the user's operations metrics")
     if not lab.plan.spec.operations:
         notes.append("BYOF: no operations endpoint is scraped: the ledger cross-check is "
                      "skipped (no ledger_transaction_count) and the committed rate is not "

@@ -362,7 +362,8 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
                                           "key": "exported/user1.key"}]}],
                 "gateways": [{"endpoint": endpoint, "msp_id": "Org1MSP",
                               "tls_ca": "exported/tlsca.crt", **gateway}],
-                "operations": [{"url": ops, "host": "peer0.org1.example.com"}],
+                # cpus: the Fabric VM's vCPUs (local_env's settings), for the fabric-cpu rule
+                "operations": [{"url": ops, "host": "peer0.org1.example.com", "cpus": 2}],
                 "hosts": {"peer0.org1.example.com": "10.0.2.2"},
             },
             "caliper": {"workers": {"vms": 1, "processes": 2}, "rounds": [{
@@ -420,6 +421,9 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
         assert "peer0.org1.example.com mychannel" in rnd["ledger"]["per_peer"], rnd["ledger"]
         check = json.loads((bundle / "logs" / "byof-check.json").read_text())
         assert check["channel_checked"] is True, check
-        assert any("fabric-cpu rule has no data" in n for n in summary["notes"])
+        # the Fabric side's CPU from the peer's own operations metrics (no exporter there)
+        cpu = next(c for c in rnd["verdict"]["checks"] if c["rule"] == "fabric-cpu")
+        assert cpu["fired"] is not None and cpu["where"] == "peer0.org1.example.com/peer", cpu
+        assert any("reads the operations endpoints' process CPU" in n for n in summary["notes"])
     finally:
         down_and_check_clean(bdir, byof_env)

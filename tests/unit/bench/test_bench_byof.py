@@ -112,3 +112,36 @@ def test_the_cross_check_without_series() -> None:
     assert (skipped.applicable, skipped.flagged, skipped.note) == (False, False, ledger.SKIPPED)
     missing = ledger.cross_check(empty, empty, 10, tolerance=0.02)
     assert missing.flagged and "no ledger_transaction_count" in missing.note
+
+
+def test_fabric_cpu_from_operations_endpoints_with_cpus() -> None:
+    from launch.bench import signals
+    from launch.bench.prometheus import RoundResponses, Window
+
+    def vec(*items):
+        return {"resultType": "vector", "result": [
+            {"metric": m, "value": [0, str(v)]} for m, v in items]}
+
+    ops = vec(({"host": "peer0.org1.example.com", "role": "peer", "cpus": "4"}, 3.0),
+              ({"host": "orderer0", "role": "orderer"}, 1.0))       # no cpus: no share
+    assert signals.operations_cpu(ops) == {"peer0.org1.example.com/peer": 0.75}
+    resp = RoundResponses(Window(0, 60), 0, {"fabric_process_cpu": ops}, {}, None, None, {})
+    assert signals.from_responses(resp).fabric_cpu == {"peer0.org1.example.com/peer": 0.75}
+    # process-exporter's answer (fabperf's own hosts) wins where there is one
+    both = RoundResponses(Window(0, 60), 0, {
+        "fabric_process_cpu": ops,
+        "fabric_cpu": vec(({"host": "fabric", "groupname": "peer"}, 0.5))}, {}, None, None, {})
+    assert signals.from_responses(both).fabric_cpu == {"fabric/peer": 0.5}
+
+
+def test_the_notes_say_where_fabric_cpu_comes_from(tmp_path: Path) -> None:
+    lab = byof_lab(tmp_path)
+    assert "fabric-cpu rule has no data" in run.byof_notes(lab, {"note": "x"})[1]
+    doc = yaml.safe_load(lab.spec_path.read_text())
+    doc["fabric"]["operations"][0]["cpus"] = 4
+    lab.spec_path.write_text(yaml.safe_dump(doc))
+    lab2 = Lab("byof", lab.env_dir, lab.spec_path, plan_mod.build(byof.load(lab.spec_path)),
+               lab.prometheus_url, lab.pushgateway_url, lab.workers, lab.manager_host)
+    note = run.byof_notes(lab2, {"note": "x"})[1]
+    assert "reads the operations endpoints' process CPU" in note
+    assert "peer0.org1.example.com" in note

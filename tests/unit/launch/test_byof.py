@@ -240,6 +240,7 @@ def bundle(files: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("byof-bundle")
     doc = spec_doc(files)
     doc["caliper"]["workers"]["vms"] = 3
+    doc["fabric"]["operations"][0]["cpus"] = 4
     doc["fabric"]["operations"].append({
         "url": "https://192.0.2.21:9443/metrics", "host": "peer0.org2.example.com",
         "tls_ca": str(files / "org2/tlsca.crt"), "tls_server_name": "peer0.org2.example.com",
@@ -300,7 +301,7 @@ def test_user_data_carries_aliases_identity_and_scrape_targets(bundle) -> None:
     fabric_sd = json.loads(mfiles[f"{PROMETHEUS_FILE_SD}/fabric.json"]["content"])
     assert fabric_sd == [{"targets": ["peer0.org1.example.com:9443"], "labels": {
         "environment": "byof", "host": "peer0.org1.example.com", "role": "peer",
-        "node": "peer0.org1.example.com"}}]
+        "node": "peer0.org1.example.com", "cpus": "4"}}]
     prom = yaml.safe_load(mfiles["/etc/prometheus/prometheus.yml"]["content"])
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert {"node", "process", "fabric", "pushgateway"} <= set(jobs)   # the baked ones
