@@ -281,7 +281,6 @@ def build(spec: EnvSpec | ByofSpec, *, manifest_root: Path | None = None) -> Pla
     )
 
 
-
 def _hosts(spec: EnvSpec | ByofSpec, slots: list[tuple[str, tuple[Role, ...], str | None,
                                                         str | None]],
            manifest_root: Path | None, warnings: list[str]) -> list[Host]:
