@@ -20,6 +20,7 @@ specs (launch.spec, whose readers and Caliper/round models it reuses)::
           ca_cert: org1/ca.crt      # the MSP's CA certificate (its msp/cacerts/*.pem)
           identities:               # client identities the workers sign with
             - {name: User1, cert: org1/User1-cert.pem, key: org1/User1-key.pem}
+            - {name: User2, wallet: org1/wallet}   # a fabric-network wallet: wallet/User2.id
       gateways:                     # peers the workers use as their gateway, round robin
         - endpoint: peer0.org1.example.com:7051
           msp_id: Org1MSP
@@ -40,7 +41,7 @@ specs (launch.spec, whose readers and Caliper/round models it reuses)::
     bench: {thresholds: {}}
 
 Relative file paths are relative to the spec file's directory. Not supported (yet): a
-connection profile and a wallet directory instead of certificate and key files.
+connection profile instead of the gateways list.
 """
 
 from __future__ import annotations
@@ -92,12 +93,41 @@ _LABEL_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")
 
 @dataclass(frozen=True)
 class Identity:
-    """A client identity of an MSP: an enrollment certificate and its private key."""
+    """A client identity of an MSP: an enrollment certificate and its private key, as two
+    PEM files or as one entry of a fabric-network wallet directory (<wallet>/<name>.id)."""
 
     name: str
-    cert: Path
-    key: Path
+    cert: Path | None
+    key: Path | None
+    wallet: Path | None  # the wallet entry (JSON: credentials.certificate/privateKey, mspId)
     where: str          # its field path in the spec (for preflight messages)
+
+
+WALLET_MAX_BYTES = 1 << 20
+
+
+def identity_pems(ident: Identity, msp_id: str) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) of an identity: its files, or its wallet entry
+    (an X.509 identity of `msp_id`). InputError naming the field when it cannot be read."""
+    if ident.wallet is None:
+        return (inputs.read_text(ident.cert, what="certificate", max_bytes=WALLET_MAX_BYTES),  # type: ignore[arg-type]
+                inputs.read_text(ident.key, what="private key", max_bytes=WALLET_MAX_BYTES))  # type: ignore[arg-type]
+    where = f"{ident.where}.wallet"
+    if not ident.wallet.is_file():
+        raise InputError(f"{where}: no wallet entry {ident.wallet}")
+    doc = inputs.load_json_file(ident.wallet, what="wallet entry")
+    rules = (inputs.Rule("type", str, choices=("X.509",)),
+             inputs.Rule("mspId", str),
+             inputs.Rule("credentials", dict),
+             inputs.Rule("version", int, default=1))
+    d = inputs.check_fields(doc, rules, source=ident.wallet, path="")
+    if d["mspId"] != msp_id:
+        raise InputError(f"{where}: {ident.wallet} is an identity of {d['mspId']}, not of "
+                         f"{msp_id} (an identity of another MSP)")
+    creds = inputs.check_fields(
+        d["credentials"], (inputs.Rule("certificate", str), inputs.Rule("privateKey", str)),
+        source=ident.wallet, path="credentials")
+    return creds["certificate"], creds["privateKey"]
 
 
 @dataclass(frozen=True)
@@ -247,9 +277,16 @@ def _msps(f: _Map, base: Path) -> tuple[Msp, ...]:
         identities: list[Identity] = []
         for j, id_raw in enumerate(ids_raw):
             d = m.item("identities", j, id_raw)
-            ident = Identity(name=d.str("name", pattern=_NAME, what="an identity name"),
-                             cert=_file(d, "cert", base), key=_file(d, "key", base),
-                             where=d.path)
+            name = d.str("name", pattern=_NAME, what="an identity name")
+            wallet = _file(d, "wallet", base, required=False)
+            if wallet is not None:
+                if "cert" in d.raw or "key" in d.raw:
+                    raise d.fail("wallet", "a wallet directory or cert + key files, not both",
+                                 {k: d.raw[k] for k in ("cert", "key") if k in d.raw})
+                ident = Identity(name, None, None, wallet / f"{name}.id", d.path)
+            else:
+                ident = Identity(name, _file(d, "cert", base), _file(d, "key", base), None,
+                                 d.path)
             d.done()
             if any(x.name == ident.name for x in identities):
                 raise d.fail("name", "a name no other identity of the MSP uses", ident.name)
@@ -434,7 +471,10 @@ def files(spec: ByofSpec) -> list[tuple[str, Path]]:
     for m in spec.msps:
         out.append((f"{m.where}.ca_cert", m.ca_cert))
         for i in m.identities:
-            out += [(f"{i.where}.cert", i.cert), (f"{i.where}.key", i.key)]
+            if i.wallet is not None:
+                out.append((f"{i.where}.wallet", i.wallet))
+            else:
+                out += [(f"{i.where}.cert", i.cert), (f"{i.where}.key", i.key)]  # type: ignore[list-item]
     out += [(f"{g.where}.tls_ca", g.tls_ca) for g in spec.gateways]
     for o in spec.operations:
         out += [(f"{o.where}.{k}", p) for k, p in (("tls_ca", o.tls_ca),

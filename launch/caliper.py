@@ -53,9 +53,12 @@ def byof_network_config(plan: Plan, worker: CaliperWorker,
     """The same network config for a BYOF worker: the identity and TLS CA are the user's
     files (launch.byof), the TLS name override the gateway's tls_server_name (else the
     dialled host)."""
+    from launch.byof import identity_pems
+
     gw = worker.gateway
     ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]
-    return _network_doc(plan, worker, key=read(ident.key), cert=read(ident.cert),
+    cert, key = identity_pems(ident, gw.msp_id)
+    return _network_doc(plan, worker, key=key, cert=cert,
                         tls_ca=read(gw.tls_ca))  # type: ignore[union-attr]
 
 

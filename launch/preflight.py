@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from bake import inputs
 from bake.errors import InputError
-from launch.byof import ByofSpec
+from launch.byof import ByofSpec, Identity, identity_pems
 
 CONNECT_TIMEOUT_S = 3.0      # TCP connect and TLS handshake, each endpoint
 MAX_PEM_BYTES = 1 << 20
@@ -87,9 +87,10 @@ def _read(path: Path, what: str) -> str:
         raise _Problem(exc.message) from None
 
 
-def load_certs(path: Path) -> list[x509.Certificate]:
-    """Every PEM certificate in a file (at least one)."""
-    text = _read(path, "PEM certificate file")
+def load_certs(path: Path, text: str | None = None) -> list[x509.Certificate]:
+    """Every PEM certificate in a file (at least one); `text`: its content, already read
+    (a wallet entry's)."""
+    text = _read(path, "PEM certificate file") if text is None else text
     try:
         certs = x509.load_pem_x509_certificates(text.encode())
     except ValueError as exc:
@@ -97,9 +98,9 @@ def load_certs(path: Path) -> list[x509.Certificate]:
     return certs
 
 
-def load_key(path: Path) -> object:
-    """An unencrypted PEM private key."""
-    text = _read(path, "PEM private key file")
+def load_key(path: Path, text: str | None = None) -> object:
+    """An unencrypted PEM private key (`text`: its content, already read)."""
+    text = _read(path, "PEM private key file") if text is None else text
     try:
         return serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError) as exc:
@@ -116,11 +117,13 @@ def _name(cert: x509.Certificate) -> str:
 
 
 def check_identity(cert_path: Path, key_path: Path, cas: Sequence[x509.Certificate],
-                   ca_field: str, *, now: _dt.datetime | None = None) -> str:
+                   ca_field: str, *, now: _dt.datetime | None = None,
+                   pems: tuple[str, str] | None = None) -> str:
     """The identity's subject when its certificate is issued by one of `cas`, valid now and
-    matching its key; _Problem naming what is wrong otherwise."""
-    cert = load_certs(cert_path)[0]
-    key = load_key(key_path)
+    matching its key; _Problem naming what is wrong otherwise. `pems`: (certificate, key)
+    already read (a wallet entry, named by both paths)."""
+    cert = load_certs(cert_path, pems[0] if pems else None)[0]
+    key = load_key(key_path, pems[1] if pems else None)
     now = now or _dt.datetime.now(tz=_dt.UTC)
     issuer = None
     for ca in cas:
@@ -259,7 +262,7 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
         parsed.add(m.ca_cert)
         for ident in m.identities:
             attempt(f"{ident.where}", lambda i=ident, cas=cas, f=ca_field, m=m: (
-                f"{check_identity(i.cert, i.key, cas, f, now=now)} of {m.msp_id}"))
+                f"{_identity(i, m.msp_id, cas, f, now)} of {m.msp_id}"))
     # TLS CAs and client certificates parse (the connection checks below need them)
     reachable: list[Endpoint] = []
     for ep in endpoints(spec):
@@ -284,6 +287,17 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
         if p.ok:
             ok.append(p.ok)
     return Report(spec.source, tuple(failures), tuple(warnings), tuple(ok))
+
+
+def _identity(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate], ca_field: str,
+              now: _dt.datetime | None) -> str:
+    if ident.wallet is None:
+        return check_identity(ident.cert, ident.key, cas, ca_field, now=now)  # type: ignore[arg-type]
+    try:
+        pems = identity_pems(ident, msp_id)
+    except InputError as exc:
+        raise _Problem(exc.message) from None
+    return check_identity(ident.wallet, ident.wallet, cas, ca_field, now=now, pems=pems)
 
 
 def _key_matches(ep: Endpoint) -> None:

@@ -42,6 +42,8 @@ def byof_lab(tmp_path: Path, *, operations: bool = True) -> Lab:
     doc["caliper"]["workers"]["vms"] = 1
     doc["caliper"]["rounds"] = [{"label": "saturate", "tps": 100, "duration": 60,
                                  "workload": {"module": "workloads/create-asset.js"}}]
+    for op in doc["fabric"]["operations"]:
+        op.pop("cpus", None)            # (test_the_notes_say_where_fabric_cpu_comes_from)
     if not operations:
         doc["fabric"]["operations"] = []
     spec_path = tmp_path / "byof.yaml"

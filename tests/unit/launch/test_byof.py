@@ -438,3 +438,53 @@ def test_a_failed_preflight_creates_nothing(files: Path, tmp_path: Path,
         up.up(path, build_dir=tmp_path / "build", repo_root=tmp_path)
     assert fake_provider.instances == [] or fake_provider.instances[-1].created == []
     assert not (tmp_path / "build" / "environments" / "byof").exists()
+
+
+# --- identities from a fabric-network wallet ----------------------------------------------
+
+def _wallet(files: Path, into: Path, org: str, msp_id: str, label: str = "User1") -> Path:
+    """A fabric-network FileSystemWallet entry (<label>.id) of org's User1."""
+    into.mkdir(parents=True, exist_ok=True)
+    (into / f"{label}.id").write_text(json.dumps({
+        "credentials": {"certificate": (files / org / "user1.crt").read_text(),
+                        "privateKey": (files / org / "user1.key").read_text()},
+        "mspId": msp_id, "type": "X.509", "version": 1}))
+    return into
+
+
+def _wallet_doc(files: Path, wallet: Path) -> dict:
+    doc = _ok_doc(files)
+    doc["fabric"]["msps"][0]["identities"] = [{"name": "User1", "wallet": str(wallet)}]
+    doc["fabric"]["gateways"][0]["endpoint"] = f"127.0.0.1:{free_port()}"
+    doc["fabric"]["gateways"][1]["endpoint"] = f"127.0.0.1:{free_port()}"
+    return doc
+
+
+def test_a_wallet_identity_passes_preflight_and_lands_in_the_network_config(
+        files: Path, tmp_path: Path) -> None:
+    wallet = _wallet(files, tmp_path / "wallet", "org1", "Org1MSP")
+    spec = _spec(tmp_path, _wallet_doc(files, wallet))
+    assert spec.msps[0].identities[0].wallet == wallet / "User1.id"
+    assert ("fabric.msps[0].identities[0].wallet", wallet / "User1.id") in byof.files(spec)
+    report = preflight.run(spec)
+    assert report.failures == ()
+    assert any("CN=User1@org1.example.com" in line and line.endswith("of Org1MSP")
+               for line in report.ok), report.ok
+    out = byof_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
+    nc = yaml.safe_load((out.out / "caliper" / "networkconfig-caliper0.yaml").read_text())
+    cert = nc["organizations"][0]["identities"]["certificates"][0]
+    assert cert["clientPrivateKey"]["pem"] == (files / "org1/user1.key").read_text()
+
+
+def test_a_wallet_identity_of_another_msp_or_missing(files: Path, tmp_path: Path) -> None:
+    other = _wallet(files, tmp_path / "other", "org2", "Org2MSP")
+    (failure,) = preflight.run(_spec(tmp_path, _wallet_doc(files, other))).failures
+    assert failure.field == "fabric.msps[0].identities[0]"
+    assert "is an identity of Org2MSP, not of Org1MSP" in failure.message
+    (failure,) = preflight.run(_spec(tmp_path, _wallet_doc(files, tmp_path / "none"))).failures
+    assert "fabric.msps[0].identities[0].wallet: no wallet entry" in failure.message
+    doc = _wallet_doc(files, other)
+    doc["fabric"]["msps"][0]["identities"][0]["cert"] = "x.pem"
+    with pytest.raises(InputError, match="identities.0..wallet: expected a wallet directory "
+                                         "or cert . key files, not both"):
+        _spec(tmp_path, doc)
