@@ -40,8 +40,10 @@ specs (launch.spec, whose readers and Caliper/round models it reuses)::
     monitor: {grafana_admin_user: admin}
     bench: {thresholds: {}}
 
-Relative file paths are relative to the spec file's directory. Not supported (yet): a
-connection profile instead of the gateways list.
+Instead of `gateways:`, `connection_profile: FILE` (a common connection profile, JSON or
+YAML) gives every peer of its organisations whose mspid is under `msps` as a gateway (url
+grpcs://host:port, tlsCACerts pem or path, grpcOptions ssl-target-name-override). Relative
+file paths are relative to the spec file's directory (in the profile: to the profile's).
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ from launch.state import ENV_NAME_RE
 KIND = "byof"
 TOP_KEYS = ("kind", "name", "provider", "settings", "network", "images", "manifest",
             "fabric", "caliper", "monitor", "bench")
-FABRIC_KEYS = ("version", "channel", "chaincode", "msps", "gateways", "operations", "hosts")
+FABRIC_KEYS = ("version", "channel", "chaincode", "msps", "gateways", "connection_profile",
+               "operations", "hosts")
+MAX_PROFILE_BYTES = 4 << 20
 
 MAX_MSPS = env_spec.MAX_ORGS
 MAX_IDENTITIES = 1000          # per MSP
@@ -152,9 +156,10 @@ class Gateway:
 
     endpoint: str               # host:port as the workers dial it
     msp_id: str
-    tls_ca: Path
+    tls_ca: Path                # the CA file (a connection profile: the profile itself ...)
     tls_server_name: str | None  # None: the dialled host name is in the certificate
     where: str
+    tls_ca_pem: str | None = None  # (... when the profile carries the CA inline, here)
 
     @property
     def host(self) -> str:
@@ -316,7 +321,72 @@ def _is_host(text: str) -> bool:
         return bool(_HOSTNAME.fullmatch(text))
 
 
+_GRPCS = re.compile(r"grpcs://(\[[0-9A-Fa-f:]+\]|[^/:\s]+):(\d{1,5})")
+
+
+def _profile_gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
+    """The gateways of a common connection profile (JSON or YAML): every peer of its
+    organisations whose mspid is under fabric.msps. Its other sections are not read."""
+    path = _file(f, "connection_profile", base)
+    assert path is not None
+    doc = inputs.load_yaml_file(path, what="connection profile")
+    top = _Map(path, "", doc)
+    orgs, peers = top.map("organizations", required=True), top.map("peers", required=True)
+    ids = [m.msp_id for m in msps]
+    out: list[Gateway] = []
+    for org_name, org_raw in orgs.raw.items():
+        o = _Map(path, f"organizations.{org_name}", org_raw)
+        mspid = o.get("mspid", None)
+        if mspid not in ids:
+            continue
+        names = o.get("peers", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise o.fail("peers", "a list of peer names (keys under peers:)", names)
+        for name in names:
+            if name not in peers.raw:
+                raise o.fail("peers", "names of peers under peers:", name)
+            pm = _Map(path, f"peers.{name}", peers.raw[name])
+            url = pm.str("url", what="grpcs://host:port (fabperf's workers use TLS)")
+            m = _GRPCS.fullmatch(url)
+            if m is None or not 1 <= int(m.group(2)) <= 65535 or not _is_host(
+                    m.group(1).strip("[]")):
+                raise pm.fail("url", "grpcs://host:port (fabperf's workers use TLS)", url)
+            tls = pm.map("tlsCACerts", required=True)
+            pem, ca_path = tls.get("pem", None), tls.get("path", None)
+            if (pem is None) == (ca_path is None) or not isinstance(pem or ca_path, str):
+                raise tls.fail("pem", "a PEM text or a path (one of them)", dict(tls.raw))
+            if ca_path is not None:
+                ca = Path(inputs.check_path_text(ca_path, source=path, path=tls.where("path")))
+                ca = ca if ca.is_absolute() else path.resolve().parent / ca
+            grpc = pm.get("grpcOptions", {})
+            if not isinstance(grpc, Mapping):
+                raise pm.fail("grpcOptions", "a mapping", grpc)
+            override = grpc.get("ssl-target-name-override") or grpc.get("hostnameOverride")
+            if override is not None and (not isinstance(override, str)
+                                         or not _SERVER_NAME.fullmatch(override)):
+                raise InputError.field(path, f"peers.{name}.grpcOptions",
+                                       "a DNS name as ssl-target-name-override", override)
+            out.append(Gateway(
+                endpoint=f"{m.group(1)}:{m.group(2)}", msp_id=mspid,
+                tls_ca=path if pem is not None else ca, tls_server_name=override,
+                where=f"fabric.connection_profile ({path.name}: peers.{name})",
+                tls_ca_pem=pem))
+    if not out:
+        raise InputError.field(path, "organizations", f"an organisation whose mspid is one of "
+                               f"fabric.msps {ids}, with peers", sorted(orgs.raw))
+    if len(out) > MAX_GATEWAYS:
+        raise InputError.field(path, "peers", f"at most {MAX_GATEWAYS} gateway peers",
+                               f"{len(out)} peers", hint=f"the limit exists because {WHY_GATEWAYS}")
+    return tuple(out)
+
+
 def _gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
+    has_profile = f.raw.get("connection_profile") is not None
+    if has_profile == bool(f.raw.get("gateways")):
+        raise f.fail("gateways", "either gateways or connection_profile (exactly one)",
+                     {k: f.raw.get(k) for k in ("gateways", "connection_profile")})
+    if has_profile:
+        return _profile_gateways(f, base, msps)
     raw = _bounded(f, "gateways", MAX_GATEWAYS, WHY_GATEWAYS, required=True)
     if not raw:
         raise f.fail("gateways", "at least one gateway peer", raw)
@@ -475,7 +545,7 @@ def files(spec: ByofSpec) -> list[tuple[str, Path]]:
                 out.append((f"{i.where}.wallet", i.wallet))
             else:
                 out += [(f"{i.where}.cert", i.cert), (f"{i.where}.key", i.key)]  # type: ignore[list-item]
-    out += [(f"{g.where}.tls_ca", g.tls_ca) for g in spec.gateways]
+    out += [(f"{g.where}.tls_ca", g.tls_ca) for g in spec.gateways if g.tls_ca_pem is None]
     for o in spec.operations:
         out += [(f"{o.where}.{k}", p) for k, p in (("tls_ca", o.tls_ca),
                                                    ("client_cert", o.client_cert),

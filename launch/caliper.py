@@ -58,8 +58,8 @@ def byof_network_config(plan: Plan, worker: CaliperWorker,
     gw = worker.gateway
     ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]
     cert, key = identity_pems(ident, gw.msp_id)
-    return _network_doc(plan, worker, key=key, cert=cert,
-                        tls_ca=read(gw.tls_ca))  # type: ignore[union-attr]
+    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)  # type: ignore[union-attr]
+    return _network_doc(plan, worker, key=key, cert=cert, tls_ca=tls_ca)
 
 
 def _network_doc(plan: Plan, worker: CaliperWorker, *, key: str, cert: str,

@@ -166,6 +166,7 @@ class Endpoint:
     client_cert: Path | None = None
     client_key: Path | None = None
     alpn: tuple[str, ...] = ()
+    ca_pem: str | None = None     # the CA inline (a connection profile's), named by ca_file
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,10 @@ def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _
     try:
         if ep.server_name is None:
             return Probe(ok=f"{ep.field}: {shown} answers")
-        ctx = ssl.create_default_context(cafile=str(ep.ca_file) if ep.ca_file else None)
+        if ep.ca_pem is not None:
+            ctx = ssl.create_default_context(cadata=ep.ca_pem)
+        else:
+            ctx = ssl.create_default_context(cafile=str(ep.ca_file) if ep.ca_file else None)
         if ep.client_cert and ep.client_key:
             ctx.load_cert_chain(str(ep.client_cert), str(ep.client_key))
         if ep.alpn:
@@ -218,7 +222,8 @@ def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _
 
 def endpoints(spec: ByofSpec) -> list[Endpoint]:
     """Every gateway and operations endpoint, as the VMs will dial it."""
-    out = [Endpoint(f"{g.where}.endpoint", g.host, g.port, g.fqdn, g.tls_ca, alpn=("h2",))
+    out = [Endpoint(f"{g.where}.endpoint", g.host, g.port, g.fqdn, g.tls_ca, alpn=("h2",),
+                    ca_pem=g.tls_ca_pem)
            for g in spec.gateways]
     for o in spec.operations:
         host, _, port = o.target.rpartition(":")
@@ -269,8 +274,8 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
         files = [(k, p) for k, p in (("tls_ca", ep.ca_file), ("client_cert", ep.client_cert))
                  if p is not None]
         base = ep.field.rpartition(".")[0]
-        good = all(attempt(f"{base}.{k}", lambda p=p: (load_certs(p) and None))
-                   for k, p in files)
+        good = all(attempt(f"{base}.{k}", lambda p=p, k=k, ep=ep: (
+            load_certs(p, ep.ca_pem if k == "tls_ca" else None) and None)) for k, p in files)
         if ep.client_cert and ep.client_key and good:
             good = attempt(f"{base}.client_key", lambda ep=ep: _key_matches(ep))
         if good:

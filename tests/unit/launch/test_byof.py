@@ -488,3 +488,75 @@ def test_a_wallet_identity_of_another_msp_or_missing(files: Path, tmp_path: Path
     with pytest.raises(InputError, match="identities.0..wallet: expected a wallet directory "
                                          "or cert . key files, not both"):
         _spec(tmp_path, doc)
+
+
+# --- gateways from a common connection profile ----------------------------------------
+
+def _profile(files: Path, tmp: Path, port: int, **peer1: object) -> Path:
+    doc = {
+        "name": "their-network", "version": "1.0.0",
+        "organizations": {
+            "Org1": {"mspid": "Org1MSP", "peers": ["peer0.org1.example.com"]},
+            "Org2": {"mspid": "Org2MSP", "peers": ["peer0.org2.example.com"]},
+            "Org3": {"mspid": "Org3MSP", "peers": ["peer0.org3.example.com"]},   # not ours
+        },
+        "peers": {
+            "peer0.org1.example.com": {
+                "url": f"grpcs://gw1.example.net:{port}",
+                "tlsCACerts": {"pem": (files / "org1/tlsca.crt").read_text()},
+                "grpcOptions": {"ssl-target-name-override": "peer0.org1.example.com"},
+                **peer1},
+            "peer0.org2.example.com": {
+                "url": "grpcs://192.0.2.21:7051",
+                "tlsCACerts": {"path": str(files / "org2/tlsca.crt")},
+                "grpcOptions": {"hostnameOverride": "peer0.org2.example.com"}},
+            "peer0.org3.example.com": {"url": "grpcs://elsewhere:7051"},
+        },
+        "certificateAuthorities": {"ca.org1.example.com": {"url": "https://ca:7054"}},
+    }
+    path = tmp / "connection-profile.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _profile_doc(files: Path, profile: Path) -> dict:
+    doc = _ok_doc(files)
+    del doc["fabric"]["gateways"]
+    doc["fabric"]["connection_profile"] = str(profile)
+    doc["fabric"]["hosts"] = {"gw1.example.net": "127.0.0.1"}
+    return doc
+
+
+def test_gateways_from_a_connection_profile(files: Path, tmp_path: Path) -> None:
+    with tls_server(files / "org1" / "server.crt", files / "org1" / "server.key") as port:
+        spec = _spec(tmp_path, _profile_doc(files, _profile(files, tmp_path, port)))
+        report = preflight.run(spec, timeout=0.5)
+    g1, g2 = spec.gateways
+    assert (g1.endpoint, g1.msp_id, g1.fqdn) == (f"gw1.example.net:{port}", "Org1MSP",
+                                                 "peer0.org1.example.com")
+    assert g1.tls_ca_pem == (files / "org1/tlsca.crt").read_text()
+    assert (g2.endpoint, g2.tls_ca, g2.fqdn) == ("192.0.2.21:7051", files / "org2/tlsca.crt",
+                                                 "peer0.org2.example.com")
+    assert report.failures == ()
+    assert any(f"gw1.example.net:{port} (alias 127.0.0.1) presents" in line
+               for line in report.ok), report
+    assert [w.field for w in report.warnings] == [
+        "fabric.connection_profile (connection-profile.json: peers.peer0.org2.example.com)"
+        ".endpoint"]
+    out = byof_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
+    nc = yaml.safe_load((out.out / "caliper" / "networkconfig-caliper0.yaml").read_text())
+    peer = nc["organizations"][0]["peers"][0]
+    assert peer["tlsCACerts"]["pem"] == g1.tls_ca_pem
+    assert peer["grpcOptions"]["ssl-target-name-override"] == "peer0.org1.example.com"
+
+
+def test_a_bad_connection_profile_names_its_field(files: Path, tmp_path: Path) -> None:
+    profile = _profile(files, tmp_path, 7051, url="grpc://gw1.example.net:7051")
+    with pytest.raises(InputError) as exc:
+        _spec(tmp_path, _profile_doc(files, profile))
+    assert f"{profile}: peers.peer0.org1.example.com.url: expected grpcs://host:port" in \
+        exc.value.message
+    doc = _profile_doc(files, profile)
+    doc["fabric"]["gateways"] = spec_doc(files)["fabric"]["gateways"]
+    with pytest.raises(InputError, match="either gateways or connection_profile"):
+        _spec(tmp_path, doc)
