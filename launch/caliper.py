@@ -39,11 +39,33 @@ def network_config(plan: Plan, worker: CaliperWorker, orgs: tuple[crypto.OrgCryp
                    root: Path, read: Callable[[Path], str]) -> dict[str, Any]:
     """The worker VM's network config v2: its gateway peer's organisation only, with the
     identity and the peer's TLS CA inline (the worker VM holds no crypto tree)."""
-    spec = plan.spec
     gw = worker.gateway
     org = org_of(orgs, gw)
     user = crypto.user_dir(root, org, worker.user) / "msp"
     signcert = user / "signcerts" / f"{worker.user}@{org.domain}-cert.pem"
+    tls_ca = crypto.node_dir(root, org, gw.fqdn) / "tls" / "ca.crt"
+    return _network_doc(plan, worker, key=read(user / "keystore" / "priv_sk"),
+                        cert=read(signcert), tls_ca=read(tls_ca))
+
+
+def byof_network_config(plan: Plan, worker: CaliperWorker,
+                        read: Callable[[Path], str]) -> dict[str, Any]:
+    """The same network config for a BYOF worker: the identity and TLS CA are the user's
+    files (launch.byof), the TLS name override the gateway's tls_server_name (else the
+    dialled host)."""
+    from launch.byof import identity_pems
+
+    gw = worker.gateway
+    ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]
+    cert, key = identity_pems(ident, gw.msp_id)
+    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)  # type: ignore[union-attr]
+    return _network_doc(plan, worker, key=key, cert=cert, tls_ca=tls_ca)
+
+
+def _network_doc(plan: Plan, worker: CaliperWorker, *, key: str, cert: str,
+                 tls_ca: str) -> dict[str, Any]:
+    spec = plan.spec
+    gw = worker.gateway
     ids = contract_ids(plan)
     channels = []
     for ch in spec.channels:
@@ -55,7 +77,6 @@ def network_config(plan: Plan, worker: CaliperWorker, orgs: tuple[crypto.OrgCryp
             contracts.append({"id": cid} if cid == cc.name
                              else {"id": cid, "contractID": cc.name})
         channels.append({"channelName": ch.name, "contracts": contracts})
-    tls_ca = crypto.node_dir(root, org, gw.fqdn) / "tls" / "ca.crt"
     return {
         "name": f"fabperf-{spec.name}-{worker.host}",
         "version": "2.0.0",
@@ -65,13 +86,14 @@ def network_config(plan: Plan, worker: CaliperWorker, orgs: tuple[crypto.OrgCryp
             "mspid": gw.msp_id,
             "identities": {"certificates": [{
                 "name": worker.user,
-                "clientPrivateKey": {"pem": read(user / "keystore" / "priv_sk")},
-                "clientSignedCert": {"pem": read(signcert)},
+                "clientPrivateKey": {"pem": key},
+                "clientSignedCert": {"pem": cert},
             }]},
             "peers": [{
                 "endpoint": gw.endpoint,
-                "tlsCACerts": {"pem": read(tls_ca)},
+                "tlsCACerts": {"pem": tls_ca},
                 "grpcOptions": {
+                    # the name the peer's TLS certificate is checked against
                     "ssl-target-name-override": gw.fqdn,
                     "grpc.keepalive_time_ms": 120000,
                     "grpc.keepalive_timeout_ms": 20000,
@@ -136,11 +158,15 @@ def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
                 "query": f'sum by (host) (rate(namedprocess_namegroup_cpu_seconds_total'
                          f'{{groupname="{group}"}}[30s]))'}
 
+    if plan.kind == "byof":
+        sut = f"the user's network ({len(spec.gateways)} gateway peers)"  # type: ignore[union-attr]
+    else:
+        sut = f"{len(plan.peers)} peers, {len(plan.orderers)} " \
+              f"{spec.orderers.type.value} orderers"  # type: ignore[union-attr]
     return {
         "test": {
             "name": f"fabperf-{spec.name}",
-            "description": f"{spec.name}: {len(plan.peers)} peers, {len(plan.orderers)} "
-                           f"{spec.orderers.type.value} orderers, {workers} workers",
+            "description": f"{spec.name}: {sut}, {workers} workers",
             "workers": {"number": workers},
             "rounds": [_round(plan, r, default_contract)
                        for r in (spec.caliper.rounds if rounds is None else rounds)],

@@ -126,6 +126,49 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
         click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
+# --- byof (launch.byof, launch.preflight; launched by launch.up) -------------------------
+
+@cli.command("byof")
+@click.argument("byof_file", metavar="BYOF.yaml",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--check", "check_only", is_flag=True,
+              help="Only the preflight: files, identities, TLS of reachable endpoints.")
+@click.option("--keep-on-failure", is_flag=True,
+              help="Leave failed hosts running for inspection (`launch down` removes them).")
+@click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
+              help="Seconds for cloud-init to finish on every host [default: 1800].")
+@_build_dir_option
+@output_option
+@verbosity_options
+def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
+             ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
+    """Caliper workers and the monitor only, against a Fabric network you already run.
+
+    The preflight runs first (and alone with --check); a failure creates nothing (exit 2).
+    Then `launch status/bench/down NAME` work as for any environment.
+    """
+    from launch import byof, preflight
+
+    spec = byof.load(byof_file)
+    if check_only:
+        report = preflight.run(spec)
+        if output == "json":
+            emit_json(report.to_json())
+        else:
+            for line in report.ok:
+                click.echo(f"ok: {line}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        report.raise_for_failures()
+        if output != "json":
+            click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
+                       f"{len(report.warnings)} warnings)")
+        return
+    up_cmd.callback(env_file=byof_file, only=(), keep_on_failure=keep_on_failure,  # type: ignore[misc]
+                    wait="ready", ready_timeout=ready_timeout, build_dir=build_dir,
+                    output=output)
+
+
 def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
     return {"name": h.name, "address": h.address, "roles": list(h.roles),
             "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports),

@@ -91,11 +91,16 @@ def env_text(env: Mapping[str, str], *, title: str, environment: str, host: str)
     return template("env.j2", env=env, title=title, environment=environment, host=host)
 
 
-def hosts_text(plan: Plan) -> str:
-    """/etc/hosts for every host: its own names, then the Fabric node FQDNs it runs."""
+def hosts_text(plan: Plan, aliases: Mapping[str, str] | None = None) -> str:
+    """/etc/hosts for every host: its own names, then the Fabric node FQDNs it runs; then
+    `aliases` (name -> address: a BYOF network's names, grouped by address)."""
     entries = [{"address": h.address,
                 "names": [h.fqdn, h.name, *(n.fqdn for n in plan.nodes_on(h.name))]}
                for h in plan.hosts]
+    by_address: dict[str, list[str]] = {}
+    for name, address in (aliases or {}).items():
+        by_address.setdefault(address, []).append(name)
+    entries += [{"address": a, "names": names} for a, names in by_address.items()]
     return template("hosts.j2", environment=plan.spec.name, entries=entries)
 
 
@@ -117,8 +122,10 @@ def units(plan: Plan, host: Host) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> dict:
-    """The #cloud-config document of one host."""
+def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str, *,
+                 before: Sequence[Sequence[str]] = ()) -> dict:
+    """The #cloud-config document of one host. `before`: commands run before its units
+    start (such as handing files to an account write_files cannot name)."""
     write_files = []
     for f in sorted(files, key=lambda f: f.path):
         entry = {"path": f.path, "content": f.content, "owner": f.owner,
@@ -128,7 +135,7 @@ def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str) -> d
             entry["encoding"] = "b64"
         write_files.append(entry)
     roles = [r.value for r in host.roles]
-    runcmd: list[list[str]] = []
+    runcmd: list[list[str]] = [list(c) for c in before]
     enable = units(plan, host)
     required = [u for u in enable if u not in OPTIONAL_UNITS]
     if required:

@@ -44,13 +44,13 @@ class GcResult:
 def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: float = 0.0,
        dry_run: bool = False, spec_path: Path | None = None) -> GcResult:
     """Collect garbage of each provider (settings from ``spec_path`` when given)."""
-    from launch import spec as spec_mod
+    from launch import byof
     from launch.up import env_dir
 
     settings: dict[str, object] = {}
     explicit = list(providers)
     if spec_path is not None:
-        spec = spec_mod.load(spec_path)
+        spec = byof.load_any(spec_path)   # an environment file or a BYOF spec
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         explicit = explicit or [spec.provider.value]
     for p in explicit:

@@ -13,12 +13,15 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bake import manifest as bake_manifest
 from bake.errors import InputError
 from launch.contract import PORTS, Role
 from launch.spec import EnvSpec, Provider
+
+if TYPE_CHECKING:
+    from launch.byof import ByofSpec, Gateway
 
 HOST_DOMAIN = "fabperf.internal"  # <host>.<env>.fabperf.internal: the VM's own FQDN
 
@@ -58,14 +61,15 @@ class FabricNode:
 
 @dataclass(frozen=True)
 class CaliperWorker:
-    """A Caliper worker VM and the gateway peer / identity its network config uses."""
+    """A Caliper worker VM and the gateway peer / identity its network config uses
+    (a peer fabperf launched, or one of a BYOF spec's gateways)."""
 
     index: int
     host: str
     address: str
     processes: int          # started at boot (the spec's count; 1 for `auto`)
-    gateway: FabricNode
-    user: str  # "User3" or "Admin" when the organisation has no users
+    gateway: FabricNode | Gateway
+    user: str  # "User3" or "Admin" when the organisation has no users; BYOF: identity name
     auto: bool = False      # processes: auto (launch bench starts about 1.5 per vCPU)
 
 
@@ -85,14 +89,19 @@ class Host:
 class Plan:
     """Everything the renderers need to know about the topology."""
 
-    spec: EnvSpec
+    spec: EnvSpec | ByofSpec
     hosts: tuple[Host, ...]
-    peers: tuple[FabricNode, ...]
+    peers: tuple[FabricNode, ...]      # BYOF: none (the user's peers are not fabperf's hosts)
     orderers: tuple[FabricNode, ...]
     workers: tuple[CaliperWorker, ...]
     monitor: Host
-    bootstrap: Host  # the one node that runs the channel bootstrap job
+    bootstrap: Host | None  # the one node that runs the channel bootstrap job; BYOF: None
     warnings: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """"environment" (fabperf launches Fabric) or "byof" (the user's Fabric)."""
+        return self.spec.kind
 
     # Per-host lookups through indexes built once: render asks them for every host, and a
     # scan per question would make rendering quadratic in the number of hosts.
@@ -132,10 +141,11 @@ class Plan:
         """plan.json: hosts, roles, addresses, image ids (no secrets)."""
         return {
             "environment": self.spec.name,
+            "kind": self.kind,
             "provider": self.spec.provider.value,
             "network": {"cidr": self.spec.cidr},
             "fabric_version": self.spec.fabric.version,
-            "bootstrap_host": self.bootstrap.name,
+            "bootstrap_host": self.bootstrap.name if self.bootstrap else None,
             "monitor_host": self.monitor.name,
             "hosts": [
                 {
@@ -222,34 +232,19 @@ def _addresses(spec: EnvSpec, explicit: list[str | None]) -> list[str]:
     return out
 
 
-def build(spec: EnvSpec, *, manifest_root: Path | None = None) -> Plan:
-    """Place every node on a host, give every host an address and an image."""
-    slots = _slots(spec)
-    addresses = _addresses(spec, [s[2] for s in slots])
-    manifest = spec.manifest if manifest_root is None or spec.manifest.is_absolute() \
-        else manifest_root / spec.manifest
-    ids = manifest_ids(manifest, spec.provider)
+def build(spec: EnvSpec | ByofSpec, *, manifest_root: Path | None = None) -> Plan:
+    """Place every node on a host, give every host an address and an image (a BYOF spec:
+    build_byof)."""
+    if spec.kind == "byof":
+        return build_byof(spec, manifest_root=manifest_root)  # type: ignore[arg-type]
+    slots = _slots(spec)  # type: ignore[arg-type]
     warnings: list[str] = []
-    hosts: list[Host] = []
-    for i, ((name, roles, _, image), address) in enumerate(zip(slots, addresses, strict=True)):
-        if image is None and spec.provider is not Provider.NONE:
-            needed = sorted({r.image() for r in roles})
-            if len(needed) > 1:
-                raise InputError.field(
-                    spec.source, f"placement.hosts[{i}].image",
-                    f"one image that carries all of {[r.value for r in roles]} "
-                    f"(they live in {needed})", None)
-            image = needed[0]
-        if Role.CALIPER in roles and ({Role.PEER, Role.ORDERER} & set(roles)):
-            warnings.append(f"host {name}: Caliper shares the host with a Fabric node, so the "
-                            "load generator competes with the system under test")
-        image_id = spec.images.get(image) or ids.get(image) if image else None
-        hosts.append(Host(name=name, fqdn=f"{name}.{spec.name}.{HOST_DOMAIN}", address=address,
-                          roles=roles, image=image, image_id=image_id))
+    hosts = _hosts(spec, slots, manifest_root, warnings)
 
     def carrying(role: Role) -> list[Host]:
         return [h for h in hosts if role in h.roles]
 
+    spec = cast(EnvSpec, spec)
     o = spec.orderers
     orderers = tuple(
         FabricNode(Role.ORDERER, o.org, o.msp_id, o.domain, i, h.name, h.address)
@@ -286,3 +281,56 @@ def build(spec: EnvSpec, *, manifest_root: Path | None = None) -> Plan:
         bootstrap=next(h for h in hosts if h.name == peers[0].host),
         warnings=tuple(warnings),
     )
+
+
+def _hosts(spec: EnvSpec | ByofSpec, slots: list[tuple[str, tuple[Role, ...], str | None,
+                                                        str | None]],
+           manifest_root: Path | None, warnings: list[str]) -> list[Host]:
+    """The hosts of the slots: an address each (explicit, else from the CIDR), an image."""
+    addresses = _addresses(spec, [s[2] for s in slots])  # type: ignore[arg-type]
+    manifest = spec.manifest if manifest_root is None or spec.manifest.is_absolute() \
+        else manifest_root / spec.manifest
+    ids = manifest_ids(manifest, spec.provider)
+    hosts: list[Host] = []
+    for i, ((name, roles, _, image), address) in enumerate(zip(slots, addresses, strict=True)):
+        if image is None and spec.provider is not Provider.NONE:
+            needed = sorted({r.image() for r in roles})
+            if len(needed) > 1:
+                raise InputError.field(
+                    spec.source, f"placement.hosts[{i}].image",
+                    f"one image that carries all of {[r.value for r in roles]} "
+                    f"(they live in {needed})", None)
+            image = needed[0]
+        if Role.CALIPER in roles and ({Role.PEER, Role.ORDERER} & set(roles)):
+            warnings.append(f"host {name}: Caliper shares the host with a Fabric node, so the "
+                            "load generator competes with the system under test")
+        image_id = spec.images.get(image) or ids.get(image) if image else None
+        hosts.append(Host(name=name, fqdn=f"{name}.{spec.name}.{HOST_DOMAIN}", address=address,
+                          roles=roles, image=image, image_id=image_id))
+    return hosts
+
+
+def build_byof(spec: ByofSpec, *, manifest_root: Path | None = None) -> Plan:
+    """A BYOF plan: caliper-worker VMs and the monitor only. Worker VM i uses gateway
+    i mod len(gateways) (each VM a different one while there are enough) and an identity of
+    that gateway's MSP, round robin over its identities."""
+    slots: list[tuple[str, tuple[Role, ...], str | None, str | None]] = [
+        (f"caliper{i}", (Role.CALIPER,), None, None) for i in range(spec.caliper.vms)]
+    slots.append(("monitor", (Role.MONITOR,), None, None))
+    warnings: list[str] = []
+    hosts = _hosts(spec, slots, manifest_root, warnings)
+    workers = []
+    gateways = spec.gateways
+    for i, h in enumerate(hosts[:-1]):
+        gateway = gateways[i % len(gateways)]
+        identities = spec.msp(gateway.msp_id).identities
+        turn = i // len(gateways)
+        workers.append(CaliperWorker(
+            index=i, host=h.name, address=h.address, processes=spec.caliper.boot_processes,
+            gateway=gateway, user=identities[turn % len(identities)].name,
+            auto=spec.caliper.processes is None))
+    if spec.caliper.vms < len(gateways):
+        warnings.append(f"{len(gateways)} gateway peers but {spec.caliper.vms} worker VM(s): "
+                        f"only the first {spec.caliper.vms} gateway(s) get load")
+    return Plan(spec=spec, hosts=tuple(hosts), peers=(), orderers=(), workers=tuple(workers),
+                monitor=hosts[-1], bootstrap=None, warnings=tuple(warnings))

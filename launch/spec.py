@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bake import inputs
 from bake.errors import InputError
@@ -223,6 +223,7 @@ class FabricVersion:
 class EnvSpec:
     """One environment file, validated."""
 
+    kind: ClassVar[str] = "environment"   # launch.byof.ByofSpec is "byof"
     source: Path
     name: str
     provider: Provider
@@ -706,8 +707,34 @@ def load(path: str | Path) -> EnvSpec:
     return parse(inputs.load_yaml_file(path, what="environment file"), path)
 
 
+def _images(top: _Map) -> tuple[dict[str, str], Path]:
+    """`images:` (image name -> explicit artifact id) and `manifest:` (bake's manifest)."""
+    images_raw = top.get("images", {})
+    if not isinstance(images_raw, Mapping) or not all(
+        isinstance(v, str) for v in images_raw.values()
+    ):
+        raise top.fail("images", "a mapping image name -> artifact id", images_raw)
+    for image, artifact in images_raw.items():  # qemu artifacts are paths
+        inputs.check_path_text(artifact, source=top.file, path=f"images.{image}")
+    manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
+                                           source=top.file, path="manifest"))
+    return dict(images_raw), manifest
+
+
+def _monitor(top: _Map) -> Monitor:
+    mon = top.map("monitor")
+    monitor = Monitor(
+        grafana_admin_user=mon.str("grafana_admin_user", "admin", pattern=_NAME, what="a name"),
+    )
+    mon.done()
+    return monitor
+
+
 def parse(raw: object, source: Path) -> EnvSpec:
     """Validate an already-parsed environment document (`source` names it in errors)."""
+    if isinstance(raw, Mapping) and raw.get("kind") == "byof":
+        raise InputError(f"{source}: a BYOF spec (kind: byof), not an environment file",
+                         hint=f"`launch byof {source}` launches it")
     top = _Map(source, "", raw)
     top.done(TOP_KEYS)  # a misspelt section is reported before the sections it hides
     # The same rule `launch status`/`down` apply to the name they are given.
@@ -719,15 +746,7 @@ def parse(raw: object, source: Path) -> EnvSpec:
     if not isinstance(settings, Mapping):
         raise top.fail("settings", "a mapping of provider settings", settings)
     cidr, first = _network(top, provider)
-    images_raw = top.get("images", {})
-    if not isinstance(images_raw, Mapping) or not all(
-        isinstance(v, str) for v in images_raw.values()
-    ):
-        raise top.fail("images", "a mapping image name -> artifact id", images_raw)
-    for image, artifact in images_raw.items():  # qemu artifacts are paths
-        inputs.check_path_text(artifact, source=source, path=f"images.{image}")
-    manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
-                                           source=source, path="manifest"))
+    images_raw, manifest = _images(top)
     f = top.map("fabric")
     version = f.str("version", "3.0.0", pattern=re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,3})?"),
                     what="a Fabric version such as 3.0.0 or 2.5.10")
@@ -739,11 +758,7 @@ def parse(raw: object, source: Path) -> EnvSpec:
     orderers = _orderers(top, fabric, orgs)
     channels = _channels(top, orgs)
     caliper = _caliper(top)
-    mon = top.map("monitor")
-    monitor = Monitor(
-        grafana_admin_user=mon.str("grafana_admin_user", "admin", pattern=_NAME, what="a name"),
-    )
-    mon.done()
+    monitor = _monitor(top)
     tuning = _tuning(top)
     placement = _placement(top)
     bench_thresholds = _bench(top)

@@ -138,6 +138,9 @@ class EnvState:
     # The channel bootstrap's done marker, summarised (launch.bootstrap.summary): its nonce
     # equals `nonce` once this launch's network is bootstrapped.
     bootstrap: Mapping[str, Any] = field(default_factory=dict)
+    # "environment" (fabperf launched its Fabric network) or "byof" (the user's network:
+    # fabperf runs only Caliper workers and the monitor; launch.byof)
+    kind: str = "environment"
     created_at: str = ""
     updated_at: str = ""
     version: int = STATE_VERSION
@@ -174,6 +177,7 @@ _ENV_RULES = (
     Rule("network", dict, default={}),
     Rule("hosts", dict, default={}),
     Rule("bootstrap", dict, default={}),
+    Rule("kind", str, default="environment", choices=("environment", "byof")),
     Rule("created_at", str, default=""),
     Rule("updated_at", str, default=""),
     Rule("version", int, default=STATE_VERSION),

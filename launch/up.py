@@ -66,9 +66,9 @@ def resolve_env(arg: str, build_dir: Path) -> tuple[str, Path]:
     """ENV on the command line: an environment name or the path of its spec file."""
     p = Path(arg)
     if arg.endswith((".yaml", ".yml")) or p.is_file():
-        from launch import spec as spec_mod
+        from launch import byof
 
-        name = spec_mod.load(p).name
+        name = byof.load_any(p).name
     else:
         name = check_env_name(arg)
     return name, env_dir(build_dir, name)
@@ -107,13 +107,16 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
        wait: str = "ready", recreate: bool = False) -> UpResult:
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
+    A BYOF spec (launch.byof) brings up its caliper-worker VMs and monitor only, after its
+    preflight (launch.preflight) passed; its state is marked kind "byof".
+
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
     that stay must get the same user-data from it (else InputError). How `launch compare`
     puts the Fabric hosts on another image while the workers and the monitor keep running."""
     from launch import bundle as bundle_mod
+    from launch import byof, byof_bundle, preflight
     from launch import plan as plan_mod
-    from launch import spec as spec_mod
 
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
@@ -121,11 +124,18 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         raise InputError.field(None, "--only", "the hosts to recreate", None)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    spec = spec_mod.load(spec_path)
+    spec = byof.load_any(spec_path)
     name = spec.name
     # Every input is checked before anything is written (bad input changes nothing).
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
     plan = plan_mod.build(spec, manifest_root=repo_root)
+    checked: tuple[str, ...] = ()
+    render = bundle_mod.render
+    if spec.kind == "byof":
+        report = preflight.check(spec)  # type: ignore[arg-type]
+        checked = tuple(f"preflight: {w}" for w in report.warnings)
+        render = byof_bundle.render  # type: ignore[assignment]
+        timings["preflight"] = round(time.monotonic() - t0, 1)
     edir = env_dir(build_dir, name)
     store = StateStore(edir)
     provider = _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr,
@@ -154,14 +164,14 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
                     f"(hosts {sorted(alive)} are up)",
                     hint=f"`launch down {name}` first, then `launch up` again")
             bootstrapped = (wait != "ready" or not provider.follows_hosts
-                            or plan.bootstrap.name not in wanted
+                            or plan.bootstrap is None or plan.bootstrap.name not in wanted
                             or before.bootstrap.get("nonce") == before.nonce != "")
             if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[wait]
                                     for n in wanted):
                 log.info("%s: every host is up (%s); nothing to do", name, wait)
                 return UpResult(name, False, tuple(before.hosts[n] for n in wanted),
                                 timings={"total": round(time.monotonic() - t0, 1)},
-                                waited=wait)
+                                warnings=checked, waited=wait)
 
         keys = ssh.ensure_keypair(edir / "ssh", f"fabperf-{name}")
         nonce = before.nonce if before is not None and before.nonce else None
@@ -169,7 +179,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             store.save(EnvState(environment=name, provider=spec.provider.value,
                                 network={}))
         store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
-                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER)
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind)
 
         created: list[str] = []
         try:
@@ -184,8 +194,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             timings["reserve"] = round(time.monotonic() - t, 1)
 
             t = time.monotonic()
-            bundle = bundle_mod.render(spec, edir / "bundle", nonce=nonce,
-                                       manifest_root=repo_root)
+            bundle = render(spec, edir / "bundle", nonce=nonce,  # type: ignore[arg-type]
+                            manifest_root=repo_root)
             store.update(nonce=bundle.nonce)
             timings["render"] = round(time.monotonic() - t, 1)
             if recreate and before is not None:
@@ -216,7 +226,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
                          ", ".join(wanted))
                 provider.wait_running(wanted)
             timings[f"wait_{wait}"] = round(time.monotonic() - t, 1)
-            if wait == "ready" and provider.follows_hosts and plan.bootstrap.name in wanted:
+            if wait == "ready" and provider.follows_hosts and plan.bootstrap is not None \
+                    and plan.bootstrap.name in wanted:
                 t = time.monotonic()
                 done = _bootstrap(provider, store, plan.bootstrap.name, bundle.nonce,
                                   timeouts or Timeouts())
@@ -237,7 +248,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         assert state is not None
         timings["total"] = round(time.monotonic() - t0, 1)
         return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
-                        timings, tuple(bundle.warnings), waited=wait)
+                        timings, (*checked, *bundle.warnings), waited=wait)
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -309,9 +320,9 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
         return _provider(state.provider, name, edir, store, {},
                          cidr=str(subnet) if subnet else None)
     if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
-        from launch import spec as spec_mod
+        from launch import byof
 
-        spec = spec_mod.load(Path(arg))
+        spec = byof.load_any(Path(arg))
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)
     return _provider("qemu", name, edir, store, {})
@@ -414,6 +425,9 @@ class NodeStatus:
 def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
     """Every Fabric node's channel height, asked of the bootstrap job on its node
     ("" and no rows when the environment has no bootstrapped network to ask)."""
+    if state.kind == "byof":
+        return ("byof: the user's network (fabperf does not ask it; `launch bench` reads "
+                "its operations metrics)"), []
     host = state.bootstrap.get("host")
     hs = state.hosts.get(host) if host else None
     if hs is None or state.bootstrap.get("nonce") != state.nonce:

@@ -42,6 +42,7 @@ class Fetched:
     caliper: Mapping[str, Any] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    ledger_expected: bool = True                  # False: no operations metrics (BYOF)
 
 
 def network_config_text(text: str) -> str:
@@ -65,7 +66,7 @@ def write(results_root: Path, fetched: Fetched, thresholds: Thresholds
         started_at=fetched.started_at, finished_at=fetched.finished_at,
         plans=summarize.round_plans(fetched.benchmark), report=rows, mlog=mlog,
         responses=fetched.responses, thresholds=thresholds, caliper=fetched.caliper,
-        timings=fetched.timings, notes=notes)
+        timings=fetched.timings, notes=notes, ledger_expected=fetched.ledger_expected)
     files: dict[str, results.Content] = {}
     if fetched.report_html is not None:
         files["report.html"] = fetched.report_html

@@ -174,6 +174,11 @@ def round_queries(round_index: int, w: str) -> dict[str, str]:
         # peer / orderer / chaincode process CPU as a share of the VM's vCPUs
         "fabric_cpu": f'sum by (host, groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
                       f'{{job="process", {FABRIC_GROUPS}}}[{w}])) / on (host) group_left {CORES}',
+        # each Fabric node's own process CPU in cores, from its operations endpoint (the
+        # Prometheus Go client's process collector behind /metrics); a BYOF endpoint with a
+        # `cpus` label stands in for process-exporter, which does not run on the user's hosts
+        "fabric_process_cpu": f'sum by (host, role, cpus) (rate(process_cpu_seconds_total'
+                              f'{{job="fabric"}}[{w}]))',
         **{f"latency_p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) "
                                         f"(increase({HISTOGRAM}_bucket{{{ok}}}[{w}])))"
            for q in (0.5, 0.95, 0.99)},

@@ -57,6 +57,7 @@ from launch import contract, ssh
 from launch.bench import collect, prometheus, report
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
 from launch.bench.results import Summary
+from launch.bench.signals import vector
 from launch.bench.verdict import Thresholds
 
 log = logging.getLogger("fabperf.bench")
@@ -162,9 +163,8 @@ def endpoint(target: ssh.Target, ports: Mapping[str, int], guest_port: int) -> s
 def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
              workers_per_vm: int | None = None) -> tuple[Lab, dict[str, ssh.Target]]:
     """The environment ENV names, checked up and ready; InputError (exit 2) otherwise."""
+    from launch import byof, up
     from launch import plan as plan_mod
-    from launch import spec as spec_mod
-    from launch import up
 
     state, rows = up.status(arg, build_dir=build_dir)
     down = [f"{r.name} ({r.phase}{'' if r.alive else ', not running'})" for r in rows
@@ -182,7 +182,7 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
         raise InputError(f"{spec_path} changed since `launch up` of {state.environment}",
                          hint="run `launch up` again (or restore the file) so the rounds "
                               "match the running lab")
-    spec = spec_mod.load(spec_path)
+    spec = byof.load_any(spec_path)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     targets = {h: up.target(state.environment, h, build_dir=build_dir) for h in state.hosts}
     mon = state.hosts[plan.monitor.name]
@@ -242,6 +242,60 @@ def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
     except ValueError:
         doc = {"raw": res.stdout.strip()}
     return doc if isinstance(doc, dict) else {"value": doc}
+
+
+def check_byof(prom: Prometheus, lab: Lab) -> dict[str, Any]:
+    """What can be known of a BYOF network's channel without touching it beyond its
+    operations endpoints (fabperf did not set it up, so there is no bootstrap marker): the
+    peers' ledger_blockchain_height for the spec's channel, as the monitor scraped it. The
+    chaincode is the spec's word (a missing one shows as failed transactions)."""
+    spec = lab.plan.spec
+    doc: dict[str, Any] = {"byof": True, "channel": spec.channel, "chaincode": spec.chaincode,
+                           "channel_checked": False, "chaincode_checked": False}
+    if not spec.operations:
+        doc["note"] = ("the spec lists no operations endpoint: channel and chaincode are "
+                       "taken from the spec unchecked")
+        return doc
+    query = (f'max by (host) (ledger_blockchain_height{{job="fabric", '
+             f'channel="{spec.channel}"}})')
+    try:
+        heights = {labels.get("host", "?"): int(v)
+                   for labels, v in vector(prom.query(query))}
+    except ExternalError as exc:
+        doc["note"] = f"Prometheus could not be asked for the channel: {exc.message}"
+        return doc
+    doc["query"] = query
+    if heights:
+        doc.update(channel_checked=True, heights=heights,
+                   note=f"channel {spec.channel} is on {len(heights)} scraped peer(s); the "
+                        "chaincode is taken from the spec unchecked")
+    else:
+        doc["note"] = (f"no operations endpoint reports channel {spec.channel} "
+                       "(ledger_blockchain_height) yet: channel and chaincode are taken "
+                       "from the spec unchecked")
+    return doc
+
+
+def byof_notes(lab: Lab, checked: Mapping[str, Any]) -> list[str]:
+    """What a BYOF run's summary says about the evidence it could not have."""
+    ops = lab.plan.spec.operations
+    with_cpus = [o.host for o in ops if o.cpus]
+    notes = [f"BYOF: {checked.get('note', '')}"]
+    if with_cpus:
+        notes.append("BYOF: fabperf runs no exporter on the user's Fabric hosts: the "
+                     "fabric-cpu rule reads the operations endpoints' process CPU over the "
+                     f"vCPUs the spec gives (for {', '.join(with_cpus)}); no host's total "
+                     "CPU and no chaincode process CPU")
+    else:
+        notes.append("BYOF: fabperf runs no exporter on the user's Fabric hosts and the spec "
+                     "gives no operations endpoint's cpus: the verdict's fabric-cpu rule has "
+                     "no data (Fabric process CPU unavailable); it uses Caliper's numbers, "
+                     "the worker VMs' metrics and the user's operations metrics")
+    if not lab.plan.spec.operations:
+        notes.append("BYOF: no operations endpoint is scraped: the ledger cross-check is "
+                     "skipped (no ledger_transaction_count) and the committed rate is not "
+                     "plotted")
+    return notes
 
 
 def select_rounds(spec: Any, options: Options) -> tuple[Any, ...]:
@@ -547,7 +601,10 @@ def fetch_versions(door: Door, lab: Lab, local: Mapping[str, Any]) -> dict[str, 
         except ValueError:
             images[h.image] = {"host": h.name, "image_id": h.image_id,
                                "error": f"no readable {contract.IMAGE_JSON}"}
-    return {"images": images, "fabric_version": lab.plan.spec.fabric.version, **local}
+    out = {"images": images, "fabric_version": lab.plan.spec.fabric.version, **local}
+    if lab.plan.kind == "byof":
+        out["fabric_version_source"] = "declared in the BYOF spec (the user's network)"
+    return out
 
 
 def fabperf_version() -> dict[str, str]:
@@ -590,13 +647,14 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     t_begin = clock()
     prom = prom or Prometheus(lab.prometheus_url)
     pushgateway = pushgateway or Pushgateway(lab.pushgateway_url)
-    bootstrap = check_bootstrapped(door, lab)
+    byof = lab.plan.kind == "byof"
+    bootstrap = check_byof(prom, lab) if byof else check_bootstrapped(door, lab)
     rounds = select_rounds(lab.plan.spec, options)
     bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers)
     bench_text = yaml.safe_dump(bench, sort_keys=False)
     stamp = _stamp(t_begin)
     run_dir = f"{RUN_ROOT}/{stamp}"
-    notes: list[str] = []
+    notes: list[str] = byof_notes(lab, bootstrap) if byof else []
     expected = sum(2 * (r.duration or (r.tx_number or 0) / max(r.tps, 1)) for r in rounds) \
         + options.timeouts.round_slack * max(1, len(rounds)) + options.timeouts.register
     status = "complete"
@@ -670,7 +728,9 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
     res = _safe(notes, "report.html", lambda: door.run(
         lab.manager_host, f"sudo -n cat {shlex.quote(run_dir + '/report.html')}", check=False))
     report_html = res.stdout if res is not None and res.ok and res.stdout.strip() else None
-    logs: dict[str, str] = {"bootstrap.done.json": json.dumps(dict(bootstrap), indent=2)}
+    byof = lab.plan.kind == "byof"
+    logs: dict[str, str] = {"byof-check.json" if byof else "bootstrap.done.json":
+                            json.dumps(dict(bootstrap), indent=2)}
     for host, n in lab.workers.items():
         for unit in _units(n):
             out = _safe(notes, f"log of {unit} on {host}", lambda h=host, u=unit: door.run(
@@ -712,7 +772,8 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
                  "worker_vms": [{"host": w.host, "processes": lab.workers[w.host],
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
-        timings=timings, notes=tuple(notes))
+        timings=timings, notes=tuple(notes),
+        ledger_expected=not byof or bool(lab.plan.spec.operations))
 
 
 def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, results_root: Path,

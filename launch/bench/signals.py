@@ -88,6 +88,20 @@ def slope(points: Sequence[Point]) -> float:
     return sum((t - mt) * (v - mv) for t, v in points) / den if den else 0.0
 
 
+def operations_cpu(data: Any) -> dict[str, float]:
+    """"host/role" -> share of its host's vCPUs, from the operations endpoints' process CPU
+    (cores) of the series that carry a `cpus` label (BYOF endpoints whose spec gives it)."""
+    out: dict[str, float] = {}
+    for labels, cores in vector(data):
+        try:
+            cpus = int(labels.get("cpus", ""))
+        except ValueError:
+            continue
+        if cpus > 0:
+            out[f"{labels.get('host', '?')}/{labels.get('role', '?')}"] = cores / cpus
+    return out
+
+
 def from_responses(resp: Any) -> RoundSignals:
     """RoundSignals of a RoundResponses."""
     inst, rng = resp.instant, resp.ranges
@@ -108,12 +122,15 @@ def from_responses(resp: Any) -> RoundSignals:
     # the pushed counters drop to zero when a worker ends its round (Caliper resets its
     # registry before the last push): such samples are no in-flight measurement
     inflight = tuple(p for p in one.get("inflight", ()) if p[1] >= 0)
+    fabric_cpu = _keyed(inst.get("fabric_cpu"), ("host", "groupname"), "{}/{}")
+    if not fabric_cpu:
+        fabric_cpu = operations_cpu(inst.get("fabric_process_cpu"))
     return RoundSignals(
         worker_vm_cpu=_keyed(inst.get("worker_vm_cpu"), ("host",)),
         worker_process_cpu=_keyed(inst.get("worker_process_cpu"), ("workerIndex",),
                                   "worker {}"),
         eventloop_lag=_keyed(inst.get("eventloop_lag"), ("workerIndex",), "worker {}"),
-        fabric_cpu=_keyed(inst.get("fabric_cpu"), ("host", "groupname"), "{}/{}"),
+        fabric_cpu=fabric_cpu,
         percentiles=pct,
         latency_buckets=tuple(b for b in buckets if not math.isinf(b) and not math.isnan(b)),
         inflight=inflight,

@@ -47,8 +47,10 @@ def round_plans(benchmark: Mapping[str, Any]) -> list[RoundPlan]:
 
 def summarize_round(plan: RoundPlan, result: RoundResult | None, log: RoundLog | None,
                     responses: RoundResponses | None, thresholds: Thresholds,
-                    interrupted: bool = False) -> tuple[RoundSummary, RoundSignals]:
-    """One RoundSummary (and the signals, for the plots)."""
+                    interrupted: bool = False, ledger_expected: bool = True
+                    ) -> tuple[RoundSummary, RoundSignals]:
+    """One RoundSummary (and the signals, for the plots). `ledger_expected` False: no
+    operations metrics are scraped (a BYOF spec without them), the cross-check is skipped."""
     signals = from_responses(responses) if responses is not None else RoundSignals()
     if log is not None and log.error:
         status = "failed"
@@ -64,7 +66,8 @@ def summarize_round(plan: RoundPlan, result: RoundResult | None, log: RoundLog |
     if responses is not None and result is not None:
         check = ledger_mod.cross_check(responses.ledger_before, responses.ledger_after,
                                        succeeded, tolerance=thresholds.crosscheck_tolerance,
-                                       read_only=ledger_mod.is_read_only(plan.workload))
+                                       read_only=ledger_mod.is_read_only(plan.workload),
+                                       expected=ledger_expected)
         ledger = check.to_json()
     else:
         ledger = {"committed": None, "succeeded": succeeded, "per_peer": {},
@@ -109,7 +112,8 @@ def summarize(*, environment: str, stamp: str, status: str, started_at: str,
               report: Sequence[RoundResult] | None, mlog: ManagerLog | None,
               responses: Mapping[int, RoundResponses], thresholds: Thresholds,
               caliper: Mapping[str, Any], timings: Mapping[str, float] | None = None,
-              notes: Sequence[str] = ()) -> tuple[Summary, list[tuple[str, float, RoundSignals]]]:
+              notes: Sequence[str] = (), ledger_expected: bool = True
+              ) -> tuple[Summary, list[tuple[str, float, RoundSignals]]]:
     """The Summary of a run and (label, window start, signals) per round for the plots."""
     by_label = results_by_label(report, mlog)
     logs = {r.index: r for r in mlog.rounds} if mlog is not None else {}
@@ -122,7 +126,8 @@ def summarize(*, environment: str, stamp: str, status: str, started_at: str,
     for p in plans:
         rs, sig = summarize_round(p, by_label.get(p.label), logs.get(p.index),
                                   responses.get(p.index), thresholds,
-                                  interrupted=status == "interrupted")
+                                  interrupted=status == "interrupted",
+                                  ledger_expected=ledger_expected)
         rounds.append(rs)
         plotted.append((p.label, rs.window["start"] if rs.window else 0.0, sig))
         if rs.ledger.get("flagged"):

@@ -347,3 +347,120 @@ def test_launch_bench_two_rounds_verdicts_ledger_and_panels(local_env, tmp_path)
 def test_down_of_an_unknown_environment_exits_2(tmp_path):
     res = cli("launch", "down", "never-launched", "--build-dir", tmp_path, check=False)
     assert res.returncode == 2 and "unknown environment" in res.stderr
+
+
+# --- BYOF: the local environment as a network fabperf did not render for it ---------------
+
+def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
+        local_env, caliper_image, monitor_image, tmp_path):
+    """`launch byof` + `launch bench` against local_env's Fabric VM, addressed only through
+    what a user exports: the peer's TLS CA and its MSP's CA (`launch ssh ... cat` on the
+    Fabric VM), Org1's User1 (from its client machine, local_env's worker VM), and where the
+    peer and its operations endpoint are reachable (the forwarded ports `launch status`
+    shows). The BYOF VMs sit on their own QEMU switch: they reach the peer through the
+    host (10.0.2.2 in QEMU user networking) under its own name, by a host alias."""
+    from launch.bench import results
+
+    env, bdir = local_env["env"], local_env["bdir"]
+    byof_env = "e2e-byof"
+    files = tmp_path / "exported"
+    files.mkdir()
+
+    def export(host: str, command: str) -> str:
+        out = launch_ssh(bdir, env, host, command)
+        assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
+        return out.stdout
+
+    (files / "tlsca.crt").write_text(export("fabric", "sudo -n cat /etc/fabperf/peer/tls/ca.crt"))
+    (files / "ca.crt").write_text(export(
+        "fabric", "sudo -n sh -c 'cat /etc/fabperf/peer/msp/cacerts/*.pem'"))
+    nc = yaml.safe_load(export("caliper", "sudo -n cat /etc/fabperf/caliper/networkconfig.yaml"))
+    ident = nc["organizations"][0]["identities"]["certificates"][0]
+    assert ident["name"] == "User1"
+    (files / "user1.crt").write_text(ident["clientSignedCert"]["pem"])
+    key = files / "user1.key"
+    key.touch(mode=0o600)
+    key.write_text(ident["clientPrivateKey"]["pem"])
+    status = json.loads(cli("launch", "status", env, "--build-dir", bdir, "--output",
+                            "json").stdout)
+    ports = next(h for h in status["hosts"] if h["name"] == "fabric")["ports"]
+    peer_port, ops_port = ports["7051"], ports["9443"]
+
+    def spec(name: str, endpoint: str, ops: str, **gateway: str) -> Path:
+        doc = {
+            "kind": "byof", "name": name, "provider": "qemu",
+            "settings": {"accel": "tcg", "cpus": 2, "memory_mb": 1536},
+            "network": {"cidr": "10.78.0.0/24"},
+            "images": {"caliper-worker": str(caliper_image), "monitor": str(monitor_image)},
+            "fabric": {
+                "version": "3.0.0", "channel": "mychannel", "chaincode": "fixed-asset",
+                "msps": [{"msp_id": "Org1MSP", "ca_cert": "exported/ca.crt",
+                          "identities": [{"name": "User1", "cert": "exported/user1.crt",
+                                          "key": "exported/user1.key"}]}],
+                "gateways": [{"endpoint": endpoint, "msp_id": "Org1MSP",
+                              "tls_ca": "exported/tlsca.crt", **gateway}],
+                # cpus: the Fabric VM's vCPUs (local_env's settings), for the fabric-cpu rule
+                "operations": [{"url": ops, "host": "peer0.org1.example.com", "cpus": 2}],
+                "hosts": {"peer0.org1.example.com": "10.0.2.2"},
+            },
+            "caliper": {"workers": {"vms": 1, "processes": 2}, "rounds": [{
+                "label": "create", "tps": 10, "duration": 30,
+                "workload": {"module": "workloads/create-asset.js",
+                             # ids of their own: local_env's bench created asset_0_*
+                             "arguments": {"payloadSize": 100, "idPrefix": "byof"}}}]},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    # the preflight's TLS check against the real peer, dialled from this machine (its
+    # forwarded port; the name the certificate carries through the server-name override)
+    probe = spec("e2e-byof-probe", f"127.0.0.1:{peer_port}",
+                 f"http://127.0.0.1:{ops_port}/metrics",
+                 tls_server_name="peer0.org1.example.com")
+    checked = cli("launch", "byof", probe, "--check", "--output", "json", check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["failures"] == [], report
+    assert any(f"127.0.0.1:{peer_port} presents" in line and "for peer0.org1.example.com"
+               in line for line in report["ok"]), report
+    assert any("CN=User1@org1.example.com" in line for line in report["ok"]), report
+
+    # the BYOF environment: the workers dial the peer by its own name, aliased to the host
+    path = spec(byof_env, f"peer0.org1.example.com:{peer_port}",
+                f"http://peer0.org1.example.com:{ops_port}/metrics")
+    try:
+        with timed("byof: launch byof (caliper + monitor)"):
+            up = cli("launch", "byof", path, "--build-dir", bdir, "--output", "json",
+                     timeout=3600, log=tmp_path / "byof.log", check=False)
+        assert up.returncode == 0, (tmp_path / "byof.log").read_text()[-4000:]
+        assert sorted(h["name"] for h in json.loads(up.stdout)["hosts"]) == ["caliper0",
+                                                                            "monitor"]
+        st = json.loads(cli("launch", "status", byof_env, "--build-dir", bdir, "--output",
+                            "json").stdout)
+        assert st["fabric"]["state"].startswith("byof")
+        alias = launch_ssh(bdir, byof_env, "caliper0", "getent hosts peer0.org1.example.com")
+        assert alias.stdout.split()[0] == "10.0.2.2", alias.stdout + alias.stderr
+
+        out = tmp_path / "results"
+        with timed("byof: launch bench (1 round x 30 s)"):
+            res = cli("launch", "bench", byof_env, "--build-dir", bdir, "--results-dir", out,
+                      "--output", "json", timeout=3600, log=tmp_path / "bench.log",
+                      check=False)
+        assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
+        bundle = Path(json.loads(res.stdout)["bundle"])
+        assert results.check_bundle(bundle) == []
+        summary = json.loads((bundle / "summary.json").read_text())
+        (rnd,) = summary["rounds"]
+        assert rnd["status"] == "completed" and rnd["succeeded"] > 0, rnd
+        # the user's operations metrics were scraped: channel seen, ledger cross-checked
+        assert rnd["ledger"]["applicable"] is True and rnd["ledger"]["flagged"] is False
+        assert "peer0.org1.example.com mychannel" in rnd["ledger"]["per_peer"], rnd["ledger"]
+        check = json.loads((bundle / "logs" / "byof-check.json").read_text())
+        assert check["channel_checked"] is True, check
+        # the Fabric side's CPU from the peer's own operations metrics (no exporter there)
+        cpu = next(c for c in rnd["verdict"]["checks"] if c["rule"] == "fabric-cpu")
+        assert cpu["fired"] is not None and cpu["where"] == "peer0.org1.example.com/peer", cpu
+        assert any("reads the operations endpoints' process CPU" in n for n in summary["notes"])
+    finally:
+        down_and_check_clean(bdir, byof_env)
