@@ -164,7 +164,8 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
         return
-    up_cmd.callback(env_file=byof_file, only=(), keep_on_failure=keep_on_failure,  # type: ignore[misc]
+    up_cmd.callback(env_file=byof_file, only=(), recreate=False,  # type: ignore[misc]
+                    keep_on_failure=keep_on_failure,
                     wait="ready", ready_timeout=ready_timeout, build_dir=build_dir,
                     output=output)
 

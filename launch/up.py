@@ -22,8 +22,9 @@ import hashlib
 import ipaddress
 import logging
 import shutil
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,10 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     with store.lock():
         before = store.load()
         if before is not None and recreate:
+            # the hosts that stay must be what this spec makes of them: checked on a trial
+            # render beside the bundle (same crypto, same nonce) before anything is removed
+            _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
+                                                         repo_root), spec_path)
             gone = [n for n in wanted if n in before.hosts]
             log.info("%s: recreating %s", name, ", ".join(gone))
             report = provider.destroy_hosts(gone)
@@ -198,8 +203,6 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
                             manifest_root=repo_root)
             store.update(nonce=bundle.nonce)
             timings["render"] = round(time.monotonic() - t, 1)
-            if recreate and before is not None:
-                _check_kept(before, wanted, bundle.user_data, spec_path)
 
             t = time.monotonic()
             todo = []
@@ -253,6 +256,16 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _trial_user_data(render: Callable[..., Any], spec: Any, edir: Path, nonce: str,
+                     repo_root: Path) -> Mapping[str, Any]:
+    """Every host's user-data as this spec renders it on a copy of the current bundle."""
+    with tempfile.TemporaryDirectory(prefix=".trial-", dir=edir) as tmp:
+        trial = Path(tmp) / "bundle"
+        if (edir / "bundle").is_dir():
+            shutil.copytree(edir / "bundle", trial, symlinks=True)
+        return dict(render(spec, trial, nonce=nonce or None, manifest_root=repo_root).user_data)
 
 
 def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],

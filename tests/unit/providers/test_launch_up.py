@@ -418,8 +418,16 @@ def test_recreate_refuses_a_change_that_reaches_the_kept_hosts(env, monkeypatch,
                                      "workers": {"vms": 1, "processes": 3}}}
     derived = tmp_path / "derived.yaml"
     derived.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = StateStore(env["build"] / "environments" / env["doc"]["name"]).load()
+    bundle = env["build"] / "environments" / env["doc"]["name"] / "bundle"
+    ud = (bundle / "nodes" / "caliper" / "user-data").read_bytes()
     with pytest.raises(InputError, match="reaches hosts that keep running"):
         up.up(derived, build_dir=env["build"], repo_root=REPO, only=("fabric",),
               recreate=True)
+    # refused before anything was removed or rewritten
+    after = StateStore(env["build"] / "environments" / env["doc"]["name"]).load()
+    assert after == before
+    assert (bundle / "nodes" / "caliper" / "user-data").read_bytes() == ud
+    assert not list(bundle.parent.glob(".trial-*"))
     with pytest.raises(InputError, match="--only"):
         up.up(derived, build_dir=env["build"], repo_root=REPO, recreate=True)
