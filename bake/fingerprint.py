@@ -10,6 +10,7 @@ base image identity (qemu: its sha256; aws: the AMI filter; openstack: the sourc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -78,9 +79,16 @@ def inputs(root: Path, spec: ImageSpec, provider: Provider,
     goss = {rel(p): sha256_file(p) for p in spec.goss_paths(root)}
     cas = sorted(sha256_file(Path(c)) for c in profile.extra_ca_certs) \
         if not profile.remove_extra_ca_certs else []
-    template = render.render(root, spec, provider, profiles.canonical(profile),
-                             render.RenderEnv.canonical())
     from bake import buildroot, prebuild  # prebuild hashes files with sha256_file (here)
+
+    # the template is hashed with host paths (FABRIC_SOURCE...) as the content they name:
+    # the same tarball under another spelling or place is the same image
+    ident = prebuild.versions_identity(root, spec)
+    canonical_spec = dataclasses.replace(spec, versions=tuple(
+        (k, ident[k] if k in prebuild.HOST_PATH_VERSIONS and v else v)
+        for k, v in spec.versions))
+    template = render.render(root, canonical_spec, provider, profiles.canonical(profile),
+                             render.RenderEnv.canonical())
 
     pre = None
     if spec.prebuild_scripts:
@@ -93,7 +101,7 @@ def inputs(root: Path, spec: ImageSpec, provider: Provider,
         "image": spec.name,
         "provider": provider.value,
         "image_yaml": image_yaml,
-        "versions": prebuild.versions_identity(root, spec),
+        "versions": ident,
         "prebuild": pre,
         "scripts": dict(sorted(scripts.items())),
         "files": dict(sorted(files.items())),
