@@ -381,6 +381,16 @@ def build_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: 
     outcomes: list[Outcome] = []
     for t in targets:
         ok, reason = (False, "--force") if force else up_to_date(t, entries, progress)
+        if not ok and not force:
+            # an earlier bake of this very fingerprint whose artifact still exists: it
+            # becomes the current one again (A/B comparisons switch images this way)
+            prev = manifest.earlier(build_dir, t.spec.name, t.provider.value,
+                                    t.fingerprint.digest)
+            if prev is not None and up_to_date(t, {t.spec.name: {t.provider.value: prev}},
+                                               progress)[0]:
+                manifest.record(build_dir, t.spec.name, t.provider.value, prev)
+                entries = manifest.load(build_dir)
+                ok, reason = True, f"baked before ({prev.built_at or prev.name}), current again"
         if ok:
             e = entries[t.spec.name][t.provider.value]
             progress(f"{t.name}: {reason}, skipped")

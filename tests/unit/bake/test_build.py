@@ -299,3 +299,41 @@ def test_stages_are_timed_and_named_by_script() -> None:
         ("boot -> SSH", 70), ("uploads", 30), ("common/base.sh", 309),
         ("fabric-node/fabric.sh", 21), ("goss", 40), ("seal + shutdown", 30), ("convert", 30)]
     assert "stage common/base.sh: 5:09" in seen
+
+
+
+def test_an_earlier_bake_of_the_same_fingerprint_is_a_cache_hit(fake_repo: Path,
+                                                                 build_dir: Path) -> None:
+    """A/B: bake ref A, bake ref B (A goes to the history), ask for A again: no Packer
+    (the runner's door is closed), A is current again, B is in the history."""
+    def fabric(ref: str) -> build.Target:
+        return build.plan(fake_repo, build_dir, Provider.QEMU, ["fabric-node"],
+                          profiles.make_overrides(None, [], env={}),
+                          version_sets=[f"FABRIC_REF={ref}"])[0]
+
+    a, b = fabric("v2.5.12"), fabric("v3.0.0")
+    assert a.fingerprint.digest != b.fingerprint.digest
+    _fake_built([a], build_dir)
+    _fake_built([b], build_dir)
+    hist = manifest.load_history(build_dir)["fabric-node"]["qemu"]
+    assert [e.fingerprint for e in hist] == [a.fingerprint.digest]
+    out = _Recorder()
+    (o,) = build.build_targets([a], fake_repo, build_dir, build.PackerInfo(), out)
+    assert o.action == "skipped" and "baked before" in o.reason
+    assert manifest.load(build_dir)["fabric-node"]["qemu"].fingerprint == a.fingerprint.digest
+    hist = manifest.load_history(build_dir)["fabric-node"]["qemu"]
+    assert [e.fingerprint for e in hist] == [b.fingerprint.digest]
+    # an earlier artifact that was deleted is no hit: the door (Packer) is reached
+    Path(hist[0].artifact["path"]).unlink()
+    with pytest.raises(runner.SubprocessForbidden):
+        build.build_targets([b], fake_repo, build_dir, build.PackerInfo(), _Recorder())
+
+
+def test_the_history_is_bounded(build_dir: Path) -> None:
+    for i in range(manifest.HISTORY_LIMIT + 5):
+        manifest.record(build_dir, "fabric-node", "qemu", manifest.Entry(
+            name=f"n{i}", fingerprint=f"{i:064x}", artifact={"path": f"/x/{i}"}))
+    hist = manifest.load_history(build_dir)["fabric-node"]["qemu"]
+    assert len(hist) == manifest.HISTORY_LIMIT and hist[0].name == f"n{manifest.HISTORY_LIMIT + 3}"
+    assert manifest.load(build_dir)["fabric-node"]["qemu"].name == \
+        f"n{manifest.HISTORY_LIMIT + 4}"
