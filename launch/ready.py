@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +190,10 @@ def _read_failed(probe: Probe) -> str:
     return res.stdout.strip() if res is not None and res.ok else ""
 
 
+class _Stopped(Exception):
+    """A waiter told to stop (the main thread was interrupted)."""
+
+
 def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = None,
              **kw: object) -> list[HostReadiness]:
     """Wait for every host in parallel; raise one error listing every host that failed."""
@@ -196,13 +201,31 @@ def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = No
         return []
     results: dict[str, HostReadiness] = {}
     errors: list[NotReady] = []
-    with ThreadPoolExecutor(max_workers=min(8, len(probes))) as pool:
-        futures = {pool.submit(wait_host, p, nonce, timeouts, **kw): p for p in probes}  # type: ignore[arg-type]
+    # Ctrl-C (or SIGTERM, raised as an interrupt) in the main thread stops every waiter at
+    # its next pause, so the caller's rollback starts at once instead of after the timeouts
+    stop = threading.Event()
+    pause = kw.pop("sleep", None)
+
+    def sleep(seconds: float) -> None:
+        if pause is not None:
+            pause(seconds)
+        if stop.wait(0 if pause is not None else seconds):
+            raise _Stopped
+
+    pool = ThreadPoolExecutor(max_workers=min(8, len(probes)))
+    try:
+        futures = {pool.submit(wait_host, p, nonce, timeouts, sleep=sleep, **kw): p  # type: ignore[arg-type]
+                   for p in probes}
         for fut, p in futures.items():
             try:
                 results[p.host] = fut.result()
             except NotReady as exc:
                 errors.append(exc)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if errors:
         if len(errors) == 1:
             raise errors[0]

@@ -140,3 +140,25 @@ def test_wait_all_reports_every_failed_host():
     with pytest.raises(ExternalError, match="2 hosts not ready") as exc2:
         wait_all([bad, bad2], "N1", Timeouts(poll=0))
     assert "host b" in str(exc2.value) and "host c" in str(exc2.value)
+
+
+def test_ctrl_c_stops_every_waiter_at_once():
+    """Ctrl-C while hosts boot: wait_all raises at once and leaves no waiter behind (the
+    rollback must not wait for the readiness timeouts)."""
+    import _thread
+    import threading
+
+    waiting = threading.Event()
+
+    def alive() -> bool:
+        waiting.set()
+        return False                      # never boots: the process layer waits an hour
+
+    probes = [Probe(h, alive=alive, ssh=lambda c, t: done(), console_tail=lambda n: "",
+                    died=lambda: "") for h in ("a", "b")]
+    threading.Thread(target=lambda: (waiting.wait(10), _thread.interrupt_main()),
+                     daemon=True).start()
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        wait_all(probes, "N1", Timeouts(process=3600, poll=0.05))
+    assert threading.active_count() <= before      # every waiter thread has ended
