@@ -316,8 +316,8 @@ def test_launch_bench_two_rounds_verdicts_ledger_and_panels(local_env, tmp_path)
 
     env, bdir = local_env["env"], local_env["bdir"]
     out = tmp_path / "results"
-    with timed("local: launch bench (2 rounds x 30 s)"):
-        res = cli("launch", "bench", env, "--tps", "10", "--duration", "30", "--build-dir",
+    with timed("local: launch bench (2 rounds x 30 s at 4 TPS)"):
+        res = cli("launch", "bench", env, "--tps", "4", "--duration", "30", "--build-dir",
                   bdir, "--results-dir", out, "--output", "json", timeout=3600,
                   log=tmp_path / "bench.log", check=False)
     assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
@@ -404,7 +404,7 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
                 "hosts": {"peer0.org1.example.com": "10.0.2.2"},
             },
             "caliper": {"workers": {"vms": 1, "processes": 2}, "rounds": [{
-                "label": "create", "tps": 10, "duration": 30,
+                "label": "create", "tps": 4, "duration": 30,
                 "workload": {"module": "workloads/create-asset.js",
                              # ids of their own: local_env's bench created asset_0_*
                              "arguments": {"payloadSize": 100, "idPrefix": "byof"}}}]},
