@@ -57,6 +57,7 @@ from launch.contract import (
     BOOTSTRAP_DIR,
     CALIPER_DIR,
     CALIPER_USER,
+    CALIPER_WORKER_BENCHMARK,
     CALIPER_WORKER_ENV,
     CHAINCODE_ENV,
     FABRIC_USER,
@@ -167,6 +168,7 @@ def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
             File(f"{CALIPER_DIR}/networkconfig.yaml", s.network_configs[host.name],
                  CALIPER_OWNER, "0600"),
             File(f"{CALIPER_DIR}/caliper.yaml", s.caliper_yaml, CALIPER_OWNER),
+            File(CALIPER_WORKER_BENCHMARK, caliper.worker_benchmark_text(plan), CALIPER_OWNER),
             File(CALIPER_WORKER_ENV, cloudinit.env_text(
                 caliper.worker_env(plan, worker), title="Caliper remote workers",
                 environment=spec.name, host=host.name)),

@@ -43,6 +43,7 @@ from launch.byof import ByofSpec
 from launch.cloudinit import File, UserData
 from launch.contract import (
     CALIPER_DIR,
+    CALIPER_WORKER_BENCHMARK,
     CALIPER_WORKER_ENV,
     GRAFANA_ENV,
     LAUNCH_JSON,
@@ -100,6 +101,7 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
                 File(f"{CALIPER_DIR}/networkconfig.yaml", network_configs[host.name],
                      CALIPER_OWNER, "0600"),
                 File(f"{CALIPER_DIR}/caliper.yaml", caliper_yaml, CALIPER_OWNER),
+                File(CALIPER_WORKER_BENCHMARK, caliper.worker_benchmark_text(plan), CALIPER_OWNER),
                 File(CALIPER_WORKER_ENV, cloudinit.env_text(
                     caliper.worker_env(plan, worker), title="Caliper remote workers",
                     environment=spec.name, host=host.name)),

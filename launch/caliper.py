@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from launch import crypto
+from launch.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.contract import PORTS
 from launch.fabric import org_of
 from launch.plan import CaliperWorker, Plan
@@ -122,6 +125,7 @@ def worker_env(plan: Plan, worker: CaliperWorker) -> dict[str, str]:
     """/etc/fabperf/caliper/worker.env: how many caliper-worker@N units, and the broker."""
     return {
         "CALIPER_WORKERS": str(worker.processes),
+        "CALIPER_BENCHCONFIG": WORKER_BENCHCONFIG,
         "CALIPER_WORKER_COMMUNICATION_ADDRESS":
             f"mqtt://{plan.monitor.address}:{PORTS['mqtt']}",
     }
@@ -139,6 +143,36 @@ def _round(plan: Plan, rnd: Any, default_contract: str) -> dict[str, Any]:
     arguments = {"contractId": default_contract, **rnd.workload_arguments}
     out["workload"] = {"module": rnd.workload_module, "arguments": arguments}
     return out
+
+
+def tx_observers(plan: Plan) -> list[dict[str, Any]]:
+    """Caliper's prometheus-push transaction observer: every worker pushes its transaction
+    and process metrics to the monitor's Pushgateway (job caliper-workers)."""
+    return [{"module": "prometheus-push", "options": {
+        "pushInterval": PUSH_INTERVAL_MS,
+        "pushUrl": f"http://{plan.monitor.address}:{PORTS['pushgateway']}",
+        "processMetricCollectInterval": PUSH_INTERVAL_MS,
+        "defaultLabels": {"environment": plan.spec.name},
+        "histogramBuckets": {"explicit": list(LATENCY_BUCKETS)},
+    }}]
+
+
+def worker_benchmark(plan: Plan) -> dict[str, Any]:
+    """The benchmark config a remote worker starts with (WORKER_BENCHCONFIG). Its rounds
+    come from the manager over MQTT, but a worker builds its transaction observers from
+    its own file's `monitors.transaction` (caliper-core TxObserverInterface): without
+    them here, nothing is pushed."""
+    return {
+        "test": {"name": f"fabperf-{plan.spec.name}-worker",
+                 "description": "remote worker: the manager's benchmark drives the rounds",
+                 "workers": {"number": 1}, "rounds": []},
+        "monitors": {"transaction": tx_observers(plan)},
+    }
+
+
+def worker_benchmark_text(plan: Plan) -> str:
+    """worker_benchmark as the YAML file cloud-init writes."""
+    return yaml.safe_dump(worker_benchmark(plan), sort_keys=False)
 
 
 def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
@@ -172,13 +206,7 @@ def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
                        for r in (spec.caliper.rounds if rounds is None else rounds)],
         },
         "monitors": {
-            "transaction": [{"module": "prometheus-push", "options": {
-                "pushInterval": PUSH_INTERVAL_MS,
-                "pushUrl": f"http://{monitor}:{PORTS['pushgateway']}",
-                "processMetricCollectInterval": PUSH_INTERVAL_MS,
-                "defaultLabels": {"environment": spec.name},
-                "histogramBuckets": {"explicit": list(LATENCY_BUCKETS)},
-            }}],
+            "transaction": tx_observers(plan),
             # The manager runs on a worker VM: Prometheus is the monitor's.
             "resource": [{"module": "prometheus", "options": {
                 "url": f"http://{monitor}:{PORTS['prometheus']}",

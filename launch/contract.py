@@ -95,6 +95,8 @@ CALIPER_WORKSPACE = "/opt/fabperf/caliper"               # baked: node_modules, 
 CALIPER_USER = "caliper"
 CALIPER_WORKER_ENV = "/etc/fabperf/caliper/worker.env"  # CALIPER_WORKERS=N, CALIPER_* settings
 CALIPER_WORKER_BENCHCONFIG = "/opt/fabperf/caliper/benchmarks/worker.yaml"  # baked placeholder
+# the rendered one (its transaction observers push to the monitor); worker.env points at it
+CALIPER_WORKER_BENCHMARK = "/etc/fabperf/caliper/worker-benchmark.yaml"
 CALIPER_WORKLOADS = "/opt/fabperf/caliper/workloads"     # {create,read,update}-asset.js
 BENCHMARK_CHAINCODE = "fixed-asset"                      # default contractId of the baked workloads
 

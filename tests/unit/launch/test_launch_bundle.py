@@ -305,3 +305,16 @@ def test_tls_certificates_carry_every_name_of_their_host(aws) -> None:
         host = aws.plan.host(node.host)
         assert {node.fqdn, node.short, host.name, host.fqdn} <= names, node.fqdn
         assert host.address in addresses, node.fqdn
+
+
+def test_workers_start_with_a_bench_config_whose_observers_push_to_the_monitor(local) -> None:
+    """A remote Caliper worker builds its transaction observers from its own bench config
+    (not the manager's): the rendered one names the Pushgateway, and worker.env selects it
+    over the image's placeholder (EnvironmentFile= wins over the unit's Environment=)."""
+    files = files_of(cloud_config(local.user_data["caliper"].data))
+    bench = yaml.safe_load(files[f"{CALIPER_DIR}/worker-benchmark.yaml"]["content"])
+    (obs,) = bench["monitors"]["transaction"]
+    assert obs["module"] == "prometheus-push"
+    assert obs["options"]["pushUrl"] == f"http://{local.plan.monitor.address}:9091"
+    env = files[f"{CALIPER_DIR}/worker.env"]["content"]
+    assert f"CALIPER_BENCHCONFIG={CALIPER_DIR}/worker-benchmark.yaml" in env.replace('"', "")
