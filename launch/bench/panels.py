@@ -99,12 +99,38 @@ def empty(results: Sequence[PanelResult]) -> list[PanelResult]:
     return [r for r in results if r.series == 0]
 
 
+@dataclass(frozen=True)
+class Topology:
+    """What the panels watch: some only exist for some networks."""
+
+    consensus: str = "etcdraft"     # etcdraft | BFT
+    orderers: int = 1
+
+
+# panels (by title prefix) that a network of another kind legitimately leaves empty
+_ONLY_WHEN = (
+    ("BFT ", lambda t: t.consensus.lower() == "bft", "BFT channels only"),
+    ("Cluster comm", lambda t: t.orderers > 1, "orderer clusters (more than one orderer) only"),
+)
+
+
+def not_applicable(panel: str, topology: Topology) -> str:
+    """Why a panel has no data to show on this topology ('' when it must have data)."""
+    for prefix, applies, why in _ONLY_WHEN:
+        if panel.startswith(prefix) and not applies(topology):
+            return why
+    return ""
+
+
 def assert_panels_have_data(prometheus_url: str, *, directory: Path = DASHBOARDS,
-                            at: float | None = None, allow_empty: Iterable[str] = ()) -> None:
-    """AssertionError naming every panel query (other than `allow_empty` panel titles)
-    that returned no series."""
+                            at: float | None = None, allow_empty: Iterable[str] = (),
+                            topology: Topology | None = None) -> None:
+    """AssertionError naming every panel query (other than `allow_empty` panel titles and,
+    with a topology, the panels it leaves empty by design) that returned no series."""
     allowed = set(allow_empty)
-    res = check(Prometheus(prometheus_url), panel_queries(directory), at)
+    queries = [q for q in panel_queries(directory)
+               if topology is None or not not_applicable(q.panel, topology)]
+    res = check(Prometheus(prometheus_url), queries, at)
     bad = [r for r in empty(res) if r.query.panel not in allowed]
     if bad:
         raise AssertionError("panels without data:\n" + "\n".join(
