@@ -763,6 +763,14 @@ _FORK_MIN = 64          # identities: below this a second process costs more tha
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def _half(jobs: Sequence[_Job], second: bool) -> Sequence[_Job]:
+    """The parent's first half of the jobs or the child's second: contiguous, so the two
+    processes mostly create entries in different directories (an organisation's users/
+    is locked for every entry made in it)."""
+    n = len(jobs) // 2
+    return jobs[n:] if second else jobs[:n]
+
+
 def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str, int]]
                       ) -> list[dict[str, int]]:
     """Run ``identity`` on every job, half of them in a forked child process.
@@ -797,7 +805,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             total = {"issued": 0, "kept": 0}
-            for job in jobs[1::2]:
+            for job in _half(jobs, True):
                 for k, v in identity(job).items():
                     total[k] += v
             report = dict(total)
@@ -814,7 +822,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
     signal.pthread_sigmask(signal.SIG_SETMASK, old)
     os.close(wfd)
     try:
-        results = [identity(j) for j in jobs[0::2]]
+        results = [identity(j) for j in _half(jobs, False)]
         raw = b""
         while chunk := os.read(rfd, _PIPE_BUF):
             raw += chunk

@@ -534,8 +534,8 @@ def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
 
     monkeypatch.setattr(crypto, "_write_secret", full_disk)
     org = big_org(crypto._FORK_MIN)
-    # User7 is job 4 + 6 = 10 (even: the parent's) and User8 job 11 (the child's): both
-    # halves are exercised by failing one of each in turn.
+    # 4 peers, User1..User64, Admin: 69 jobs, the child takes the second half from job 34
+    # (User31): User7 is the parent's, User60 the child's; each fails in turn.
     with pytest.raises(OSError) as err:
         crypto.generate((org,), tmp_path / "a")
     assert err.value.errno == errno.ENOSPC
@@ -543,7 +543,7 @@ def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
         os.waitpid(-1, os.WNOHANG)
 
     def full_disk_child(path: str | Path, data: bytes) -> None:
-        if os.fspath(path).endswith("User8@big.example.com/msp/keystore/priv_sk"):
+        if os.fspath(path).endswith("User60@big.example.com/msp/keystore/priv_sk"):
             raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
         real(path, data)
 
@@ -551,7 +551,7 @@ def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
     with pytest.raises(OSError) as err:
         crypto.generate((org,), tmp_path / "b")
     assert err.value.errno == errno.ENOSPC
-    assert "User8@big.example.com" in str(err.value.filename)
+    assert "User60@big.example.com" in str(err.value.filename)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 
