@@ -5,12 +5,15 @@ crypto written to disk included, and print the figure.
 
 Each run renders into a fresh directory (a first render: every key and certificate is
 issued). --cryptogen times Fabric's own `cryptogen generate` for the same topology, the
-target this render should not exceed.
+target this render should not exceed: the two alternate (the order swapped every round),
+and the figure is the median of the per-round ratios, with their spread and the load
+average, since on a busy machine single runs vary threefold.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -42,13 +45,14 @@ def crypto_config(env: spec.EnvSpec) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", type=Path, default=REPO / "environments" / "big.yaml")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--cryptogen", type=Path, help="a cryptogen binary to compare with")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to render (default: a temporary directory)")
     args = parser.parse_args()
 
     env = spec.load(args.env)
+    load_before = os.getloadavg()[0]
     times: list[float] = []
     cg: list[float] = []
     with tempfile.TemporaryDirectory(prefix="render-big-", dir=args.dir) as tmp:
@@ -87,10 +91,14 @@ def main() -> int:
         if cg:
             print(f"  cryptogen generate (same topology): median {statistics.median(cg):.2f} s "
                   f"(runs: {', '.join(f'{t:.2f}' for t in cg)})")
-            ratios = [a / b for a, b in zip(times, cg, strict=True)]
+            ratios = sorted(a / b for a, b in zip(times, cg, strict=True))
+            q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
             print(f"  render / cryptogen: median of the alternated pairs "
-                  f"{statistics.median(ratios):.2f}x, of the medians "
-                  f"{statistics.median(times) / statistics.median(cg):.2f}x")
+                  f"{statistics.median(ratios):.2f}x (quartiles {q1:.2f}-{q3:.2f}, "
+                  f"range {ratios[0]:.2f}-{ratios[-1]:.2f}, {len(ratios)} pairs), "
+                  f"of the medians {statistics.median(times) / statistics.median(cg):.2f}x")
+        print(f"  load average (1 min) {load_before:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
     return 0
 
 

@@ -47,8 +47,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bake.errors import InputError
 from launch import caliper, cloudinit, crypto, fabric, monitor
 from launch import plan as planner
@@ -105,7 +103,7 @@ class _Reader:
 
 
 def _yaml(doc: object) -> str:
-    return yaml.dump(doc, Dumper=cloudinit._Dumper, sort_keys=False, width=4096)
+    return cloudinit.yaml_text(doc)
 
 
 def _json(doc: object) -> str:

@@ -11,6 +11,7 @@ no name or time, so the same inputs give the same bytes on every machine.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -59,8 +60,10 @@ def connection(port: int) -> dict[str, object]:
     return {"address": f"127.0.0.1:{port}", "dial_timeout": "10s", "tls_required": False}
 
 
+@functools.lru_cache(maxsize=256)
 def package(label: str, port: int) -> Package:
-    """The CCaaS package of a chaincode whose servers listen on ``port``."""
+    """The CCaaS package of a chaincode whose servers listen on ``port`` (a pure function,
+    cached: every peer host's chaincode env names the package ID)."""
     code = _tar_gz({"connection.json": _json(connection(port))})
     meta = _json({"type": "ccaas", "label": label})
     return Package(label, _tar_gz({"code.tar.gz": code, "metadata.json": meta}))

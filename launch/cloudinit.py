@@ -173,11 +173,55 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 
 
+_TAG = "tag:yaml.org,2002:"
+
+
+class _Unusual(Exception):
+    """A value ``_node`` leaves to the representer (it raises or anchors as it always did)."""
+
+
+def _node(data: object, seen: set[int]) -> yaml.Node:
+    """The node the safe representer (with ``_str``) makes of plain data, built directly.
+
+    The representer's generic dispatch is most of the time of dumping a render's 150
+    cloud-configs; this is the same tree for the types they hold (str, bool, int, None,
+    dict, list; a container seen twice would be an alias): the emitter then writes the
+    same bytes (a test compares every document of a big render).
+    """
+    kind = type(data)
+    if kind is str:
+        return yaml.ScalarNode(_TAG + "str", data, style="|" if "\n" in data else None)
+    if kind is bool:
+        return yaml.ScalarNode(_TAG + "bool", "true" if data else "false")
+    if kind is int:
+        return yaml.ScalarNode(_TAG + "int", str(data))
+    if data is None:
+        return yaml.ScalarNode(_TAG + "null", "null")
+    if kind is dict or kind is list:
+        if id(data) in seen:
+            raise _Unusual
+        seen.add(id(data))
+        if kind is dict:
+            return yaml.MappingNode(_TAG + "map", [(_node(k, seen), _node(v, seen))
+                                                   for k, v in data.items()], flow_style=False)
+        return yaml.SequenceNode(_TAG + "seq", [_node(v, seen) for v in data], flow_style=False)
+    raise _Unusual
+
+
+def yaml_text(doc: object, *, allow_unicode: bool | None = None) -> str:
+    """YAML of a document: keys in insertion order, block style, multi-line strings as
+    literal blocks, lines up to 4096 characters."""
+    try:
+        node = _node(doc, set())
+    except _Unusual:
+        return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096,
+                         default_flow_style=False, allow_unicode=allow_unicode)
+    return yaml.serialize(node, Dumper=_Dumper, width=4096, allow_unicode=allow_unicode)
+
+
 def dump(doc: Mapping) -> bytes:
     """#cloud-config text of a document (keys kept in insertion order)."""
-    body = yaml.dump(dict(doc), Dumper=_Dumper, sort_keys=False, width=4096,
-                     default_flow_style=False, allow_unicode=False)
-    return HEADER + body.encode()
+    return HEADER + yaml_text(dict(doc), allow_unicode=False).encode()
 
 
 def _b64_len(n: int) -> int:

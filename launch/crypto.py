@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import errno
 import hashlib
 import ipaddress
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
+import signal
 import stat
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -52,7 +55,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from bake.errors import InputError
 
 log = logging.getLogger("fabperf.crypto")
-IDENTITY_THREADS = 4
+_PIPE_BUF = 4096
 
 
 class OrgKind(StrEnum):
@@ -312,6 +315,41 @@ def _write(path: str | Path, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+# Where a hard link cannot be made (a filesystem without them, a full link count): copy.
+_NO_LINK = frozenset({errno.EPERM, errno.EMLINK, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _link(src: str, path: str, data: bytes) -> None:
+    """Make ``path`` a hard link of ``src`` (a public file holding ``data``, written first).
+
+    The CA certificates and NodeOU config every identity carries are one inode per
+    organisation: a link costs no inode and no data block (creating an inode is what an
+    ext4 render spends its time on), and a reader sees the same bytes. crypto writes every
+    changed file as a new inode, so replacing ``src`` later never changes a kept link; an
+    existing ``path`` that already holds ``data`` stays, as in ``_write``.
+    """
+    try:
+        os.link(src, path)
+        return
+    except FileExistsError:
+        try:
+            if os.path.samestat(os.stat(src), os.lstat(path)) or _same(path, data, 0o644):
+                return
+        except OSError:
+            pass
+        os.unlink(path)
+        try:
+            os.link(src, path)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+    _write(path, data)
+
+
 def _write_secret(path: str | Path, data: bytes) -> None:
     """Write a private key: PEM in a file created 0600."""
     _write(path, data, 0o600)
@@ -359,13 +397,15 @@ class _CA:
     subject: x509.Name
     pem: bytes
     aki: x509.Extension[x509.AuthorityKeyIdentifier]
+    subject_der: bytes  # the issuer of every certificate it signs
 
 
 def _ca_from(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, subject: x509.Name,
              pem: bytes) -> _CA:
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     aki = x509.AuthorityKeyIdentifier(ski, None, None)
-    return _CA(key, cert, subject, pem, x509.Extension(aki.oid, False, aki))
+    return _CA(key, cert, subject, pem, x509.Extension(aki.oid, False, aki),
+               subject.public_bytes())
 
 
 def _ca(directory: Path, cn: str, domain: str, not_before: dt.datetime, rotate: bool) -> _CA:
@@ -418,14 +458,65 @@ def _load_ca(cert_path: Path, key_path: Path, subject: x509.Name) -> _CA | None:
 
 def _issue(ca: _CA, subject: x509.Name, extensions: list[x509.Extension],
            not_before: dt.datetime) -> tuple[bytes, bytes]:
-    """A fresh key and a cert for it signed by ``ca``: (cert PEM, key PEM)."""
+    """A fresh key and a cert for it signed by ``ca``: (cert PEM, key PEM).
+
+    The TBSCertificate is assembled from DER pieces (``_tbs``, byte-identical to what
+    x509.CertificateBuilder encodes: a test holds them equal) and signed with the CA key:
+    a builder costs three times the signature, and a render issues 1,100 of these.
+    """
     key = ec.generate_private_key(_CURVE)
-    builder = x509.CertificateBuilder(
-        issuer_name=ca.subject, subject_name=subject, public_key=key.public_key(),
-        serial_number=_serial(), not_valid_before=not_before,
-        not_valid_after=not_before + VALIDITY, extensions=extensions,
-    )
-    return _pem(_low_s_der(builder.sign(ca.key, _HASH))), _key_pem(key)
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    tbs = _tbs(ca, subject, extensions, not_before, _serial(), spki)
+    r, s = decode_dss_signature(ca.key.sign(tbs, ec.ECDSA(_HASH)))
+    if s > _P256_HALF_N:
+        s = _P256_N - s  # low S, as cryptogen signs (see _low_s_der)
+    sig = encode_dss_signature(r, s)
+    der = _tlv(0x30, tbs + _ECDSA_SHA256_ALGID + _tlv(0x03, b"\x00" + sig))
+    return _pem(der), _key_pem(key)
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return bytes((tag,)) + _der_len(len(value)) + value
+
+
+_V3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+_OID_DER = {
+    x509.oid.ExtensionOID.KEY_USAGE: bytes.fromhex("0603551d0f"),
+    x509.oid.ExtensionOID.EXTENDED_KEY_USAGE: bytes.fromhex("0603551d25"),
+    x509.oid.ExtensionOID.BASIC_CONSTRAINTS: bytes.fromhex("0603551d13"),
+    x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER: bytes.fromhex("0603551d23"),
+    x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME: bytes.fromhex("0603551d11"),
+}
+_TRUE = bytes.fromhex("0101ff")
+
+
+def _der_int(n: int) -> bytes:
+    """A non-negative INTEGER (a leading zero byte when the top bit is set)."""
+    return _tlv(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
+
+
+def _der_time(t: dt.datetime) -> bytes:
+    """RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050."""
+    t = t.astimezone(dt.UTC)
+    if t.year < 2050:
+        return _tlv(0x17, t.strftime("%y%m%d%H%M%SZ").encode())
+    return _tlv(0x18, t.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+def _ext_der(ext: x509.Extension) -> bytes:
+    """Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }."""
+    return _tlv(0x30, _OID_DER[ext.oid] + (_TRUE if ext.critical else b"")
+                + _tlv(0x04, ext.value.public_bytes()))
+
+
+def _tbs(ca: _CA, subject: x509.Name, extensions: list[x509.Extension],
+         not_before: dt.datetime, serial: int, spki: bytes) -> bytes:
+    """TBSCertificate DER of a leaf certificate issued by ``ca`` (ECDSA-SHA256, v3)."""
+    validity = _tlv(0x30, _der_time(not_before) + _der_time(not_before + VALIDITY))
+    exts = _tlv(0xA3, _tlv(0x30, b"".join(_ext_der(e) for e in extensions)))
+    return _tlv(0x30, b"".join((_V3, _der_int(serial), _ECDSA_SHA256_ALGID, ca.subject_der,
+                                validity, subject.public_bytes(), spki, exts)))
 
 
 def _keep(cert_path: str, key_path: str, ca: _CA, subject: x509.Name,
@@ -466,26 +557,42 @@ class _OrgCAs:
     ca_file: str
     tlsca_file: str
     config: bytes
+    msp: str  # the organisation's verifying MSP, whose files every identity links
+
+    @classmethod
+    def of(cls, org: OrgCrypto, sign: _CA, tls: _CA, base: Path) -> _OrgCAs:
+        return cls(sign, tls, ca_cert_name(org), tlsca_cert_name(org),
+                   _node_ous_config(ca_cert_name(org)), os.fspath(base / "msp"))
+
+    def shared(self) -> tuple[tuple[str, str, bytes], ...]:
+        """(path under an identity's base, org MSP file it links, content)."""
+        ca = os.path.join(self.msp, "cacerts", self.ca_file)
+        tlsca = os.path.join(self.msp, "tlscacerts", self.tlsca_file)
+        return ((os.path.join("msp", "cacerts", self.ca_file), ca, self.sign.pem),
+                (os.path.join("msp", "tlscacerts", self.tlsca_file), tlsca, self.tls.pem),
+                (os.path.join("msp", "config.yaml"), os.path.join(self.msp, "config.yaml"),
+                 self.config),
+                (os.path.join("tls", "ca.crt"), tlsca, self.tls.pem))
 
 
+# One identity to issue: (its directory, CN, NodeOU, SANs, its organisation's CAs,
+# "server" or "client" for its TLS file names).
+_Job = tuple[str, str, NodeOU, tuple[str, ...], _OrgCAs, str]
 _MSP_DIRS = ("admincerts", "cacerts", "keystore", "signcerts", "tlscacerts")
 
 
 def _local_msp(base: str, cn: str, ou: NodeOU, sans: Sequence[str], cas: _OrgCAs,
                tls_prefix: str, not_before: dt.datetime, rotate: bool,
-               counts: dict[str, int]) -> list[tuple[str, bytes, bool]]:
+               counts: dict[str, int]) -> list[tuple[str, bytes, bool | str]]:
     """One identity's msp/ and tls/ (cryptogen's GenerateLocalMSP) as files to write.
 
-    Returns (path, content, is_secret) for ``_write_identity``; kept files are not listed.
+    Returns (path, content, how) for ``_write_identity``, ``how`` being True for a private
+    key, False for a public file, or the org MSP file to hard-link; kept files are not listed.
     """
     msp = os.path.join(base, "msp")
     tls = os.path.join(base, "tls")
-    files = [
-        (os.path.join(msp, "cacerts", cas.ca_file), cas.sign.pem, False),
-        (os.path.join(msp, "tlscacerts", cas.tlsca_file), cas.tls.pem, False),
-        (os.path.join(msp, "config.yaml"), cas.config, False),
-        (os.path.join(tls, "ca.crt"), cas.tls.pem, False),
-    ]
+    files: list[tuple[str, bytes, bool | str]] = [
+        (os.path.join(base, rel), data, src) for rel, src, data in cas.shared()]
     subject = _leaf_subject(cn, ou)
     cert_path = os.path.join(msp, "signcerts", f"{cn}-cert.pem")
     key_path = os.path.join(msp, "keystore", "priv_sk")
@@ -513,8 +620,9 @@ def _local_msp(base: str, cn: str, ou: NodeOU, sans: Sequence[str], cas: _OrgCAs
     return files
 
 
-def _write_identity(base: str, files: list[tuple[str, bytes, bool]]) -> None:
-    """Create an identity's directories and write its files (keys 0600)."""
+def _write_identity(base: str, files: list[tuple[str, bytes, bool | str]]) -> None:
+    """Create an identity's directories and write its files (keys 0600, shared CA
+    certificates and config as hard links of the organisation's MSP files)."""
     msp = os.path.join(base, "msp")
     os.makedirs(msp, exist_ok=True)
     for sub in (*(os.path.join(msp, d) for d in _MSP_DIRS), os.path.join(base, "tls")):
@@ -522,11 +630,13 @@ def _write_identity(base: str, files: list[tuple[str, bytes, bool]]) -> None:
             os.mkdir(sub)
         except FileExistsError:
             pass
-    for path, data, secret in files:
-        if secret:
+    for path, data, how in files:
+        if how is True:
             _write_secret(path, data)
-        else:
+        elif how is False:
             _write(path, data)
+        else:
+            _link(how, path, data)
 
 
 def _verifying_msp(msp: Path, cas: _OrgCAs) -> None:
@@ -601,6 +711,8 @@ def generate(orgs: Sequence[OrgCrypto], out: Path, *, rotate: bool = False) -> N
     """
     _validate(orgs)
     out = Path(out)
+    # Nothing to keep in a new tree (the first render): no existing file is looked for.
+    rotate = rotate or not out.exists()
     not_before = _not_before()
     counts = {"issued": 0, "kept": 0}
     wanted: dict[str, set[str]] = {kind.root(): set() for kind in OrgKind}
@@ -609,13 +721,12 @@ def generate(orgs: Sequence[OrgCrypto], out: Path, *, rotate: bool = False) -> N
     for root, domains in wanted.items():
         _prune(out / root, domains)
 
-    jobs: list[tuple[str, str, NodeOU, tuple[str, ...], _OrgCAs, str]] = []
+    jobs: list[_Job] = []
     for org in orgs:
         base = org_dir(out, org)
         sign = _ca(base / "ca", f"ca.{org.domain}", org.domain, not_before, rotate)
         tls = _ca(base / "tlsca", f"tlsca.{org.domain}", org.domain, not_before, rotate)
-        cas = _OrgCAs(sign, tls, ca_cert_name(org), tlsca_cert_name(org),
-                      _node_ous_config(ca_cert_name(org)))
+        cas = _OrgCAs.of(org, sign, tls, base)
         _verifying_msp(base / "msp", cas)
 
         nodes_root = base / OrgKind(org.kind).nodes_dir()
@@ -633,31 +744,107 @@ def generate(orgs: Sequence[OrgCrypto], out: Path, *, rotate: bool = False) -> N
             jobs.append((os.fspath(user_dir(out, org, user)), f"{user}@{org.domain}", ou, (),
                          cas, "client"))
 
-    def identity(job: tuple[str, str, NodeOU, tuple[str, ...], _OrgCAs, str]) -> dict[str, int]:
+    def identity(job: _Job) -> dict[str, int]:
         where, cn, ou, sans, cas, prefix = job
         mine = {"issued": 0, "kept": 0}
         _write_identity(where, _local_msp(where, cn, ou, sans, cas, prefix, not_before, rotate,
                                           mine))
         return mine
 
-    # Identities are independent once their CAs exist. A few threads overlap one's mkdir/
-    # open/write system calls (which release the GIL, and take most of the time: ~4,400
-    # directories and files for 1,100 keys) with another's key generation and signing.
-    if len(jobs) < 32:
-        results = [identity(j) for j in jobs]
-    else:
-        pool = ThreadPoolExecutor(max_workers=IDENTITY_THREADS)
-        try:
-            results = list(pool.map(identity, jobs))
-        finally:
-            # On Ctrl-C/SIGTERM: drop the queued identities, wait for the running ones (so
-            # nothing writes into a staging directory after it is removed).
-            pool.shutdown(wait=True, cancel_futures=True)
+    results = _in_two_processes(jobs, identity)
     for r in results:
         counts["issued"] += r["issued"]
         counts["kept"] += r["kept"]
     log.debug("crypto under %s: %d certificates issued, %d kept", out, counts["issued"],
               counts["kept"])
+
+
+_FORK_MIN = 64          # identities: below this a second process costs more than it saves
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _half(jobs: Sequence[_Job], second: bool) -> Sequence[_Job]:
+    """The parent's first half of the jobs or the child's second: contiguous, so the two
+    processes mostly create entries in different directories (an organisation's users/
+    is locked for every entry made in it)."""
+    n = len(jobs) // 2
+    return jobs[n:] if second else jobs[:n]
+
+
+def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str, int]]
+                      ) -> list[dict[str, int]]:
+    """Run ``identity`` on every job, half of them in a forked child process.
+
+    Identities are independent once their CAs exist, and issuing one is CPU work in Python
+    and OpenSSL (which hold the GIL) plus mkdir/open/link in the kernel: a second process
+    is the only way to use the second core. The child inherits the CAs and the job list
+    (no pickling: private keys never leave memory), writes its half of the tree, reports
+    its counts (or its error) on a pipe and leaves with os._exit, so it never runs the
+    caller's cleanup. Ctrl-C/SIGTERM/SIGHUP kill the child (default action) as well as the
+    parent, and the parent, whatever ends its half, kills and reaps the child before it
+    returns: nothing writes into a staging directory after the caller removes it.
+    In-process where fork is unsafe (other threads alive) or not worth it.
+    """
+    if len(jobs) < _FORK_MIN or not hasattr(os, "fork") or threading.active_count() > 1:
+        return [identity(j) for j in jobs]
+    rfd, wfd = os.pipe()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        os.close(rfd)
+        os.close(wfd)
+        return [identity(j) for j in jobs]
+    if pid == 0:  # the child: its half, then _exit whatever happens
+        code = 1
+        report: dict[str, object] = {"error": "interrupted", "type": "BaseException"}
+        try:
+            os.close(rfd)
+            for sig in _SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            total = {"issued": 0, "kept": 0}
+            for job in _half(jobs, True):
+                for k, v in identity(job).items():
+                    total[k] += v
+            report = dict(total)
+            code = 0
+        except BaseException as exc:  # reported to the parent, which raises it
+            report = {"error": str(exc), "type": type(exc).__name__,
+                      "errno": getattr(exc, "errno", None),
+                      "filename": getattr(exc, "filename", None)}
+        finally:
+            try:
+                os.write(wfd, json.dumps(report).encode()[:_PIPE_BUF])
+            finally:
+                os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    os.close(wfd)
+    try:
+        results = [identity(j) for j in _half(jobs, False)]
+        raw = b""
+        while chunk := os.read(rfd, _PIPE_BUF):
+            raw += chunk
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        os.close(rfd)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        report = {}
+    if status != 0 or "error" in report:
+        if report.get("errno"):
+            raise OSError(report["errno"], os.strerror(report["errno"]), report["filename"])
+        raise RuntimeError(f"crypto: the second issuing process failed "
+                           f"({report.get('type', 'no report')}: {report.get('error', '')}, "
+                           f"wait status {status})")
+    results.append({"issued": report["issued"], "kept": report["kept"]})
+    return results
 
 
 def up_to_date(orgs: Sequence[OrgCrypto], out: Path) -> bool:
@@ -681,8 +868,7 @@ def up_to_date(orgs: Sequence[OrgCrypto], out: Path) -> bool:
             if ca is None:
                 return False
             cas.append(ca)
-        org_cas = _OrgCAs(cas[0], cas[1], ca_cert_name(org), tlsca_cert_name(org),
-                          _node_ous_config(ca_cert_name(org)))
+        org_cas = _OrgCAs.of(org, cas[0], cas[1], base)
         msp = base / "msp"
         if not all(_same(p, data, 0o644) for p, data in (
                 (msp / "cacerts" / org_cas.ca_file, org_cas.sign.pem),
@@ -705,8 +891,8 @@ def up_to_date(orgs: Sequence[OrgCrypto], out: Path) -> bool:
             counts = {"issued": 0, "kept": 0}
             files = _local_msp(where, cn, ou, sans, org_cas, prefix, not_before, False,
                                counts)
-            if counts["issued"] or not all(_same(p, data, 0o600 if secret else 0o644)
-                                           for p, data, secret in files):
+            if counts["issued"] or not all(_same(p, data, 0o600 if how is True else 0o644)
+                                           for p, data, how in files):
                 return False
     return True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import ipaddress
 import os
@@ -409,3 +410,157 @@ def test_string_values_become_enums() -> None:
     assert org.kind is crypto.OrgKind.ORDERER and org.users == ("U",)
     with pytest.raises(ValueError):
         NodeIdentity("p.example.com", "p", (), "admin-ish")  # type: ignore[arg-type]
+
+
+# --- how the tree is written (speed without changing what is written) ----------------------
+
+
+def big_org(users: int) -> OrgCrypto:
+    nodes = tuple(NodeIdentity(f"peer{i}.big.example.com", f"peer{i}", (f"10.0.2.{10 + i}",),
+                               "peer") for i in range(4))
+    return OrgCrypto("Big", "big.example.com", "BigMSP", "peer", nodes,
+                     tuple(f"User{i}" for i in range(1, users + 1)))
+
+
+@pytest.mark.parametrize("serial", [1, 127, 128, 255, 2**127 + 5, 2**128 - 1])
+@pytest.mark.parametrize("year", [2026, 2045])   # 2045 + 10 years: a GeneralizedTime
+def test_leaf_tbs_is_byte_for_byte_what_the_builder_encodes(tmp_path: Path, serial: int,
+                                                            year: int) -> None:
+    not_before = dt.datetime(year, 3, 4, 5, 6, tzinfo=dt.UTC)
+    ca = crypto._ca(tmp_path / "ca", "ca.org1.example.com", "org1.example.com", not_before,
+                    False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    long_name = "n" * 40 + ".example.com"   # a CN near its 64-character bound
+    # SANs over 127 bytes: multi-byte DER lengths inside the extension too
+    san = crypto._san([long_name, "peer0", "10.0.0.1", "fe80::1", "a" * 60 + ".lab",
+                       "b" * 60 + ".lab"])
+    cases = [
+        (crypto._leaf_subject(f"User1@{long_name}", crypto.NodeOU.CLIENT),
+         [crypto._EXT_KU_SIGN, crypto._EXT_BC_LEAF, ca.aki]),
+        (crypto._leaf_subject(long_name, None),
+         [crypto._EXT_KU_TLS, crypto._EXT_EKU_TLS, crypto._EXT_BC_LEAF, ca.aki,
+          x509.Extension(san.oid, False, san)]),
+    ]
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    for subject, extensions in cases:
+        built = x509.CertificateBuilder(
+            issuer_name=ca.subject, subject_name=subject, public_key=key.public_key(),
+            serial_number=serial, not_valid_before=not_before,
+            not_valid_after=not_before + crypto.VALIDITY, extensions=extensions,
+        ).sign(ca.key, crypto._HASH)
+        assert crypto._tbs(ca, subject, extensions, not_before, serial, spki) == \
+            built.tbs_certificate_bytes
+
+
+def test_shared_files_are_hard_links_of_the_org_msp(tree: Path) -> None:
+    for directory, _cn, _ou, org in identities(tree):
+        msp = crypto.org_dir(tree, org) / "msp"
+        ca = msp / "cacerts" / crypto.ca_cert_name(org)
+        tlsca = msp / "tlscacerts" / crypto.tlsca_cert_name(org)
+        assert (directory / "msp/cacerts" / ca.name).samefile(ca)
+        assert (directory / "msp/tlscacerts" / tlsca.name).samefile(tlsca)
+        assert (directory / "tls/ca.crt").samefile(tlsca)
+        assert (directory / "msp/config.yaml").samefile(msp / "config.yaml")
+        for key in (directory / "msp/keystore/priv_sk", *(directory / "tls").glob("*.key")):
+            assert key.stat().st_nlink == 1   # a private key is never shared
+
+
+def test_without_hard_links_shared_files_are_copies(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    crypto.generate(TOPOLOGY, tmp_path / "copies")
+    monkeypatch.undo()
+    crypto.generate(TOPOLOGY, tmp_path / "links")
+    copies, links = all_files(tmp_path / "copies"), all_files(tmp_path / "links")
+    assert set(copies) == set(links)
+    assert all(p.stat().st_nlink == 1 for p in (tmp_path / "copies").rglob("*") if p.is_file())
+    org1 = tmp_path / "copies/peerOrganizations/org1.example.com"
+    ca = org1 / "msp/cacerts/ca.org1.example.com-cert.pem"
+    peer = org1 / "peers/peer0.org1.example.com"
+    assert (peer / "msp/cacerts" / ca.name).read_bytes() == ca.read_bytes()
+    # a re-render over copies keeps them (same bytes): nothing is reissued
+    before = all_files(tmp_path / "copies")
+    crypto.generate(TOPOLOGY, tmp_path / "copies")
+    assert all_files(tmp_path / "copies") == before
+
+
+def test_a_big_tree_is_issued_in_two_processes(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    forks = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    org = big_org(crypto._FORK_MIN)
+    crypto.generate((org,), tmp_path)
+    assert forks == [1]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)   # the child was reaped
+    base = crypto.org_dir(tmp_path, org)
+    ca = load_cert(base / "ca" / f"ca.{org.domain}-cert.pem")
+    tlsca = load_cert(base / "tlsca" / f"tlsca.{org.domain}-cert.pem")
+    dirs = [crypto.node_dir(tmp_path, org, n.hostname) for n in org.nodes]
+    dirs += [crypto.user_dir(tmp_path, org, u) for u in (*org.users, "Admin")]
+    publics = set()
+    for d in dirs:
+        for cert_path, key_path, issuer in (
+                (next((d / "msp/signcerts").iterdir()), d / "msp/keystore/priv_sk", ca),
+                (tls_cert(d), next(p for p in (d / "tls").glob("*.key")), tlsca)):
+            cert = load_cert(cert_path)
+            cert.verify_directly_issued_by(issuer)
+            assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            assert key.public_key() == cert.public_key()
+            publics.add(cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert len(publics) == 2 * len(dirs)   # both processes drew their own keys
+
+
+def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = crypto._write_secret
+
+    def full_disk(path: str | Path, data: bytes) -> None:
+        if os.fspath(path).endswith("User7@big.example.com/msp/keystore/priv_sk"):
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+        real(path, data)
+
+    monkeypatch.setattr(crypto, "_write_secret", full_disk)
+    org = big_org(crypto._FORK_MIN)
+    # 4 peers, User1..User64, Admin: 69 jobs, the child takes the second half from job 34
+    # (User31): User7 is the parent's, User60 the child's; each fails in turn.
+    with pytest.raises(OSError) as err:
+        crypto.generate((org,), tmp_path / "a")
+    assert err.value.errno == errno.ENOSPC
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+    def full_disk_child(path: str | Path, data: bytes) -> None:
+        if os.fspath(path).endswith("User60@big.example.com/msp/keystore/priv_sk"):
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+        real(path, data)
+
+    monkeypatch.setattr(crypto, "_write_secret", full_disk_child)
+    with pytest.raises(OSError) as err:
+        crypto.generate((org,), tmp_path / "b")
+    assert err.value.errno == errno.ENOSPC
+    assert "User60@big.example.com" in str(err.value.filename)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_small_tree_is_issued_in_process(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise AssertionError("forked for a small tree")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    crypto.generate(TOPOLOGY, tmp_path)
+    assert len(all_files(tmp_path)) > 0

@@ -318,3 +318,34 @@ def test_workers_start_with_a_bench_config_whose_observers_push_to_the_monitor(l
     assert obs["options"]["pushUrl"] == f"http://{local.plan.monitor.address}:9091"
     env = files[f"{CALIPER_DIR}/worker.env"]["content"]
     assert f"CALIPER_BENCHCONFIG={CALIPER_DIR}/worker-benchmark.yaml" in env.replace('"', "")
+
+
+@pytest.mark.parametrize("name", ["aws", "bft", "multiorg"])
+def test_yaml_text_writes_what_the_safe_dumper_writes(tmp_path: Path, name: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # cloudinit.yaml_text builds the nodes itself (the representer's dispatch was most of a
+    # render's YAML time): every document a render dumps must come out byte for byte.
+    docs = []
+    real = cloudinit.yaml_text
+
+    def spy(doc, **kwargs):
+        docs.append((doc, kwargs))
+        return real(doc, **kwargs)
+
+    monkeypatch.setattr(cloudinit, "yaml_text", spy)
+    render(name, tmp_path / "out")
+    assert len(docs) > 5
+    for doc, kwargs in docs:
+        assert real(doc, **kwargs) == yaml.dump(
+            doc, Dumper=cloudinit._Dumper, sort_keys=False, width=4096,
+            default_flow_style=False, **kwargs)
+
+
+def test_yaml_text_leaves_other_values_to_the_representer() -> None:
+    shared = ["a", "b"]
+    doc = {"twice": [shared, shared], "text": "x\ny\n", "n": 3, "t": True, "none": None,
+           "tuple": (1, 2)}
+    expected = yaml.dump(doc, Dumper=cloudinit._Dumper, sort_keys=False, width=4096,
+                         default_flow_style=False)
+    assert "&id001" in expected   # an alias, as the representer writes it
+    assert cloudinit.yaml_text(doc) == expected
