@@ -377,6 +377,18 @@ def _swap(staging: Path, out: Path, *, crypto_from: Path | None = None) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _write_plan(write: _Writer, root: Path, plan: Plan, nonce: str,
+                user_data: dict[str, UserData]) -> None:
+    """plan.json: the plan, the nonce and each host's user-data size and digest."""
+    doc = plan.to_json()
+    doc["nonce"] = nonce
+    for entry in doc["hosts"]:
+        ud = user_data[entry["name"]]
+        entry["user_data"] = {"bytes": ud.size, "raw_bytes": ud.raw_size, "gzip": ud.gzipped,
+                              "sha256": hashlib.sha256(ud.data).hexdigest()}
+    write(root / "plan.json", _json(doc))
+
+
 def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool, old_grafana: Path,
                  crypto_root: Path | None = None) -> dict[str, UserData]:
     """Render into ``root``; ``crypto_root``: an up-to-date crypto tree to read instead of
@@ -437,11 +449,5 @@ def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool, old_grafana: 
         write(mon / "file_sd" / f"{job}.json", text)
     write(mon / "grafana.env", shared.grafana_env, 0o600)
 
-    doc = plan.to_json()
-    doc["nonce"] = nonce
-    for entry in doc["hosts"]:
-        ud = user_data[entry["name"]]
-        entry["user_data"] = {"bytes": ud.size, "raw_bytes": ud.raw_size, "gzip": ud.gzipped,
-                              "sha256": hashlib.sha256(ud.data).hexdigest()}
-    write(root / "plan.json", _json(doc))
+    _write_plan(write, root, plan, nonce, user_data)
     return user_data

@@ -17,7 +17,6 @@ transaction on DIR as `launch render` (launch.bundle: lock, staging, atomic swap
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ from launch.bundle import (
     _swap,
     _sweep,
     _umask,
+    _write_plan,
     _Writer,
     _yaml,
 )
@@ -136,11 +136,5 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
     if prometheus_yml is not None:
         write(mon / "prometheus.yml", prometheus_yml)
     write(mon / "grafana.env", grafana_env, 0o600)
-    doc = plan.to_json()
-    doc["nonce"] = nonce
-    for entry in doc["hosts"]:
-        ud = user_data[entry["name"]]
-        entry["user_data"] = {"bytes": ud.size, "raw_bytes": ud.raw_size, "gzip": ud.gzipped,
-                              "sha256": hashlib.sha256(ud.data).hexdigest()}
-    write(root / "plan.json", _json(doc))
+    _write_plan(write, root, plan, nonce, user_data)
     return user_data
