@@ -65,7 +65,7 @@ from launch.contract import (
     Role,
     env_file,
 )
-from launch.plan import Host, Plan
+from launch.plan import CaliperWorker, Host, Plan
 from launch.spec import EnvSpec
 
 FABRIC_OWNER = f"{FABRIC_USER}:{FABRIC_USER}"
@@ -138,6 +138,20 @@ def _material_files(materials: list[fabric.Material], read: _Reader, owner: str)
             for m in materials]
 
 
+def _worker_files(plan: Plan, host: Host, worker: CaliperWorker, network_config: str,
+                  caliper_yaml: str) -> list[File]:
+    """A Caliper worker VM's files: its network config (0600: a client key), Caliper's
+    runtime config, the worker bench config (its push observer) and worker.env."""
+    return [
+        File(f"{CALIPER_DIR}/networkconfig.yaml", network_config, CALIPER_OWNER, "0600"),
+        File(f"{CALIPER_DIR}/caliper.yaml", caliper_yaml, CALIPER_OWNER),
+        File(CALIPER_WORKER_BENCHMARK, caliper.worker_benchmark_text(plan), CALIPER_OWNER),
+        File(CALIPER_WORKER_ENV, cloudinit.env_text(
+            caliper.worker_env(plan, worker), title="Caliper remote workers",
+            environment=plan.spec.name, host=host.name)),
+    ]
+
+
 def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
     spec = plan.spec
     files = [
@@ -162,15 +176,7 @@ def _host_files(plan: Plan, host: Host, s: _Shared, nonce: str) -> list[File]:
                   for rel, text in s.bootstrap_inputs.items()]
     worker = plan.worker_on(host.name)
     if worker is not None:
-        files += [
-            File(f"{CALIPER_DIR}/networkconfig.yaml", s.network_configs[host.name],
-                 CALIPER_OWNER, "0600"),
-            File(f"{CALIPER_DIR}/caliper.yaml", s.caliper_yaml, CALIPER_OWNER),
-            File(CALIPER_WORKER_BENCHMARK, caliper.worker_benchmark_text(plan), CALIPER_OWNER),
-            File(CALIPER_WORKER_ENV, cloudinit.env_text(
-                caliper.worker_env(plan, worker), title="Caliper remote workers",
-                environment=spec.name, host=host.name)),
-        ]
+        files += _worker_files(plan, host, worker, s.network_configs[host.name], s.caliper_yaml)
     if Role.MONITOR in host.roles:
         files += [File(f"{PROMETHEUS_FILE_SD}/{job}.json", text)
                   for job, text in s.file_sd.items()]

@@ -25,7 +25,6 @@ from pathlib import Path
 from launch import caliper, cloudinit, monitor
 from launch import plan as planner
 from launch.bundle import (
-    CALIPER_OWNER,
     Bundle,
     _check_out,
     _json,
@@ -35,6 +34,7 @@ from launch.bundle import (
     _swap,
     _sweep,
     _umask,
+    _worker_files,
     _write_plan,
     _Writer,
     _yaml,
@@ -42,9 +42,6 @@ from launch.bundle import (
 from launch.byof import ByofSpec
 from launch.cloudinit import File, UserData
 from launch.contract import (
-    CALIPER_DIR,
-    CALIPER_WORKER_BENCHMARK,
-    CALIPER_WORKER_ENV,
     GRAFANA_ENV,
     LAUNCH_JSON,
     PROMETHEUS_FILE_SD,
@@ -97,15 +94,8 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
         before: list[list[str]] = []
         worker = plan.worker_on(host.name)
         if worker is not None:
-            files += [
-                File(f"{CALIPER_DIR}/networkconfig.yaml", network_configs[host.name],
-                     CALIPER_OWNER, "0600"),
-                File(f"{CALIPER_DIR}/caliper.yaml", caliper_yaml, CALIPER_OWNER),
-                File(CALIPER_WORKER_BENCHMARK, caliper.worker_benchmark_text(plan), CALIPER_OWNER),
-                File(CALIPER_WORKER_ENV, cloudinit.env_text(
-                    caliper.worker_env(plan, worker), title="Caliper remote workers",
-                    environment=spec.name, host=host.name)),
-            ]
+            files += _worker_files(plan, host, worker, network_configs[host.name],
+                                   caliper_yaml)
         if Role.MONITOR in host.roles:
             files += [File(f"{PROMETHEUS_FILE_SD}/{job}.json", text)
                       for job, text in file_sd.items()]
