@@ -224,30 +224,38 @@ def render(spec: EnvSpec, out: Path, *, rotate: bool = False, nonce: str | None 
     _check_out(out)
     plan = planner.build(spec, manifest_root=manifest_root)
     nonce = nonce or secrets.token_hex(16)
-    with _umask(0o022), _locked(out):
-        _sweep(out)
-        _check_out(out)  # (a swept staging may have restored out)
-        staging = out.parent / f".{out.name}.render-{os.getpid()}"
-        try:
-            staging.mkdir()
-            old_crypto = out / "crypto"
-            reuse = (not rotate and old_crypto.is_dir()
-                     and crypto.up_to_date(fabric.crypto_orgs(plan), old_crypto))
-            if old_crypto.is_dir() and not rotate and not reuse:
-                _link_tree(old_crypto, staging / "crypto")
-            result = _render_into(plan, staging, nonce, rotate,
-                                  out / "monitor" / "grafana.env",
-                                  crypto_root=old_crypto if reuse else None)
-            _swap(staging, out, crypto_from=old_crypto if reuse else None)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    with _transaction(out) as staging:
+        old_crypto = out / "crypto"
+        reuse = (not rotate and old_crypto.is_dir()
+                 and crypto.up_to_date(fabric.crypto_orgs(plan), old_crypto))
+        if old_crypto.is_dir() and not rotate and not reuse:
+            _link_tree(old_crypto, staging / "crypto")
+        result = _render_into(plan, staging, nonce, rotate, out / "monitor" / "grafana.env",
+                              crypto_root=old_crypto if reuse else None)
+        _swap(staging, out, crypto_from=old_crypto if reuse else None)
     return Bundle(out=out, plan=plan, nonce=nonce, user_data=result)
 
 
 # --- the transaction --------------------------------------------------------------------
 
 _STAGING = (".render-", ".old-")
+
+
+@contextmanager
+def _transaction(out: Path) -> Iterator[Path]:
+    """One render of `out`: under its lock and a fixed umask, earlier staging swept, a fresh
+    staging folder yielded (the caller renders into it and swaps it in), removed on any
+    failure or signal."""
+    with _umask(0o022), _locked(out):
+        _sweep(out)
+        _check_out(out)  # (a swept staging may have restored out)
+        staging = out.parent / f".{out.name}.render-{os.getpid()}"
+        try:
+            staging.mkdir()
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 @contextmanager

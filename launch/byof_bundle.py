@@ -17,9 +17,7 @@ transaction on DIR as `launch render` (launch.bundle: lock, staging, atomic swap
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 from pathlib import Path
 
 from launch import caliper, cloudinit, monitor
@@ -29,11 +27,9 @@ from launch.bundle import (
     _check_out,
     _json,
     _json_lines,
-    _locked,
     _Reader,
     _swap,
-    _sweep,
-    _umask,
+    _transaction,
     _worker_files,
     _write_plan,
     _Writer,
@@ -57,16 +53,9 @@ def render(spec: ByofSpec, out: Path, *, nonce: str | None = None,
     _check_out(out)
     plan = planner.build(spec, manifest_root=manifest_root)
     nonce = nonce or secrets.token_hex(16)
-    with _umask(0o022), _locked(out):
-        _sweep(out)
-        staging = out.parent / f".{out.name}.render-{os.getpid()}"
-        try:
-            staging.mkdir()
-            user_data = _render_into(plan, staging, nonce, out / "monitor" / "grafana.env")
-            _swap(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    with _transaction(out) as staging:
+        user_data = _render_into(plan, staging, nonce, out / "monitor" / "grafana.env")
+        _swap(staging, out)
     return Bundle(out=out, plan=plan, nonce=nonce, user_data=user_data)
 
 
