@@ -44,6 +44,7 @@ class HostRequest:
     service_ports: tuple[int, ...] = ()     # guest TCP ports the operator's machine must reach
     address: str | None = None              # a fixed address from the spec, else reserved
     size: str = ""                          # cloud instance type / flavor
+    host_cpus: tuple[int, ...] = ()         # qemu: the host cores its QEMU runs on (): any
 
 
 @dataclass(frozen=True)

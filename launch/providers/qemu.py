@@ -21,6 +21,10 @@ Settings of a qemu environment file (all optional; SETTINGS below)::
       memory_mb: 1536      # every VM (default per role: fabric 2048, caliper/monitor 1536)
       cpus: 2
       hosts: {caliper0: {memory_mb: 1024, cpus: 1}}   # per-host overrides
+      # host_cpus (per host): the cores of this machine the VM's QEMU may run on, a taskset
+      # list ("1", "0-1,3"). Pinning the load generator and Fabric to different cores is the
+      # local stand-in for separate machines: neither can take the other's CPU.
+      # hosts: {caliper: {host_cpus: "1"}, fabric: {host_cpus: "0"}, monitor: {host_cpus: "0"}}
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,12 +86,42 @@ SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
                 doc="memory of every VM (default per role)"),
     inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS, doc="vCPUs of every VM"),  # type: ignore[arg-type]
-    inputs.Rule("hosts", dict, {}, doc="per-host overrides {HOST: {memory_mb, cpus}}"),
+    inputs.Rule("hosts", dict, {},
+                doc="per-host overrides {HOST: {memory_mb, cpus, host_cpus}}"),
 )
 HOST_SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
     inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+    inputs.Rule("host_cpus", (str, int, type(None)), None,
+                doc="the host cores its QEMU runs on, a taskset list such as 1 or 0-1,3"),
 )
+_CORE_LIST = re.compile(r"[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*")
+
+
+def host_cores(value: str | int | None, where: str,
+               available: frozenset[int] | None = None) -> tuple[int, ...]:
+    """A host's `host_cpus` setting as sorted core numbers (empty: not pinned); a list that
+    is malformed or names a core this process may not run on is an InputError."""
+    if value is None:
+        return ()
+    text = str(value).strip()
+    if isinstance(value, bool) or not _CORE_LIST.fullmatch(text):
+        raise InputError.field(None, where, "a taskset core list such as 1 or 0-1,3", value)
+    cores: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        first, last = int(lo), int(hi or lo)
+        if last < first:
+            raise InputError.field(None, where, "ranges written low-high", value)
+        cores.update(range(first, last + 1))
+    have = available if available is not None else frozenset(os.sched_getaffinity(0))
+    if not cores <= have:
+        raise InputError.field(None, where, f"cores of this machine ({_span(have)})", value)
+    return tuple(sorted(cores))
+
+
+def _span(cores: frozenset[int]) -> str:
+    return ",".join(map(str, sorted(cores)))
 
 
 def image_path(image: str, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
@@ -289,7 +324,8 @@ class QemuProvider:
                 name=h.name, roles=tuple(r.value for r in roles),
                 image=image_path(h.image, h.image_id, build_dir, root),
                 memory_mb=int(mem), cpus=int(o["cpus"] or opts.get("cpus", DEFAULT_CPUS)),
-                service_ports=tuple(ports), address=h.address))
+                service_ports=tuple(ports), address=h.address,
+                host_cpus=host_cores(o["host_cpus"], f"settings.hosts.{h.name}.host_cpus")))
         return out
 
     # --- reserve -------------------------------------------------------------------
@@ -454,8 +490,9 @@ class QemuProvider:
         runner.run(qargv, log_path=cmdlog, what=f"qemu for {host.name}", timeout=120)
         pid = self._read_pidfile(pidfile, f"qemu for {host.name}")
         self.store.update_host(host.name, pid=pid, phase=Phase.RUNNING)
-        log.info("%s: started (pid %s, ssh 127.0.0.1:%s, %s)", host.name, pid,
-                 ports["ssh"], self.accel)
+        log.info("%s: started (pid %s, ssh 127.0.0.1:%s, %s%s)", host.name, pid,
+                 ports["ssh"], self.accel,
+                 f", host cores {_span(frozenset(host.host_cpus))}" if host.host_cpus else "")
 
     def qemu_argv(self, host: HostRequest, *, overlay: Path, seed: Path, qmp: Path,
                   pidfile: Path, serial: Path, vde_sock: Path, lan_mac: str, wan_mac: str,
@@ -463,8 +500,11 @@ class QemuProvider:
         """The QEMU command line of one VM."""
         accel = ["-accel", "tcg,thread=multi"] if self.accel == "tcg" else \
             ["-accel", "kvm", "-cpu", "host"]
+        # taskset's affinity is inherited by every thread QEMU starts (vCPUs, I/O)
+        pin = ["taskset", "--cpu-list", _span(frozenset(host.host_cpus))] \
+            if host.host_cpus else []
         return [
-            self.qemu, "-name", vm_tag(self.env, host.name, self.eid),
+            *pin, self.qemu, "-name", vm_tag(self.env, host.name, self.eid),
             "-machine", "pc", *accel, "-m", str(host.memory_mb), "-smp", str(host.cpus),
             "-nodefaults", "-display", "none", "-vga", "none",
             "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",

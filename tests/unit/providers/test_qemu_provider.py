@@ -6,6 +6,7 @@ import itertools
 import os
 import signal
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ class FakeSystem:
                                                            "network-config"))]
             self.seeds[out.parent.name] = {f.name: f.read_text() for f in files}
             out.write_bytes(b"ISO")
-        elif prog.startswith("qemu-system"):
+        elif prog.startswith("qemu-system") or (
+                prog == "taskset" and os.path.basename(argv[3]).startswith("qemu-system")):
             pidfile = Path(argv[argv.index("-pidfile") + 1])
             pidfile.write_text(str(self.start_process(argv)))
         else:
@@ -113,6 +115,29 @@ def test_accel_auto_prefers_tcg_under_a_hypervisor(tmp_path):
     assert Accel.resolve("kvm") == "kvm"
     with pytest.raises(InputError, match="accel"):
         Accel.resolve("hvf")
+
+
+def test_host_cpus_pins_that_vm_with_taskset_and_only_that_one(tmp_path, fake, image):
+    from launch.providers.qemu import host_cores
+
+    assert host_cores(None, "w") == ()
+    assert host_cores("0-1,3", "w", frozenset({0, 1, 2, 3})) == (0, 1, 3)
+    assert host_cores(1, "w", frozenset({0, 1})) == (1,)
+    for bad, why in (("1-0", "low-high"), ("a", "taskset core list"), ("1,", "core list"),
+                     ("7", r"cores of this machine \(0,1\)"), (True, "core list")):
+        with pytest.raises(InputError, match=f"(?s)settings.hosts.c.host_cpus.*{why}"):
+            host_cores(bad, "settings.hosts.c.host_cpus", frozenset({0, 1}))
+    p = make(tmp_path, fake)
+    pinned, free = hosts(image)
+    pinned = replace(pinned, host_cpus=(0,))
+    p.reserve([pinned, free])
+    p.create(pinned, b"#cloud-config\n")
+    p.create(free, b"#cloud-config\n")
+    vms = [c for c in fake.calls if "-name" in c]
+    assert vms[0][:3] == ["taskset", "--cpu-list", "0"]
+    assert os.path.basename(vms[0][3]).startswith("qemu-system")
+    assert os.path.basename(vms[1][0]).startswith("qemu-system")
+    assert p.store.load().hosts["caliper0"].pid is not None
 
 
 def test_reserve_assigns_from_dot_10_keeps_and_honours_explicit(tmp_path, fake, image):
