@@ -232,6 +232,13 @@ def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
     """The bootstrap node's BOOTSTRAP_DONE (JSON); InputError when it is not there."""
     host = lab.plan.bootstrap.name
     res = door.run(host, f"sudo -n cat {BOOTSTRAP_DONE}", check=False)
+    if ssh.no_session(res):
+        # an unreachable host says nothing about its bootstrap: not "run launch up"
+        raise ExternalError(f"environment {lab.name}: {host} did not answer over SSH, so its "
+                            f"bootstrap could not be checked: "
+                            f"{res.stderr.strip()[-300:] or 'no message'}",
+                            hint=f"`launch status {lab.name}` shows whether it runs; a VM "
+                                 "starved of CPU answers late (load average)")
     if not res.ok or not res.stdout.strip():
         raise InputError(f"environment {lab.name} is not bootstrapped: {host} has no "
                          f"{BOOTSTRAP_DONE} (channel and chaincode are not set up)",

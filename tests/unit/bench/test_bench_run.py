@@ -28,8 +28,8 @@ KEY = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
 RECORDED = prometheus.RoundResponses.from_json(json.loads((DATA / "round-0.json").read_text()))
 
 
-def done(stdout: str = "", rc: int = 0) -> runner.Completed:
-    return runner.Completed(("ssh",), rc, stdout, "", None)
+def done(stdout: str = "", rc: int = 0, stderr: str = "") -> runner.Completed:
+    return runner.Completed(("ssh",), rc, stdout, stderr, None)
 
 
 class FakePrometheus:
@@ -77,7 +77,7 @@ class FakePushgateway:
 class FakeDoor:
     """Plays the lab's hosts: the manager logs the recorded run over a few polls."""
 
-    def __init__(self, *, bootstrapped: bool = True, registers: bool = True,
+    def __init__(self, *, bootstrapped: bool | None = True, registers: bool = True,
                  interrupt_at_poll: int | None = None, journal_lag: int = 0) -> None:
         self.calls: list[tuple[str, str]] = []
         self.inputs: dict[str, str] = {}
@@ -96,6 +96,8 @@ class FakeDoor:
         if input is not None:
             self.inputs[command] = input
         if "bootstrap.done" in command:
+            if self.bootstrapped is None:       # the host does not answer
+                return done("", 255, "Connection timed out during banner exchange\n")
             return done('{"channel": "mychannel", "chaincodes": ["fixed-asset"]}') \
                 if self.bootstrapped else done("", 1)
         if command.startswith("sudo -n systemctl is-active --quiet"):
@@ -264,6 +266,15 @@ def test_not_bootstrapped_is_exit_2_and_starts_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not bootstrapped") as e:
         go(tmp_path, door)
     assert e.value.exit_code == 2 and "launch up" in str(e.value)
+    assert not any("systemctl start" in c or "systemd-run" in c for _, c in door.calls)
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_unreachable_bootstrap_node_is_not_called_unbootstrapped(tmp_path: Path) -> None:
+    door = FakeDoor(bootstrapped=None)
+    with pytest.raises(ExternalError, match="did not answer over SSH") as e:
+        go(tmp_path, door)
+    assert "not bootstrapped" not in str(e.value) and "banner exchange" in str(e.value)
     assert not any("systemctl start" in c or "systemd-run" in c for _, c in door.calls)
     assert not (tmp_path / "results").exists()
 
