@@ -131,7 +131,15 @@ def worker_env(plan: Plan, worker: CaliperWorker) -> dict[str, str]:
     }
 
 
-def _round(plan: Plan, rnd: Any, default_contract: str) -> dict[str, Any]:
+# fabperf's own workload modules (packer/files/caliper-worker/workloads): their asset ids
+# are `<idPrefix>_<round>_<worker>_<n>`, so a run must bring a prefix of its own, or a second
+# run on the same ledger creates ids that exist ("asset ... already exists", every create).
+ASSET_WORKLOADS = frozenset({"workloads/create-asset.js", "workloads/read-asset.js",
+                             "workloads/update-asset.js"})
+
+
+def _round(plan: Plan, rnd: Any, default_contract: str,
+           run_id: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"label": rnd.label}
     if rnd.duration is not None:
         out["txDuration"] = rnd.duration
@@ -141,6 +149,8 @@ def _round(plan: Plan, rnd: Any, default_contract: str) -> dict[str, Any]:
     out["rateControl"] = dict(rnd.rate_control) if rnd.rate_control else \
         {"type": "fixed-rate", "opts": {"tps": rnd.tps}}
     arguments = {"contractId": default_contract, **rnd.workload_arguments}
+    if run_id and rnd.workload_module in ASSET_WORKLOADS:
+        arguments.setdefault("idPrefix", f"asset_{run_id}")
     out["workload"] = {"module": rnd.workload_module, "arguments": arguments}
     return out
 
@@ -176,10 +186,12 @@ def worker_benchmark_text(plan: Plan) -> str:
 
 
 def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
-              workers: int | None = None) -> dict[str, Any]:
+              workers: int | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The manager's benchmark config: every worker process of every VM (`workers`, default
     the spec's), the spec's rounds (or `rounds`, spec.Round values), the Pushgateway
-    observer and Prometheus resource queries for the report."""
+    observer and Prometheus resource queries for the report. `run_id` (launch bench's
+    stamp) makes fabperf's asset workloads' ids unique to the run (ASSET_WORKLOADS) unless
+    the round sets `idPrefix` itself."""
     spec = plan.spec
     monitor = plan.monitor.address
     first = spec.channels[0]
@@ -202,7 +214,7 @@ def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
             "name": f"fabperf-{spec.name}",
             "description": f"{spec.name}: {sut}, {workers} workers",
             "workers": {"number": workers},
-            "rounds": [_round(plan, r, default_contract)
+            "rounds": [_round(plan, r, default_contract, run_id)
                        for r in (spec.caliper.rounds if rounds is None else rounds)],
         },
         "monitors": {

@@ -657,9 +657,10 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     byof = lab.plan.kind == "byof"
     bootstrap = check_byof(prom, lab) if byof else check_bootstrapped(door, lab)
     rounds = select_rounds(lab.plan.spec, options)
-    bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers)
-    bench_text = yaml.safe_dump(bench, sort_keys=False)
     stamp = _stamp(t_begin)
+    bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers,
+                                  run_id=stamp)
+    bench_text = yaml.safe_dump(bench, sort_keys=False)
     run_dir = f"{RUN_ROOT}/{stamp}"
     notes: list[str] = byof_notes(lab, bootstrap) if byof else []
     expected = sum(2 * (r.duration or (r.tx_number or 0) / max(r.tps, 1)) for r in rounds) \

@@ -3,6 +3,7 @@ over organisations, then peers), the manager's benchmark pointing at the monitor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from launch import caliper, fabric, plan, spec
@@ -36,3 +37,24 @@ def test_benchmark_for_a_bench_run() -> None:
     assert push["histogramBuckets"]["explicit"] == list(caliper.LATENCY_BUCKETS)
     assert doc["monitors"]["resource"][0]["options"]["url"] == \
         f"http://{p.monitor.address}:9090"
+
+
+def test_each_run_creates_asset_ids_of_its_own() -> None:
+    """A second `launch bench` on the same ledger must not create ids the first one made
+    (seen live: every create of the repeat failed with "asset ... already exists")."""
+    env = spec.load(REPO / "environments/local.yaml")
+    p = plan.build(env)
+
+    def prefixes(run_id: str | None) -> list[object]:
+        doc = caliper.benchmark(p, run_id=run_id)
+        return [r["workload"]["arguments"].get("idPrefix") for r in doc["test"]["rounds"]]
+
+    first, second = prefixes("20261202T060810Z"), prefixes("20261202T062340Z")
+    assert first == ["asset_20261202T060810Z"] * 2 and second[0] != first[0]
+    assert prefixes(None) == [None, None]            # the rendered bundle keeps the default
+    own = replace(env.caliper.rounds[0],
+                  workload_arguments={"idPrefix": "mine", "payloadSize": 100})
+    other = replace(env.caliper.rounds[0], workload_module="workloads/user-module.js")
+    doc = caliper.benchmark(p, rounds=[own, other], run_id="X")
+    assert [r["workload"]["arguments"].get("idPrefix") for r in doc["test"]["rounds"]] == \
+        ["mine", None]
