@@ -122,3 +122,49 @@ def test_summary_of_a_recorded_round() -> None:
     assert r.ledger["committed"] == pytest.approx(4200, rel=0.02)
     assert r.ledger["flagged"] is True and any("cross-check" in x for x in s.notes)
     assert plotted[0][0] == "saturate"
+
+
+def live(case: str) -> tuple[RoundNumbers, RoundSignals, dict]:
+    """A round of a real `launch bench` on this machine's QEMU lab (the bundle's
+    prometheus/round-0.json, report.html and summary.json, copied as they were written)."""
+    row = report.parse_report_html((DATA / case / "report.html").read_text())[0]
+    summary = json.loads((DATA / case / "summary.json").read_text())
+    rnd = summary["rounds"][0]
+    n = RoundNumbers(rnd["requested_tps"], row.send_rate, row.throughput, row.succeeded,
+                     row.failed)
+    return n, signals.from_responses(recorded(case)), rnd
+
+
+def test_live_fabric_bound_round_is_judged_again_from_its_bundle() -> None:
+    """Fabric's VM (1 vCPU) capped at 30 % of a core, the worker VM alone on the other:
+    2 TPS sent as asked, 0.9 committed, the worker at 71 % CPU. With the event-loop lag
+    bound raised to 0.5 s for TCG (its lag floor is 0.3-0.5 s at a quarter of a core),
+    fabric-bound on the throughput rule; with the default 0.1 s the lag rule wins."""
+    n, sig, rnd = live("fabric-bound-live")
+    tcg = Thresholds(eventloop_lag_s=0.5)
+    v = judge(n, sig, tcg)
+    assert v.verdict is Verdict.FABRIC_BOUND == rnd["verdict"]["verdict"]
+    assert {c.rule for c in v.reasons} == {"throughput"}
+    assert [c["detail"] for c in v.to_json()["checks"]] == \
+        [c["detail"] for c in rnd["verdict"]["checks"]]
+    checks = {c.rule: c for c in v.checks}
+    assert checks["worker-vm-cpu"].value == pytest.approx(0.714, abs=0.001)
+    assert checks["throughput"].value == pytest.approx(0.9 / 2.0, abs=0.01)
+    default = judge(n, sig)
+    assert default.verdict is Verdict.LOAD_GENERATOR_BOUND
+    assert {c.rule for c in default.reasons if c.side.value == "load-generator"} == \
+        {"eventloop-lag"}
+    assert {c.rule for c in default.reasons if c.side.value == "fabric"} == {"throughput"}
+
+
+def test_live_overdriven_round_is_judged_again_from_its_bundle() -> None:
+    """3 TPS asked of one worker VM (2 vCPUs on one host core, 2 processes): 1.1 sent."""
+    n, sig, rnd = live("load-generator-bound-live")
+    v = judge(n, sig)
+    assert v.verdict is Verdict.LOAD_GENERATOR_BOUND == rnd["verdict"]["verdict"]
+    fired = {c.rule: c for c in v.reasons}
+    assert {"send-rate", "worker-vm-cpu", "eventloop-lag"} <= set(fired)
+    assert fired["send-rate"].value == pytest.approx(1.1 / 3, abs=0.01)
+    assert fired["worker-vm-cpu"].where == "caliper"
+    assert [c["detail"] for c in v.to_json()["checks"]] == \
+        [c["detail"] for c in rnd["verdict"]["checks"]]
