@@ -29,6 +29,24 @@ class SubprocessForbidden(RuntimeError):
 
 _allowed = True
 
+# The commands run() is waiting for, in any thread: an interrupt in the main thread
+# reaches a command only when the main thread runs it; terminate_running() stops the ones
+# other threads wait for (readiness waiters blocked in `ssh ... cloud-init status --wait`).
+_running: set[subprocess.Popen] = set()  # type: ignore[type-arg]
+_running_lock = threading.Lock()
+
+
+def terminate_running() -> int:
+    """SIGTERM every command run() is waiting for (in every thread); how many were sent."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except OSError:      # it has just exited
+            pass
+    return len(procs)
+
 
 def allow_subprocesses(allowed: bool) -> None:
     """Open or close the door (the test suite closes it for unit tests)."""
@@ -92,6 +110,7 @@ def run(
         logf = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
         logf.write(f"$ {cmd}\n")
         logf.flush()
+    proc: subprocess.Popen | None = None  # type: ignore[type-arg]
     try:
         try:
             proc = subprocess.Popen(
@@ -108,6 +127,8 @@ def run(
                 f"{what or 'command'} failed: {args[0]!r} is not installed or not on PATH",
                 hint="run `make deps` to install the system packages fabperf needs",
             ) from exc
+        with _running_lock:
+            _running.add(proc)
         out_chunks: list[str] = []
         err_chunks: list[str] = []
 
@@ -146,6 +167,9 @@ def run(
         for t in threads:
             t.join()
     finally:
+        if proc is not None:
+            with _running_lock:
+                _running.discard(proc)
         if logf is not None:
             logf.close()
     result = Completed(

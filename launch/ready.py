@@ -223,6 +223,9 @@ def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = No
                 errors.append(exc)
     except BaseException:
         stop.set()
+        # a waiter blocked in a command (ssh ... cloud-init status --wait) sees `stop` only
+        # when the command returns: a SIGTERM to this process alone would wait it out
+        runner.terminate_running()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -162,3 +162,34 @@ def test_ctrl_c_stops_every_waiter_at_once():
     with pytest.raises(KeyboardInterrupt):
         wait_all(probes, "N1", Timeouts(process=3600, poll=0.05))
     assert threading.active_count() <= before      # every waiter thread has ended
+
+
+def test_an_interrupt_stops_a_waiter_blocked_in_a_command(monkeypatch):
+    """SIGTERM to fabperf alone (not its process group, as Ctrl-C is): a waiter blocked in
+    `ssh ... cloud-init status --wait` must not hold the rollback until that returns. Seen
+    live: `launch up` sat 50 s after SIGTERM until its ssh child was killed by hand."""
+    import _thread
+    import threading
+
+    from bake import runner
+
+    in_command = threading.Event()
+    terminated = threading.Event()
+
+    def blocking_ssh(command: str, timeout: float) -> object:
+        in_command.set()
+        terminated.wait(30)               # the command runs until it is terminated
+        return done("", -15)
+
+    def terminate_running() -> int:
+        terminated.set()
+        return 1
+
+    monkeypatch.setattr(runner, "terminate_running", terminate_running)
+    probes = [Probe("a", alive=lambda: True, ssh=blocking_ssh, console_tail=lambda n: "",
+                    died=lambda: "")]
+    threading.Thread(target=lambda: (in_command.wait(10), _thread.interrupt_main()),
+                     daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        wait_all(probes, "N1", Timeouts(poll=0.05))
+    assert terminated.is_set()
