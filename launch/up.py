@@ -152,7 +152,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
                                                          repo_root), spec_path)
             gone = [n for n in wanted if n in before.hosts]
-            log.info("%s: recreating %s", name, ", ".join(gone))
+            log.info("%s: recreating %s", name, ", ".join(gone) if gone else
+                     f"{', '.join(wanted)} (not in the state: created anew)")
             report = provider.destroy_hosts(gone)
             if report.errors:
                 raise ExternalError(f"environment {name}: could not remove "
