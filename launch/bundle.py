@@ -439,7 +439,9 @@ def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool, old_grafana: 
     # Every host's user-data is built and size-checked before anything else is written.
     user_data: dict[str, UserData] = {}
     for host in plan.hosts:
-        doc = cloudinit.cloud_config(plan, host, _host_files(plan, host, shared, nonce), nonce)
+        before = fabric.PEER_BEFORE if Role.PEER in host.roles else ()
+        doc = cloudinit.cloud_config(plan, host, _host_files(plan, host, shared, nonce), nonce,
+                                     before=before)
         user_data[host.name] = cloudinit.fit(host.name, cloudinit.dump(doc), spec.provider)
 
     write = _Writer()

@@ -17,6 +17,7 @@ from typing import Any
 from launch import chaincode, crypto
 from launch.contract import (
     BOOTSTRAP_DIR,
+    FABRIC_CFG_PATH,
     FABRIC_DATA,
     PORTS,
     Role,
@@ -240,7 +241,9 @@ def peer_env(plan: Plan, node: FabricNode) -> dict[str, str]:
         "CORE_LEDGER_SNAPSHOTS_ROOTDIR": f"{data}/snapshots",
         "CORE_OPERATIONS_LISTENADDRESS": f"0.0.0.0:{PORTS['peer_operations']}",
         "CORE_METRICS_PROVIDER": "prometheus",
-        # Empty: no Docker on the node, so /healthz must not check a Docker daemon.
+        # Empty: no Docker on the node, so /healthz must not check a Docker daemon. Fabric
+        # 2.5's viper ignores an empty variable (the baked core.yaml's docker.sock stays and
+        # /healthz answers 503 "docker" for ever): PEER_BEFORE blanks it in the file too.
         "CORE_VM_ENDPOINT": "",
         "CORE_PEER_LIMITS_CONCURRENCY_GATEWAYSERVICE": str(t.gateway_concurrency),
         "CORE_PEER_LIMITS_CONCURRENCY_ENDORSERSERVICE": str(t.endorser_concurrency),
@@ -423,3 +426,12 @@ def bootstrap_inputs(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...],
     }
     files["bootstrap.json"] = json.dumps(doc, indent=2) + "\n"
     return files
+
+
+# Commands a peer host runs before its units start: sampleconfig core.yaml's
+# `vm.endpoint: unix:///var/run/docker.sock` blanked in the baked file (the only line of
+# the file with that value), which CORE_VM_ENDPOINT="" cannot do on Fabric 2.5.
+PEER_BEFORE: tuple[tuple[str, ...], ...] = (
+    ("sed", "-i", r's#^\( *endpoint:\) *unix:///var/run/docker\.sock *$#\1 ""#',
+     f"{FABRIC_CFG_PATH}/core.yaml"),
+)
