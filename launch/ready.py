@@ -15,7 +15,8 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -194,6 +195,17 @@ class _Stopped(Exception):
     """A waiter told to stop (the main thread was interrupted)."""
 
 
+def _result(fut: Future[HostReadiness]) -> HostReadiness:
+    """fut.result(), looked at every second: a signal that arrives just before the main
+    thread blocks on a lock is only handled when the lock returns, and a waiter may hold it
+    for its whole timeout."""
+    while True:
+        try:
+            return fut.result(timeout=1.0)
+        except FutureTimeout:
+            continue
+
+
 def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = None,
              **kw: object) -> list[HostReadiness]:
     """Wait for every host in parallel; raise one error listing every host that failed."""
@@ -218,7 +230,7 @@ def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = No
                    for p in probes}
         for fut, p in futures.items():
             try:
-                results[p.host] = fut.result()
+                results[p.host] = _result(fut)
             except NotReady as exc:
                 errors.append(exc)
     except BaseException:

@@ -40,7 +40,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -120,7 +120,7 @@ def host_cores(value: str | int | None, where: str,
     return tuple(sorted(cores))
 
 
-def _span(cores: frozenset[int]) -> str:
+def _span(cores: Iterable[int]) -> str:
     return ",".join(map(str, sorted(cores)))
 
 
@@ -492,7 +492,7 @@ class QemuProvider:
         self.store.update_host(host.name, pid=pid, phase=Phase.RUNNING)
         log.info("%s: started (pid %s, ssh 127.0.0.1:%s, %s%s)", host.name, pid,
                  ports["ssh"], self.accel,
-                 f", host cores {_span(frozenset(host.host_cpus))}" if host.host_cpus else "")
+                 f", host cores {_span(host.host_cpus)}" if host.host_cpus else "")
 
     def qemu_argv(self, host: HostRequest, *, overlay: Path, seed: Path, qmp: Path,
                   pidfile: Path, serial: Path, vde_sock: Path, lan_mac: str, wan_mac: str,
@@ -501,7 +501,7 @@ class QemuProvider:
         accel = ["-accel", "tcg,thread=multi"] if self.accel == "tcg" else \
             ["-accel", "kvm", "-cpu", "host"]
         # taskset's affinity is inherited by every thread QEMU starts (vCPUs, I/O)
-        pin = ["taskset", "--cpu-list", _span(frozenset(host.host_cpus))] \
+        pin = ["taskset", "--cpu-list", _span(host.host_cpus)] \
             if host.host_cpus else []
         return [
             *pin, self.qemu, "-name", vm_tag(self.env, host.name, self.eid),

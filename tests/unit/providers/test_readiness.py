@@ -145,7 +145,7 @@ def test_wait_all_reports_every_failed_host():
 def test_ctrl_c_stops_every_waiter_at_once():
     """Ctrl-C while hosts boot: wait_all raises at once and leaves no waiter behind (the
     rollback must not wait for the readiness timeouts)."""
-    import _thread
+    import signal
     import threading
 
     waiting = threading.Event()
@@ -156,7 +156,9 @@ def test_ctrl_c_stops_every_waiter_at_once():
 
     probes = [Probe(h, alive=alive, ssh=lambda c, t: done(), console_tail=lambda n: "",
                     died=lambda: "") for h in ("a", "b")]
-    threading.Thread(target=lambda: (waiting.wait(10), _thread.interrupt_main()),
+    main = threading.main_thread().ident
+    threading.Thread(target=lambda: (waiting.wait(10),
+                                     signal.pthread_kill(main, signal.SIGINT)),  # type: ignore[arg-type]
                      daemon=True).start()
     before = threading.active_count()
     with pytest.raises(KeyboardInterrupt):
@@ -168,7 +170,7 @@ def test_an_interrupt_stops_a_waiter_blocked_in_a_command(monkeypatch):
     """SIGTERM to fabperf alone (not its process group, as Ctrl-C is): a waiter blocked in
     `ssh ... cloud-init status --wait` must not hold the rollback until that returns. Seen
     live: `launch up` sat 50 s after SIGTERM until its ssh child was killed by hand."""
-    import _thread
+    import signal
     import threading
 
     from bake import runner
@@ -188,7 +190,11 @@ def test_an_interrupt_stops_a_waiter_blocked_in_a_command(monkeypatch):
     monkeypatch.setattr(runner, "terminate_running", terminate_running)
     probes = [Probe("a", alive=lambda: True, ssh=blocking_ssh, console_tail=lambda n: "",
                     died=lambda: "")]
-    threading.Thread(target=lambda: (in_command.wait(10), _thread.interrupt_main()),
+    # a real SIGINT (as SIGTERM would be): interrupt_main() only sets a flag, which a main
+    # thread already blocked on the waiter's future never looks at
+    main = threading.main_thread().ident
+    threading.Thread(target=lambda: (in_command.wait(10),
+                                     signal.pthread_kill(main, signal.SIGINT)),  # type: ignore[arg-type]
                      daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         wait_all(probes, "N1", Timeouts(poll=0.05))
