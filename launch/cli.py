@@ -307,6 +307,11 @@ def _results_root(override: Path | None) -> Path:
     return override if override is not None else layout.find_repo_root() / "results"
 
 
+_threshold_option = click.option(
+    "--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+    help="Override a verdict threshold (launch.bench.verdict.Thresholds; repeatable), after "
+         "the spec's bench.thresholds.")
+
 _results_option = click.option(
     "--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Where results bundles live [default: <repo>/results].")
@@ -331,9 +336,7 @@ def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | N
 @click.option("--workers-per-vm", callback=_workers_per_vm, default=None, metavar="N|auto",
               help="Worker processes per worker VM [default: the spec's "
                    "caliper.workers.processes; auto: 1.5 x the VM's vCPUs].")
-@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Override a verdict threshold (launch.bench.verdict.Thresholds; "
-                   "repeatable), after the spec's bench.thresholds.")
+@_threshold_option
 @click.option("--register-timeout", type=click.IntRange(min=1), default=300,
               show_default=True, metavar="SECONDS",
               help="How long the workers may take to register with the manager.")
@@ -507,14 +510,15 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
                    "one of the same request resumes.")
 @click.option("--dry-run", is_flag=True,
               help="Print each ref's image (fingerprint) and the steps; run nothing.")
+@_threshold_option
 @_results_option
 @_build_dir_option
 @output_option
 @verbosity_options
 def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
                 versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
-                out: Path | None, dry_run: bool, results_dir: Path | None,
-                build_dir: Path | None, output: str) -> None:
+                out: Path | None, dry_run: bool, thresholds: tuple[str, ...],
+                results_dir: Path | None, build_dir: Path | None, output: str) -> None:
     """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
     rounds N times interleaving the refs, and compare them (launch results compare)."""
     import os
@@ -542,7 +546,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     request.check()
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
-                       progress=progress)
+                       progress=progress, threshold_pairs=thresholds)
     if dry_run:
         for line in ab.preview(real, request):
             click.echo(line)
@@ -648,6 +652,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where calibration.json, proposal.yaml and the bundles go "
                    "[default: <results>/size/<UTC stamp>].")
+@_threshold_option
 @_results_option
 @_build_dir_option
 @output_option
@@ -655,7 +660,8 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
              vcpus: int | None, from_file: Path | None, out: Path | None,
-             results_dir: Path | None, build_dir: Path | None, output: str) -> None:
+             thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
+             output: str) -> None:
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
     propose worker VMs x processes for --target-tps (planned at 70 % of the measured
     capacity) as a spec patch (proposal.yaml)."""
@@ -682,13 +688,14 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
             raise InputError.field(None, "--rates", "rates >= 1", rates)
         root, bdir = _build_dir(build_dir)
         real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
-                           progress=progress)
+                           progress=progress, threshold_pairs=thresholds)
         progress(f"launch size {env.name}: calibrating round {label} at "
                  f"{', '.join(f'{r:g}' for r in steps_at)} TPS -> {out_dir}")
         cal, proposal = sizing.run(real, out_dir, round_label=label,
                                    processes=env.caliper.processes, rates=steps_at,
                                    target_tps=target_tps, duration=duration,
-                                   headroom=headroom, vcpus_per_vm=vcpus, progress=progress)
+                                   headroom=headroom, vcpus_per_vm=vcpus,
+                                   thresholds=real.thresholds.changed(), progress=progress)
     if output == "json":
         emit_json({"calibration": cal.to_json(), "proposal": proposal.to_json(),
                    "out": str(out_dir) if from_file is None or out else None})

@@ -104,6 +104,12 @@ class Thresholds:
     def to_json(self) -> dict[str, float]:
         return asdict(self)
 
+    def changed(self) -> dict[str, float]:
+        """The thresholds that differ from the defaults (what a run's verdicts owe to its
+        spec or command line)."""
+        default = Thresholds()
+        return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
+
 
 # thresholds that are shares (0..1]; the others are seconds, multiples or counts
 SHARES = frozenset({"send_rate_ratio", "worker_cpu", "fabric_cpu", "throughput_ratio",

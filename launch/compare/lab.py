@@ -152,8 +152,9 @@ class RealLab:
     """The Lab of a spec on this machine, through bake.build, launch.up and launch.bench."""
 
     def __init__(self, spec_path: Path, *, build_dir: Path, repo_root: Path, work_dir: Path,
-                 progress: Callable[[str], None]) -> None:
+                 progress: Callable[[str], None], threshold_pairs: Sequence[str] = ()) -> None:
         from launch import spec as spec_mod
+        from launch.bench.verdict import Thresholds
 
         self.spec_path = spec_path
         self.spec = spec_mod.load(spec_path)
@@ -166,6 +167,12 @@ class RealLab:
         self.environment = self.spec.name
         self.build_dir, self.repo_root, self.work_dir = build_dir, repo_root, work_dir
         self.progress = progress
+        # --threshold NAME=VALUE over the spec's bench.thresholds: checked here, before
+        # anything runs; every bench of the lab judges its rounds with them
+        self.threshold_pairs = tuple(threshold_pairs)
+        self.thresholds = Thresholds.parse_pairs(
+            self.threshold_pairs,
+            base=Thresholds.from_mapping(self.spec.bench_thresholds, source=spec_path))
 
     def _targets(self, v: Variant):  # type: ignore[no-untyped-def]
         from bake import build, profiles
@@ -224,7 +231,8 @@ class RealLab:
               duration: int | None = None, workers_per_vm: int | None = None) -> Bench:
         from launch.bench import run
 
-        options = run.Options(rounds=tuple(rounds), tps=tps, duration=duration)
+        options = run.Options(rounds=tuple(rounds), tps=tps, duration=duration,
+                              threshold_pairs=self.threshold_pairs)
         result = run.bench(self.environment, options, build_dir=self.build_dir,
                            repo_root=self.repo_root, results_root=results_root,
                            workers_per_vm=workers_per_vm, on_progress=self.progress)

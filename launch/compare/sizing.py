@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,12 @@ class Calibration:
     processes: int
     round: str
     steps: tuple[Step, ...]
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """the verdict thresholds that differed from the defaults (spec or --threshold): the
+    steps' verdicts, and so the capacity, hold under these"""
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **asdict(self),
+        return {"schema": SCHEMA, **asdict(self), "thresholds": dict(self.thresholds),
                 "steps": [{**asdict(s), "evidence": list(s.evidence)} for s in self.steps]}
 
     @classmethod
@@ -80,7 +83,8 @@ class Calibration:
         top = check_fields(doc, [Rule("schema", str), Rule("host", str),
                                  Rule("vcpus", int, minimum=1, maximum=1024),
                                  Rule("processes", int, minimum=1, maximum=MAX_PROCESSES),
-                                 Rule("round", str), Rule("steps", list)],
+                                 Rule("round", str), Rule("steps", list),
+                                 Rule("thresholds", dict, default={})],
                            source=where, path="")
         steps = []
         for i, s in enumerate(top["steps"]):
@@ -92,7 +96,12 @@ class Calibration:
                                  Rule("bundle", str, default="")],
                              source=where, path=f"steps[{i}]")
             steps.append(Step(**{**f, "evidence": tuple(str(e) for e in f["evidence"])}))
-        return cls(top["host"], top["vcpus"], top["processes"], top["round"], tuple(steps))
+        from launch.bench.verdict import Thresholds
+
+        changed = Thresholds.from_mapping(top["thresholds"], source=where,
+                                          path="thresholds").changed()
+        return cls(top["host"], top["vcpus"], top["processes"], top["round"], tuple(steps),
+                   changed)
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,10 @@ def propose(cal: Calibration, target_tps: float, *, headroom: float = HEADROOM,
         f"VMs: ceil({target_tps:g} / {per_vm:.1f}) = {vms}; planned {per_vm * vms:.1f} TPS, "
         f"{target_tps / (vms * p):.1f} TPS per process at the target",
     ]
+    if cal.thresholds:
+        lines.append("verdicts judged with " + ", ".join(
+            f"{k}={v:g}" for k, v in sorted(cal.thresholds.items()))
+            + " (not the defaults): judge the run at the target with the same")
     if not cap.reached:
         lines.append("the calibration never made the VM the limit: its capacity is a lower "
                      "bound, so this proposal may use more VMs than needed")
@@ -217,17 +230,20 @@ def step_rates(start: float, factor: float, steps: int) -> tuple[float, ...]:
 
 def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float],
               results_root: Path, *, duration: int | None = None,
+              thresholds: Mapping[str, float] | None = None,
               progress: Callable[[str], None] = lambda _: None,
               record: Callable[[Calibration], None] = lambda _: None) -> Calibration:
     """Run the round at each rate on the lab's one worker VM until load-generator-bound.
-    `record` gets the calibration after every step (to keep it on disk)."""
+    `record` gets the calibration after every step (to keep it on disk); `thresholds`: the
+    non-default verdict thresholds the lab's benches judge with (recorded)."""
     vcpus = lab.worker_vcpus()
     if len(vcpus) != 1:
         raise InputError(f"launch size calibrates ONE worker VM; {lab.environment} has "
                          f"{len(vcpus)} ({', '.join(sorted(vcpus))})",
                          hint="set caliper.workers.vms: 1 in the spec for the calibration")
     (host, n), = vcpus.items()
-    cal = Calibration(host, n, processes, round_label, ())
+    changed = dict(thresholds or {})
+    cal = Calibration(host, n, processes, round_label, (), changed)
     for i, rate in enumerate(rates, 1):
         progress(f"calibration step {i}/{len(rates)}: {round_label} at {rate:g} TPS "
                  f"on {host} ({processes} processes, {n} vCPUs)")
@@ -241,7 +257,7 @@ def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float]
         verdict = str(r.verdict.get("verdict"))
         step = Step(rate, r.send_rate_tps, r.throughput_tps, r.failed, verdict, fired,
                     str(b.bundle))
-        cal = Calibration(host, n, processes, round_label, (*cal.steps, step))
+        cal = Calibration(host, n, processes, round_label, (*cal.steps, step), changed)
         record(cal)
         progress(f"  sent {r.send_rate_tps} TPS, throughput {r.throughput_tps} TPS "
                  f"({r.failed} failed): {verdict}")
@@ -273,6 +289,7 @@ def load_calibration(path: Path) -> Calibration:
 def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
         rates: Sequence[float], target_tps: float, duration: int | None = None,
         headroom: float = HEADROOM, vcpus_per_vm: int | None = None,
+        thresholds: Mapping[str, float] | None = None,
         progress: Callable[[str], None] = lambda _: None) -> tuple[Calibration, Proposal]:
     """`launch size`: calibrate (bundles under out_dir/<env>/, the steps in
     out_dir/calibration.json after each), propose, write out_dir/proposal.yaml."""
@@ -286,7 +303,7 @@ def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
         write_atomic(out_dir / CALIBRATION, json.dumps(cal.to_json(), indent=2) + "\n")
 
     cal = calibrate(lab, round_label, processes, rates, out_dir, duration=duration,
-                    progress=progress, record=keep)
+                    thresholds=thresholds, progress=progress, record=keep)
     proposal = propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus_per_vm)
     write_proposal(proposal, out_dir)
     return cal, proposal

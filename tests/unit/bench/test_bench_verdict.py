@@ -65,6 +65,9 @@ def test_thresholds_decide_and_can_be_overridden() -> None:
     t = Thresholds.from_mapping({"worker_cpu": 0.2}, source="env.yaml")
     assert judge(n, sig, t).verdict is Verdict.LOAD_GENERATOR_BOUND   # the 30 % busy VM
     assert Thresholds.parse_pairs(["fabric_cpu=0.5"]).fabric_cpu == 0.5
+    assert Thresholds.parse_pairs(["fabric_cpu=0.5"], base=t).changed() == {
+        "worker_cpu": 0.2, "fabric_cpu": 0.5}
+    assert Thresholds.parse_pairs(["fabric_cpu=0.85"]).changed() == {}
 
 
 @pytest.mark.parametrize("raw,field", [

@@ -88,3 +88,21 @@ def test_bench_runs_the_rounds_into_the_given_root(real, monkeypatch, tmp_path) 
     out = real.bench(tmp_path / "r", ("create",), tps=75)
     assert seen == {"env": "local", "rounds": ("create",), "tps": 75, "root": tmp_path / "r"}
     assert out.bundle == tmp_path / "b"
+
+
+def test_thresholds_reach_every_bench_and_are_checked_up_front(monkeypatch, tmp_path) -> None:
+    from bake.errors import InputError
+
+    seen = []
+    monkeypatch.setattr(bench_run, "bench", lambda env, options, **kw: seen.append(
+        options.threshold_pairs) or SimpleNamespace(bundle=tmp_path / "b", summary="S"))
+    real = lab.RealLab(SPEC, build_dir=tmp_path / "build", repo_root=REPO,
+                       work_dir=tmp_path / "run", progress=lambda _: None,
+                       threshold_pairs=("eventloop_lag_s=0.5",))
+    assert real.thresholds.changed() == {"eventloop_lag_s": 0.5}
+    real.bench(tmp_path / "r", ("create",))
+    assert seen == [("eventloop_lag_s=0.5",)]
+    with pytest.raises(InputError, match="--threshold"):
+        lab.RealLab(SPEC, build_dir=tmp_path / "build", repo_root=REPO,
+                    work_dir=tmp_path / "run", progress=lambda _: None,
+                    threshold_pairs=("eventloop_lag_s=slow",))

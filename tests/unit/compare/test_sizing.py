@@ -166,3 +166,32 @@ def test_cli_from_a_recorded_calibration(tmp_path: Path, capsys) -> None:
     assert doc["proposal"]["vms"] == 2 and doc["proposal"]["processes_per_vm"] == 8
     assert run_main(cli, [*argv, "--headroom", "2"]) == 2
     assert run_main(cli, ["size", str(spec), "--target-tps", "10", "--round", "nope"]) == 2
+
+
+def test_non_default_thresholds_are_recorded_and_said(tmp_path: Path) -> None:
+    lab = CalibrationLab({"caliper": 2})
+    c, p = sizing.run(lab, tmp_path / "out", round_label="create", processes=2,
+                      rates=(50, 75), target_tps=100, thresholds={"eventloop_lag_s": 0.5})
+    assert c.thresholds == {"eventloop_lag_s": 0.5}
+    assert sizing.load_calibration(tmp_path / "out" / "calibration.json") == c
+    assert ("# verdicts judged with eventloop_lag_s=0.5 (not the defaults): judge the run at "
+            "the target with the same") in p.patch_text()
+    assert "judged with" not in sizing.propose(cal(), 100).patch_text()
+    doc = c.to_json()
+    doc["thresholds"] = {"eventloop_lag_s": -1}
+    with pytest.raises(InputError, match=r"thresholds\.eventloop_lag_s"):
+        sizing.Calibration.from_json(doc, "c.json")
+
+
+def test_cli_checks_thresholds_before_anything_runs(tmp_path: Path, capsys) -> None:
+    from bake.clikit import run_main
+    from launch.cli import cli
+
+    spec = Path(__file__).resolve().parents[3] / "environments/local.yaml"
+    for cmd in (["size", str(spec), "--target-tps", "10"],
+                ["compare", str(spec), "--ref", "v2.5.12", "--ref", "v3.0.0"]):
+        argv = [*cmd, "--out", str(tmp_path / "o"), "--build-dir", str(tmp_path / "b"),
+                "--threshold", "eventloop_lag=0.5"]
+        assert run_main(cli, argv) == 2
+        assert "eventloop_lag" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
