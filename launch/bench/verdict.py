@@ -43,9 +43,10 @@ class Thresholds:
     """load-generator-bound when a worker VM's mean CPU busy over the round, or one worker
     process's mean CPU in cores (a Node.js worker uses about one core), exceeds this."""
     eventloop_lag_s: float = 0.1
-    """load-generator-bound when a worker process's mean event-loop lag p99 (prom-client's
-    nodejs_eventloop_lag_p99_seconds) over the round exceeds this many seconds: its timers,
-    and so its sends, run late."""
+    """load-generator-bound when a worker process's event-loop lag p99 (prom-client's
+    nodejs_eventloop_lag_p99_seconds as last pushed in the round: the p99 since the worker
+    started, launch.bench.prometheus) exceeds this many seconds: its timers, and so its
+    sends, run late."""
     fabric_cpu: float = 0.85
     """fabric-bound when a peer, orderer or chaincode process group uses more than this share
     of its VM's vCPUs on average over the round."""

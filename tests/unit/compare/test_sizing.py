@@ -195,3 +195,66 @@ def test_cli_checks_thresholds_before_anything_runs(tmp_path: Path, capsys) -> N
         assert run_main(cli, argv) == 2
         assert "eventloop_lag" in capsys.readouterr().err
         assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+
+
+# --- the live calibration: one 1-vCPU worker VM of the pinned TCG lab (README), round
+# create, 60 s steps at 1 and 2 TPS, eventloop_lag_s=0.5 (the bundles' summary.json and the
+# calibration.json `launch size --target-tps 2 --rates 1,2,3,4,5` wrote)
+
+LIVE = DATA.parent / "live"
+
+
+def live() -> sizing.Calibration:
+    return sizing.load_calibration(LIVE / "calibration.json")
+
+
+class RecordedLab(FakeLab):
+    """bench answers the Nth step with the Nth recorded step's real summary.json."""
+
+    def worker_vcpus(self) -> dict[str, int]:
+        return {"caliper": 1}
+
+    def bench(self, results_root, rounds=(), tps=None, duration=None, workers_per_vm=None):
+        self.calls.append(("bench", tuple(rounds), tps, duration))
+        step = LIVE / f"step-{len(self.calls)}"
+        return Bench(step, results.load(step))
+
+
+def test_live_calibration_stops_at_the_first_load_generator_bound_step(tmp_path) -> None:
+    lab = RecordedLab()
+    c = sizing.calibrate(lab, "create", 1, (1, 2, 3, 4, 5), tmp_path, duration=60,
+                         thresholds={"eventloop_lag_s": 0.5})
+    assert [x[2] for x in lab.calls] == [1, 2]          # 3, 4 and 5 never ran
+    recorded_steps = [replace(s, bundle="") for s in live().steps]
+    assert [replace(s, bundle="") for s in c.steps] == recorded_steps
+    assert c == replace(live(), steps=c.steps)
+    assert [s.verdict for s in c.steps] == ["headroom", "load-generator-bound"]
+    assert c.steps[1].evidence == (
+        "worker event-loop lag p99 0.678 s on worker 0 (> 0.500 s)",)
+    # the verdicts are the bundles' own, judged with the thresholds they record
+    assert results.load(LIVE / "step-2").thresholds["eventloop_lag_s"] == 0.5
+
+
+def test_live_proposal_arithmetic_and_headroom() -> None:
+    cap = sizing.capacity(live())
+    assert (cap.tps, cap.per_process, cap.per_vcpu, cap.reached) == (2.0, 2.0, 2.0, True)
+    cases = {  # target TPS: (VMs, processes per VM) for 1-vCPU VMs, 1.4 TPS planned each
+        1: (1, 1), 1.4: (1, 1), 2: (2, 1), 2.8: (2, 1), 3: (3, 1), 10: (8, 1), 100: (72, 1)}
+    for target, shape in cases.items():
+        p = sizing.propose(live(), target)
+        assert (p.vms, p.processes_per_vm) == shape, target
+        assert p.planned_per_vm == pytest.approx(1.4)
+        # the headroom rule: at the target no process and no VM runs above 70 % of what the
+        # calibration VM sustained
+        assert target / p.vms <= 0.7 * cap.tps + 1e-9
+        assert target / (p.vms * p.processes_per_vm) <= 0.7 * cap.per_process + 1e-9
+        assert p.planned_total >= target
+    # what `launch size` wrote for --target-tps 2, comments and patch
+    assert sizing.propose(live(), 2).patch_text() == (
+        LIVE / "proposal-target-2.yaml").read_text()
+    # bigger VMs keep the measured density (1 process per vCPU) and scale per vCPU
+    p = sizing.propose(live(), 10, vcpus_per_vm=4)
+    assert (p.vms, p.processes_per_vm, p.planned_per_vm) == (2, 4, pytest.approx(5.6))
+    assert sizing.propose(live(), 2, headroom=1.0).vms == 1
+    with pytest.raises(InputError, match="more than the spec's 128"):
+        sizing.propose(live(), 200)
