@@ -8,11 +8,14 @@ the request, or the worker VM's CPU > 85 %, or event-loop lag). Every step's bun
 and the steps are recorded in calibration.json.
 
 Capacity (`capacity`): what that VM sustained = the highest send rate Caliper achieved in
-the steps up to and including the first load-generator-bound one (at that step the VM was
-at its limit; the achieved rate, not the requested one, is what it could send). Per
-process = capacity / processes, per vCPU = capacity / vCPUs. No load-generator-bound step:
-the VM was never the limit, the capacity is a lower bound and the proposal errs towards
-more VMs; it says so.
+the steps BEFORE the first load-generator-bound one (headroom or fabric-bound: the VM was
+not the limit there). The load-generator-bound step's own rate is not it: that step was
+already over a bound (live, TCG: worker VM 85 % at 3 TPS, and a later run at 70 % of those
+3 TPS was itself load-generator-bound, VM CPU 86 %). Per process = capacity / processes,
+per vCPU = capacity / vCPUs. A first step that is already load-generator-bound leaves
+nothing sustained: an error that says to start lower. No load-generator-bound step: the VM
+was never the limit, the capacity is a lower bound and the proposal errs towards more VMs;
+it says so.
 
 Proposal (`propose`, pure arithmetic): plan every VM at HEADROOM (70 %) of what the
 calibration measured -
@@ -116,23 +119,31 @@ class Capacity:
 
 def capacity(cal: Calibration) -> Capacity:
     """What the calibration VM sustained (see the module docstring)."""
-    steps: list[Step] = []
+    sustained: list[Step] = []
+    bound: Step | None = None
     for s in cal.steps:
-        steps.append(s)
         if s.verdict == LOAD_BOUND:
+            bound = s
             break
-    rates = [(s.send_rate_tps, s) for s in steps if s.send_rate_tps]
+        sustained.append(s)
+    why = f"{'; '.join(bound.evidence) or 'verdict'}" if bound else ""
+    rates = [(s.send_rate_tps, s) for s in sustained if s.send_rate_tps]
     if not rates:
+        if bound is not None:
+            raise InputError(f"calibration of {cal.host}: load-generator-bound from its first "
+                             f"step ({bound.requested_tps:g} TPS: {why}), so it sustained "
+                             "no rate to plan from",
+                             hint="calibrate from a lower rate (--start or --rates)")
         raise InputError(f"calibration of {cal.host}: no step measured a send rate",
                          hint="look at the steps' bundles (manager log)")
     best, at = max(rates, key=lambda x: x[0])
-    reached = steps[-1].verdict == LOAD_BOUND
-    basis = (f"{best:.1f} TPS sent at the {at.requested_tps:g} TPS step "
-             + (f"(load-generator-bound at {steps[-1].requested_tps:g} TPS: "
-                f"{'; '.join(steps[-1].evidence) or 'verdict'})" if reached else
+    basis = (f"{best:.1f} TPS sent at the {at.requested_tps:g} TPS step, the most it sent "
+             "without being the limit "
+             + (f"(load-generator-bound at {bound.requested_tps:g} TPS: {why})"
+                if bound is not None else
                 f"(never load-generator-bound up to {cal.steps[-1].requested_tps:g} TPS: "
                 "a lower bound)"))
-    return Capacity(best, best / cal.processes, best / cal.vcpus, reached, basis)
+    return Capacity(best, best / cal.processes, best / cal.vcpus, bound is not None, basis)
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,7 @@ def write_proposal(p: Proposal, out_dir: Path) -> Path:
     """out_dir/proposal.yaml: the spec patch with its explanation as comments."""
     from bake.atomic import write_atomic
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_dir / PROPOSAL, p.patch_text())
 
 
