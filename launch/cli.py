@@ -694,8 +694,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
         cal, proposal = sizing.run(real, out_dir, round_label=label,
                                    processes=env.caliper.processes, rates=steps_at,
                                    target_tps=target_tps, duration=duration,
-                                   headroom=headroom, vcpus_per_vm=vcpus,
-                                   thresholds=real.thresholds.changed(), progress=progress)
+                                   headroom=headroom, vcpus_per_vm=vcpus, progress=progress)
     if output == "json":
         emit_json({"calibration": cal.to_json(), "proposal": proposal.to_json(),
                    "out": str(out_dir) if from_file is None or out else None})

@@ -126,7 +126,7 @@ def capacity(cal: Calibration) -> Capacity:
             bound = s
             break
         sustained.append(s)
-    why = f"{'; '.join(bound.evidence) or 'verdict'}" if bound else ""
+    why = ("; ".join(bound.evidence) or "verdict") if bound else ""
     rates = [(s.send_rate_tps, s) for s in sustained if s.send_rate_tps]
     if not rates:
         if bound is not None:
@@ -241,20 +241,20 @@ def step_rates(start: float, factor: float, steps: int) -> tuple[float, ...]:
 
 def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float],
               results_root: Path, *, duration: int | None = None,
-              thresholds: Mapping[str, float] | None = None,
               progress: Callable[[str], None] = lambda _: None,
               record: Callable[[Calibration], None] = lambda _: None) -> Calibration:
     """Run the round at each rate on the lab's one worker VM until load-generator-bound.
-    `record` gets the calibration after every step (to keep it on disk); `thresholds`: the
-    non-default verdict thresholds the lab's benches judge with (recorded)."""
+    `record` gets the calibration after every step (to keep it on disk). The thresholds it
+    records are those the steps' bundles say they were judged with."""
+    from launch.bench.verdict import Thresholds
+
     vcpus = lab.worker_vcpus()
     if len(vcpus) != 1:
         raise InputError(f"launch size calibrates ONE worker VM; {lab.environment} has "
                          f"{len(vcpus)} ({', '.join(sorted(vcpus))})",
                          hint="set caliper.workers.vms: 1 in the spec for the calibration")
     (host, n), = vcpus.items()
-    changed = dict(thresholds or {})
-    cal = Calibration(host, n, processes, round_label, (), changed)
+    cal = Calibration(host, n, processes, round_label, ())
     for i, rate in enumerate(rates, 1):
         progress(f"calibration step {i}/{len(rates)}: {round_label} at {rate:g} TPS "
                  f"on {host} ({processes} processes, {n} vCPUs)")
@@ -268,6 +268,8 @@ def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float]
         verdict = str(r.verdict.get("verdict"))
         step = Step(rate, r.send_rate_tps, r.throughput_tps, r.failed, verdict, fired,
                     str(b.bundle))
+        changed = Thresholds.from_mapping(b.summary.thresholds, source=str(b.bundle),
+                                          path="thresholds").changed()
         cal = Calibration(host, n, processes, round_label, (*cal.steps, step), changed)
         record(cal)
         progress(f"  sent {r.send_rate_tps} TPS, throughput {r.throughput_tps} TPS "
@@ -301,7 +303,6 @@ def load_calibration(path: Path) -> Calibration:
 def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
         rates: Sequence[float], target_tps: float, duration: int | None = None,
         headroom: float = HEADROOM, vcpus_per_vm: int | None = None,
-        thresholds: Mapping[str, float] | None = None,
         progress: Callable[[str], None] = lambda _: None) -> tuple[Calibration, Proposal]:
     """`launch size`: calibrate (bundles under out_dir/<env>/, the steps in
     out_dir/calibration.json after each), propose, write out_dir/proposal.yaml."""
@@ -315,7 +316,7 @@ def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
         write_atomic(out_dir / CALIBRATION, json.dumps(cal.to_json(), indent=2) + "\n")
 
     cal = calibrate(lab, round_label, processes, rates, out_dir, duration=duration,
-                    thresholds=thresholds, progress=progress, record=keep)
+                    progress=progress, record=keep)
     proposal = propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus_per_vm)
     write_proposal(proposal, out_dir)
     return cal, proposal

@@ -126,6 +126,7 @@ class CalibrationLab(FakeLab):
         self.vcpus = vcpus
         self.steps = {s.requested_tps: s for s in cal().steps}
         self.template = results.load(recorded("v2.5.12")[0])
+        self.thresholds = dict(self.template.thresholds)     # what each bundle says it used
 
     def worker_vcpus(self) -> dict[str, int]:
         return self.vcpus
@@ -137,7 +138,8 @@ class CalibrationLab(FakeLab):
                     send_rate_tps=s.send_rate_tps, throughput_tps=s.throughput_tps,
                     failed=s.failed, verdict={"verdict": s.verdict, "evidence": [
                         {"detail": e} for e in s.evidence]})
-        return Bench(results_root / f"step-{tps}", replace(self.template, rounds=(r,)))
+        return Bench(results_root / f"step-{tps}",
+                     replace(self.template, rounds=(r,), thresholds=self.thresholds))
 
 
 def test_calibrate_raises_the_rate_until_load_generator_bound(tmp_path: Path) -> None:
@@ -185,8 +187,9 @@ def test_cli_from_a_recorded_calibration(tmp_path: Path, capsys) -> None:
 
 def test_non_default_thresholds_are_recorded_and_said(tmp_path: Path) -> None:
     lab = CalibrationLab({"caliper": 2})
+    lab.thresholds["eventloop_lag_s"] = 0.5
     c, p = sizing.run(lab, tmp_path / "out", round_label="create", processes=2,
-                      rates=(50, 75), target_tps=100, thresholds={"eventloop_lag_s": 0.5})
+                      rates=(50, 75), target_tps=100)
     assert c.thresholds == {"eventloop_lag_s": 0.5}
     assert sizing.load_calibration(tmp_path / "out" / "calibration.json") == c
     assert ("# verdicts judged with eventloop_lag_s=0.5 (not the defaults): judge the run at "
@@ -237,8 +240,7 @@ class RecordedLab(FakeLab):
 
 def test_live_calibration_stops_at_the_first_load_generator_bound_step(tmp_path) -> None:
     lab = RecordedLab()
-    c = sizing.calibrate(lab, "create", 1, (1, 2, 3, 4), tmp_path, duration=60,
-                         thresholds={"eventloop_lag_s": 0.5})
+    c = sizing.calibrate(lab, "create", 1, (1, 2, 3, 4), tmp_path, duration=60)
     assert [x[2] for x in lab.calls] == [1, 2, 3]          # 4 never ran
     recorded_steps = [replace(s, bundle="") for s in live().steps]
     assert [replace(s, bundle="") for s in c.steps] == recorded_steps
