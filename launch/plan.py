@@ -172,21 +172,24 @@ def _label(text: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")
 
 
-ARTIFACT_ID = {Provider.AWS: "ami", Provider.OPENSTACK: "image_id", Provider.QEMU: "path"}
+# the artifact id of each bake provider in the manifest
+ARTIFACT_ID = {"aws": "ami", "openstack": "image_id", "qemu": "path"}
 
 
 def manifest_ids(path: Path, provider: Provider) -> dict[str, str]:
     """Image name -> artifact id for `provider` from bake's build/manifest.json (if any):
-    the AMI id on aws, the Glance image id on openstack, the qcow2 path on qemu."""
-    if provider is Provider.NONE:
+    the AMI id on aws, the Glance image id on openstack, the qcow2 path on qemu (and on
+    nspawn, which boots the qemu images)."""
+    baked = provider.bakes_with()
+    if baked is None:
         return {}
     if path.name != bake_manifest.FILE_NAME:
         raise InputError.field(None, "manifest", f"a path to bake's {bake_manifest.FILE_NAME}",
                                str(path))
     ids: dict[str, str] = {}
     for image, per_provider in bake_manifest.load(path.parent).items():
-        entry = per_provider.get(provider.value)
-        value = entry.artifact.get(ARTIFACT_ID[provider]) if entry is not None else None
+        entry = per_provider.get(baked)
+        value = entry.artifact.get(ARTIFACT_ID[baked]) if entry is not None else None
         if value:
             ids[image] = value
     return ids

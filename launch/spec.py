@@ -29,11 +29,16 @@ class Provider(StrEnum):
     QEMU = "qemu"
     AWS = "aws"
     OPENSTACK = "openstack"
+    NSPAWN = "nspawn"
     NONE = "none"
 
     def bakes_with(self) -> str | None:
-        """The bake provider whose images this provider boots (None for `none`)."""
-        return None if self is Provider.NONE else self.value
+        """The bake provider whose images this provider boots (None for `none`; nspawn
+        boots the qemu images' root filesystems)."""
+        return _BAKES_WITH.get(self, self.value)
+
+
+_BAKES_WITH: dict[Provider, str | None] = {Provider.NONE: None, Provider.NSPAWN: "qemu"}
 
 
 class Consensus(StrEnum):

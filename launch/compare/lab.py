@@ -197,7 +197,7 @@ class RealLab:
         self.progress(f"{v.label}: bake {IMAGE} ({' '.join(v.version_sets())})")
         outcome = build.build_targets(targets, self.repo_root, self.build_dir,
                                       build.PackerInfo(), self.progress)[0]
-        key = ARTIFACT_ID[self.spec.provider]
+        key = ARTIFACT_ID[self.bake_provider]
         return Image(v.label, outcome.name, outcome.fingerprint, outcome.artifact[key],
                      outcome.action)
 

@@ -181,6 +181,7 @@ PROVIDERS: dict[str, str] = {
     "qemu": "launch.providers.qemu:QemuProvider",
     "aws": "launch.providers.aws:AwsProvider",
     "openstack": "launch.providers.openstack:OpenStackProvider",
+    "nspawn": "launch.providers.nspawn:NspawnProvider",
     "none": "launch.providers.none:NoneProvider",
 }
 

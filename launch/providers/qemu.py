@@ -62,7 +62,7 @@ from launch.providers.base import (
     wait_recorded,
 )
 from launch.ready import HostReadiness, Probe, Timeouts
-from launch.state import EnvState, HostState, Phase
+from launch.state import EnvState, HostState, Phase, StateStore
 
 log = logging.getLogger("fabperf.qemu")
 
@@ -186,6 +186,18 @@ def network_config(lan_mac: str, address: str, prefix: int, wan_mac: str) -> dic
     }
 
 
+def meta_data(environment: str, host: str, generation: int,
+              keys: Sequence[str]) -> dict[str, object]:
+    """NoCloud meta-data: a new instance-id per generation (cloud-init runs again on a
+    replaced host), the host name, and the environment's key pair, which cloud-init
+    authorises for the image's default user."""
+    meta: dict[str, object] = {"instance-id": f"{environment}-{host}-{generation}",
+                               "local-hostname": host}
+    if keys:
+        meta["public-keys"] = list(keys)
+    return meta
+
+
 def free_port(exclude: set[int]) -> int:
     """A TCP port free on 127.0.0.1 now (the kernel picks it)."""
     for _ in range(50):
@@ -251,6 +263,40 @@ def qmp_command(sock_path: Path, command: str, timeout: float = 5.0) -> dict[str
             reply = json.loads(line)
             if "return" in reply or "error" in reply:
                 return dict(reply)
+
+
+def reserve_static(store: StateStore, state: EnvState,
+                   subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   hosts: Sequence[HostRequest]) -> dict[str, str]:
+    """Static addresses on a local subnet, each recorded at once: kept from the state, else
+    from the spec, else the next free one from .10 up (the local providers' `reserve`)."""
+    taken = {h.address for h in state.hosts.values() if h.address}
+    usable = list(subnet.hosts())[FIRST_HOST_OFFSET - 1:]
+    result: dict[str, str] = {}
+    for req in hosts:
+        existing = state.hosts.get(req.name)
+        if existing is not None and existing.address:
+            result[req.name] = existing.address
+            continue
+        if req.address:
+            ip = ipaddress.ip_address(req.address)
+            if ip not in subnet:
+                raise InputError.field(None, f"hosts.{req.name}.address",
+                                       f"an address in {subnet}", req.address)
+            addr = str(ip)
+            if addr in taken:
+                raise InputError.field(None, f"hosts.{req.name}.address",
+                                       "an address no other host uses", addr)
+        else:
+            free = [str(a) for a in usable if str(a) not in taken]
+            if not free:
+                raise InputError(f"subnet {subnet} has no free address for {req.name}")
+            addr = free[0]
+        taken.add(addr)
+        store.update_host(req.name, address=addr, roles=req.roles, image=req.image,
+                          phase=Phase.RESERVED)
+        result[req.name] = addr
+    return result
 
 
 class QemuProvider:
@@ -330,37 +376,9 @@ class QemuProvider:
 
     # --- reserve -------------------------------------------------------------------
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
-        """Static addresses on the private subnet: kept from the state, else from the spec,
-        else the next free one from .10 up."""
+        """Static addresses on the private subnet (reserve_static)."""
         with self._lock:
-            state = self._state()
-            taken = {h.address for h in state.hosts.values() if h.address}
-            usable = list(self.subnet.hosts())[FIRST_HOST_OFFSET - 1:]
-            result: dict[str, str] = {}
-            for req in hosts:
-                existing = state.hosts.get(req.name)
-                if existing is not None and existing.address:
-                    result[req.name] = existing.address
-                    continue
-                if req.address:
-                    ip = ipaddress.ip_address(req.address)
-                    if ip not in self.subnet:
-                        raise InputError.field(None, f"hosts.{req.name}.address",
-                                               f"an address in {self.subnet}", req.address)
-                    addr = str(ip)
-                    if addr in taken:
-                        raise InputError.field(None, f"hosts.{req.name}.address",
-                                               "an address no other host uses", addr)
-                else:
-                    free = [str(a) for a in usable if str(a) not in taken]
-                    if not free:
-                        raise InputError(f"subnet {self.subnet} has no free address for {req.name}")
-                    addr = free[0]
-                taken.add(addr)
-                self.store.update_host(req.name, address=addr, roles=req.roles,
-                                       image=req.image, phase=Phase.RESERVED)
-                result[req.name] = addr
-            return result
+            return reserve_static(self.store, self._state(), self.subnet, hosts)
 
     # --- network -------------------------------------------------------------------
     def _switch_alive(self, net: dict[str, object]) -> bool:
@@ -528,12 +546,7 @@ class QemuProvider:
         fd = os.open(src / "user-data", os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(user_data)
-        meta: dict[str, object] = {"instance-id": f"{self.env}-{host}-{generation}",
-                                   "local-hostname": host}
-        keys = self._public_keys()
-        if keys:
-            # NoCloud's key pair: cloud-init authorises it for the image's default user.
-            meta["public-keys"] = keys
+        meta = meta_data(self.env, host, generation, self._public_keys())
         (src / "meta-data").write_text(yaml.safe_dump(meta, sort_keys=False))
         (src / "network-config").write_text(yaml.safe_dump(netcfg, sort_keys=False))
         seed = hdir / "seed.iso"
