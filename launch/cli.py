@@ -84,12 +84,15 @@ _build_dir_option = click.option(
               help="How far to wait: every readiness layer, the machines running, or not at all.")
 @click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
               help="Seconds for cloud-init to finish on every host [default: 1800].")
+@click.option("--provider", "provider", default=None, metavar="P",
+              help="Run the spec on provider P instead of its own, when P boots the same "
+                   "images (qemu <-> nspawn: the same spec as VMs or as containers).")
 @_build_dir_option
 @output_option
 @verbosity_options
 def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failure: bool,
-           wait: str,
-           ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
+           wait: str, ready_timeout: int | None, provider: str | None,
+           build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
     A second `up` of a running environment changes nothing.
@@ -102,7 +105,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
                    keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait,
-                   recreate=recreate)
+                   recreate=recreate, provider=provider)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:

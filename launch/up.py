@@ -105,7 +105,7 @@ _SETTLED = {"ready": (Phase.READY,), "running": (Phase.RUNNING, Phase.READY),
 
 def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str] = (),
        keep_on_failure: bool = False, timeouts: Timeouts | None = None,
-       wait: str = "ready", recreate: bool = False) -> UpResult:
+       wait: str = "ready", recreate: bool = False, provider: str | None = None) -> UpResult:
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.byof) brings up its caliper-worker VMs and monitor only, after its
@@ -114,7 +114,10 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
     that stay must get the same user-data from it (else InputError). How `launch compare`
-    puts the Fabric hosts on another image while the workers and the monitor keep running."""
+    puts the Fabric hosts on another image while the workers and the monitor keep running.
+
+    ``provider`` runs the spec on another provider that boots the same images (on_provider:
+    `make lab` runs environments/local.yaml in containers where it can)."""
     from launch import bundle as bundle_mod
     from launch import byof, byof_bundle, preflight
     from launch import plan as plan_mod
@@ -126,6 +129,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = byof.load_any(spec_path)
+    if provider is not None:
+        spec = on_provider(spec, provider)
     name = spec.name
     # Every input is checked before anything is written (bad input changes nothing).
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
@@ -146,6 +151,10 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     spec_sha = _sha256(spec_path)
     with store.lock():
         before = store.load()
+        if before is not None and before.hosts and before.provider != spec.provider.value:
+            raise InputError(f"environment {name} runs on {before.provider}, not "
+                             f"{spec.provider.value}",
+                             hint=f"`launch down {name}` first, then `launch up` again")
         if before is not None and recreate:
             # the hosts that stay must be what this spec makes of them: checked on a trial
             # render beside the bundle (same crypto, same nonce) before anything is removed
@@ -253,6 +262,26 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         timings["total"] = round(time.monotonic() - t0, 1)
         return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
                         timings, (*checked, *bundle.warnings), waited=wait)
+
+
+def on_provider(spec: Any, provider: str) -> Any:
+    """The spec with its provider replaced by ``provider``, which must boot the images the
+    spec's provider boots (the same bake provider); InputError otherwise."""
+    from launch.spec import Provider
+
+    try:
+        wanted = Provider(provider)
+    except ValueError:
+        raise InputError.field(None, "--provider", f"one of {[p.value for p in Provider]}",
+                               provider) from None
+    if wanted is spec.provider:
+        return spec
+    if wanted.bakes_with() is None or wanted.bakes_with() != spec.provider.bakes_with():
+        raise InputError.field(
+            spec.source, "provider", f"a provider whose images {wanted.value} boots "
+            f"({wanted.bakes_with()} images) for --provider {wanted.value}",
+            spec.provider.value)
+    return replace(spec, provider=wanted)
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -11,17 +11,15 @@ $FABPERF_E2E_TIMINGS when that is set.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from e2e_lab import REPO, TIMINGS, cli, launch_ssh, timed
 
-from bake import runner
 from launch import cloudinit, ssh
 from launch.providers.base import HostRequest, ProviderContext
 from launch.providers.qemu import QemuProvider, scan_processes
@@ -30,105 +28,12 @@ from launch.state import StateStore
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-REPO_BUILD = REPO / "build"
-# Behind the TLS-intercepting proxy of the build machines the guests need its CA: the host's
-# locally added CAs go into the base image (a no-op on machines without any).
-HOST_EXTRA_CAS = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
-TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _report_timings():
-    yield
-    if not TIMINGS:
-        return
-    lines = [f"  {k:<34} {v:8.1f} s" for k, v in TIMINGS.items()]
-    print("\nfabperf e2e phase wall times:\n" + "\n".join(lines))
-    out = os.environ.get("FABPERF_E2E_TIMINGS")
-    if out:
-        Path(out).write_text(json.dumps(TIMINGS, indent=2) + "\n")
-
-
-class timed:
-    """Record the wall time of a phase in TIMINGS."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> timed:
-        self.t = time.monotonic()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        TIMINGS[self.name] = round(time.monotonic() - self.t, 1)
-
-
-def cli(prog: str, *args: str | os.PathLike[str], check: bool = True, timeout: float = 3600,
-        log: Path | None = None, env: dict[str, str] | None = None) -> runner.Completed:
-    """Run the bake or launch console script of this venv."""
-    return runner.run([BIN / prog, *args], check=check, timeout=timeout, log_path=log,
-                      what=f"{prog} {args[0]}", env=env)
-
-
-# --- images ------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def base_image() -> Path:
-    """The debootstrap base image (cached by content)."""
-    cas = [a for ca in HOST_EXTRA_CAS for a in ("--extra-ca", str(ca))]
-    with timed("base image (bake base-image)"):
-        res = cli("bake", "base-image", *cas, "--output", "json", timeout=1800)
-    return Path(json.loads(res.stdout)["path"])
-
-
-def bake(image: str, tmp: Path, sets: tuple[str, ...] = ()) -> Path:
-    """`bake build --provider qemu --image IMAGE [--set ...]` for real; the baked qcow2."""
-    with timed(f"bake {image} (packer qemu)"):
-        cli("bake", "build", "--provider", "qemu", "--image", image,
-            *[a for s in sets for a in ("--set", s)], timeout=3600,
-            log=tmp / f"bake-{image}.log")
-    doc = json.loads((REPO_BUILD / "manifest.json").read_text())
-    path = Path(doc["images"][image]["qemu"]["artifact"]["path"])
-    path = path if path.is_absolute() else REPO / path
-    assert path.is_file(), path
-    return path
-
-
-# Fabric's source: FABPERF_FABRIC_SOURCE (a `git archive` tarball or a checkout: .ci/run
-# passes the shared v3.0.0 tarball), else the image's default (git at FABRIC_REF).
-FABRIC_SOURCE = os.environ.get("FABPERF_FABRIC_SOURCE", "")
-
-
-@pytest.fixture(scope="session")
-def fabric_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sets = (f"fabric-node.FABRIC_SOURCE={FABRIC_SOURCE}",) if FABRIC_SOURCE else ()
-    return bake("fabric-node", tmp_path_factory.mktemp("bake"), sets=sets)
-
-
-@pytest.fixture(scope="session")
-def caliper_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bake("caliper-worker", tmp_path_factory.mktemp("bake"))
-
-
-@pytest.fixture(scope="session")
-def monitor_image(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Grafana's apt repository is unreachable here: the monitor is baked without Grafana.
-    return bake("monitor", tmp_path_factory.mktemp("bake"), sets=("GRAFANA_SOURCE=none",))
-
-
 # --- environments ------------------------------------------------------------------------
 
 def tagged_vms(env: str) -> list[int]:
     """Pids of QEMU processes tagged with this environment."""
     return [p.pid for p in scan_processes()
             if any(a.startswith(f"fabperf:{env}:") for a in p.argv)]
-
-
-def launch_ssh(bdir: Path, env: str, host: str, command: str) -> runner.Completed:
-    return cli("launch", "ssh", env, host, "--build-dir", bdir, "--", "bash", "-c", command,
-               check=False, timeout=300)
 
 
 def down_and_check_clean(bdir: Path, env: str) -> None:
