@@ -1,0 +1,310 @@
+"""The nspawn path end to end: the baked qemu images booted as systemd-nspawn containers.
+
+environments/local.yaml on provider nspawn (a derived spec: its own name and CIDR, Fabric
+and the monitor pinned to core 0, Caliper to core 1) is launched to a bootstrapped channel,
+benchmarked at a rate TCG cannot carry, and taken down; every test asserts that `down` (and
+every failure path) leaves no process, mount, loop device, veth, bridge or cgroup. Needs
+root, systemd-nspawn and cgroup v1 (the build machines: MACHINE-FACTS); skipped elsewhere.
+Only addresses of the bridges these tests make are dialled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_lab import REPO, TIMINGS, cli, launch_ssh, timed
+
+from bake import runner
+from launch import ssh
+from launch.providers import cgroups, rootfs
+from launch.providers.base import HostRequest, ProviderContext, env_id
+from launch.providers.nspawn import NspawnProvider, tag_of
+from launch.providers.qemu import scan_processes
+from launch.ready import Layer, NotReady, Timeouts
+from launch.state import StateStore
+from launch.up import _rollback
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("systemd-nspawn") is None or os.geteuid() != 0
+                       or not (cgroups.ROOT / "cpuacct").is_dir(),
+                       reason="needs root, systemd-nspawn and cgroup v1"),
+]
+
+TWO_CORES = len(os.sched_getaffinity(0)) >= 2
+
+
+# --- what an environment leaves on this machine ---------------------------------------------
+
+def links() -> set[str]:
+    out = runner.run(["ip", "-j", "link", "show"], what="ip link").stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+def leftovers(edir: Path, links_before: set[str]) -> dict[str, list[str]]:
+    """Everything of the environment in ``edir`` that still exists on this machine."""
+    tag = tag_of(env_id(edir))
+    found = {
+        "process": [f"{p.pid}: {' '.join(p.argv[:4])}" for p in scan_processes()
+                    if any(tag in a for a in p.argv)],
+        "mount": rootfs.mounts_under(edir) + rootfs.mounts_under(rootfs.CACHE),
+        "loop": rootfs.loops_on(rootfs.CACHE),
+        # veths (vb-...) and the bridge: every link that was not there before
+        "link": sorted(links() - links_before),
+        "cgroup": sorted(str(p) for h in cgroups.HIERARCHIES
+                         for p in (cgroups.ROOT / h).glob(f"{tag}-*")),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def down_and_check_clean(bdir: Path, env: str, links_before: set[str]) -> None:
+    edir = bdir / "environments" / env
+    with timed(f"{env}: launch down"):
+        cli("launch", "down", env, "--build-dir", bdir, timeout=300)
+    assert leftovers(edir, links_before) == {}
+    assert not (edir / "hosts").exists() and not (edir / "state.json").exists()
+    again = cli("launch", "down", env, "--build-dir", bdir, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr            # down twice: nothing to do
+    assert leftovers(edir, links_before) == {}
+
+
+def derived_spec(tmp: Path, name: str, cidr: str, images: dict[str, Path],
+                 **changes: object) -> Path:
+    """environments/local.yaml on nspawn under another name and CIDR."""
+    doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
+    doc.update({"name": name, "provider": "nspawn", "network": {"cidr": cidr},
+                "images": {k: str(v) for k, v in images.items()}})
+    doc["settings"] = {"hosts": {"fabric": {"host_cpus": "0"}, "monitor": {"host_cpus": "0"},
+                                 "caliper": {"host_cpus": "1", "cpus": 1}}} \
+        if TWO_CORES else {}
+    doc.update(changes)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def prometheus(address: str, query: str) -> list[dict]:
+    url = f"http://{address}:9090/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())["data"]["result"]
+
+
+# --- the lab -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab(fabric_image: Path, caliper_image: Path, monitor_image: Path,
+        tmp_path_factory: pytest.TempPathFactory):
+    """local.yaml on nspawn, up and bootstrapped once for the tests below; down at the end
+    (and checked clean)."""
+    tmp = tmp_path_factory.mktemp("nspawn")
+    env, bdir = "e2e-nspawn", tmp / "build"
+    spec = derived_spec(tmp, env, "10.79.0.0/24", {
+        "fabric-node": fabric_image, "caliper-worker": caliper_image,
+        "monitor": monitor_image})
+    before = links()
+    log = tmp / "up.log"
+    try:
+        with timed("nspawn: launch up (ready + bootstrap)"):
+            res = cli("launch", "up", spec, "--build-dir", bdir, "--output", "json",
+                      timeout=1800, log=log)
+        yield {"env": env, "bdir": bdir, "spec": spec, "up": json.loads(res.stdout),
+               "log": log.read_text(), "edir": bdir / "environments" / env,
+               "links": before}
+    finally:
+        down_and_check_clean(bdir, env, before)
+
+
+def test_up_boots_containers_to_a_bootstrapped_channel(lab):
+    env, bdir, edir = lab["env"], lab["bdir"], lab["edir"]
+    up = lab["up"]
+    assert up["changed"] is True
+    TIMINGS.update({f"nspawn: up {k}": v for k, v in up["timings"].items()})
+    for line in ("peer0.org1.example.com joined mychannel", "fixed-asset committed",
+                 "VALID in block"):
+        assert line in lab["log"], line
+    state = json.loads((edir / "state.json").read_text())
+    assert state["provider"] == "nspawn" and state["bootstrap"]["nonce"] == state["nonce"]
+    assert {h: state["hosts"][h]["address"] for h in state["hosts"]} == \
+        {"fabric": "10.79.0.10", "caliper": "10.79.0.11", "monitor": "10.79.0.12"}
+    # every container is on the environment's bridge, the operator's machine at .1
+    net = state["network"]
+    assert net["bridge_address"] == "10.79.0.1/24" and net["bridge"] in links()
+    # the container's interface is host0, at its planned address, from the NoCloud seed
+    out = launch_ssh(bdir, env, "caliper", "ip -4 -o addr show host0; nproc; "
+                     "sudo -n cloud-init query ds 2>/dev/null | head -c 0; "
+                     "sudo -n cat /run/cloud-init/result.json")
+    assert "inet 10.79.0.11/24" in out.stdout, out.stdout + out.stderr
+    if TWO_CORES:
+        assert out.stdout.split("\n")[1].strip() == "1"    # its cpuset: one core
+    assert "DataSourceNoCloud" in out.stdout
+    status = json.loads(cli("launch", "status", env, "--build-dir", bdir, "--output",
+                            "json").stdout)
+    assert status["fabric"]["state"] == "bootstrapped"
+    assert {h["name"]: (h["alive"], h["phase"]) for h in status["hosts"]} == \
+        {h: (True, "ready") for h in ("fabric", "caliper", "monitor")}
+    with timed("nspawn: second launch up"):
+        second = json.loads(cli("launch", "up", lab["spec"], "--build-dir", bdir,
+                                "--output", "json").stdout)
+    assert second["changed"] is False
+    val = cli("launch", "validate", env, "--no-goss", "--build-dir", bdir, "--output",
+              "json", check=False, timeout=600)
+    report = json.loads(val.stdout)
+    failed = [(h["host"], c["name"], c["detail"]) for h in report["hosts"]
+              for c in h["checks"] if not c["ok"]]
+    assert not failed and val.returncode == 0, failed
+
+
+def test_each_hosts_cpu_comes_from_its_cgroup_with_its_labels(lab):
+    """fabperf_cgroup_* reach the monitor's Prometheus through each host's node_exporter,
+    labelled like its other node series; the cores are the container's, not the machine's."""
+    monitor = "10.79.0.12"
+    deadline = time.monotonic() + 60
+    while True:
+        cpus = prometheus(monitor, "fabperf_cgroup_cpus")
+        if len(cpus) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    got = {s["metric"]["host"]: (s["metric"]["role"], float(s["value"][1])) for s in cpus}
+    assert set(got) == {"fabric", "caliper", "monitor"}, cpus
+    assert got["fabric"][0] == "orderer,peer" and got["caliper"][0] == "caliper"
+    if TWO_CORES:
+        assert got["caliper"][1] == 1.0 and got["fabric"][1] == 1.0   # pinned to one core
+    used = prometheus(monitor, "rate(fabperf_cgroup_cpu_seconds_total[30s])")
+    assert {s["metric"]["host"] for s in used} == {"fabric", "caliper", "monitor"}
+    assert all(float(s["value"][1]) >= 0 for s in used)
+    # the same labels as the host's node_exporter series (the verdict joins on host)
+    node = prometheus(monitor, 'count by (host, role) (node_cpu_seconds_total{mode="idle"})')
+    assert {(s["metric"]["host"], s["metric"]["role"]) for s in node} == \
+        {(h, r) for h, (r, _) in got.items()}
+
+
+def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tmp_path):
+    from launch.bench import results
+
+    env, bdir = lab["env"], lab["bdir"]
+    out = tmp_path / "results"
+    with timed("nspawn: launch bench (1 round x 20 s at 150 TPS)"):
+        res = cli("launch", "bench", env, "--round", "create", "--tps", "150", "--duration",
+                  "20", "--build-dir", bdir, "--results-dir", out, "--output", "json",
+                  timeout=1800, log=tmp_path / "bench.log", check=False)
+    assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
+    bundle = Path(json.loads(res.stdout)["bundle"])
+    assert results.check_bundle(bundle) == []
+    summary = json.loads((bundle / "summary.json").read_text())
+    (rnd,) = summary["rounds"]
+    assert rnd["status"] == "completed", rnd
+    window = rnd.get("window", {}).get("seconds") or 20
+    goodput = rnd.get("goodput_tps") or rnd["succeeded"] / window
+    # TCG carried 1-4 TPS on this machine; containers carry far more
+    assert goodput >= 100, rnd
+    assert rnd["failed"] <= 0.01 * (rnd["succeeded"] + rnd["failed"]), rnd
+    assert rnd["ledger"]["flagged"] is False, rnd["ledger"]
+    assert rnd["verdict"]["verdict"] in ("headroom", "fabric-bound", "load-generator-bound")
+    TIMINGS["nspawn: bench goodput tps"] = round(goodput, 1)
+    print(f"\nnspawn bench: goodput {goodput:.1f} TPS, failed {rnd['failed']}, "
+          f"ledger {rnd['ledger'].get('committed')}, verdict {rnd['verdict']['verdict']}")
+
+
+# --- failure paths ---------------------------------------------------------------------
+
+def test_an_image_that_is_not_baked_is_exit_2_and_makes_nothing(tmp_path):
+    before = links()
+    spec = derived_spec(tmp_path, "e2e-nobake", "10.82.0.0/24", {
+        "fabric-node": tmp_path / "none.qcow2", "caliper-worker": tmp_path / "none.qcow2",
+        "monitor": tmp_path / "none.qcow2"})
+    res = cli("launch", "up", spec, "--build-dir", tmp_path / "build", check=False)
+    assert res.returncode == 2, res.stderr
+    assert "is not baked" in res.stderr and "make bake-images" in res.stderr
+    edir = tmp_path / "build" / "environments" / "e2e-nobake"
+    assert not (edir / "state.json").exists()
+    assert leftovers(edir, before) == {}
+
+
+@pytest.fixture
+def base_qcow2(base_image: Path) -> Path:
+    return base_image
+
+
+def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tmp_path):
+    before = links()
+    images = {i: base_qcow2 for i in ("fabric-node", "caliper-worker", "monitor")}
+    runner.run(["ip", "link", "add", "fpe2e-busy", "type", "bridge"], what="ip link add")
+    runner.run(["ip", "link", "add", "fpe2e-dummy", "type", "dummy"], what="ip link add")
+    try:
+        runner.run(["ip", "addr", "add", "10.83.0.5/24", "dev", "fpe2e-dummy"], what="ip addr")
+        taken = derived_spec(tmp_path, "e2e-busy", "10.84.0.0/24", images,
+                             settings={"bridge": "fpe2e-busy"})
+        res = cli("launch", "up", taken, "--build-dir", tmp_path / "build", check=False)
+        assert res.returncode == 2, res.stderr
+        assert "settings.bridge" in res.stderr and "fpe2e-busy" in res.stderr
+        overlap = derived_spec(tmp_path, "e2e-overlap", "10.83.0.0/24", images)
+        res = cli("launch", "up", overlap, "--build-dir", tmp_path / "build", check=False)
+        assert res.returncode == 2, res.stderr
+        assert "network.cidr" in res.stderr and "10.83.0.5/24 on fpe2e-dummy" in res.stderr
+        for env in ("e2e-busy", "e2e-overlap"):
+            edir = tmp_path / "build" / "environments" / env
+            assert not (edir / "state.json").exists()
+            assert leftovers(edir, before | {"fpe2e-busy", "fpe2e-dummy"}) == {}
+    finally:
+        for link in ("fpe2e-busy", "fpe2e-dummy"):
+            runner.run(["ip", "link", "del", link], check=False, what="ip link del")
+
+
+def test_a_container_that_never_answers_ssh_is_rolled_back_to_nothing(base_qcow2, tmp_path):
+    """sshd removed at boot (bootcmd): the SSH layer times out naming the host and the
+    console tail; `up`'s rollback leaves nothing."""
+    before = links()
+    edir = tmp_path / "environments" / "nossh"
+    store = StateStore(edir)
+    provider = NspawnProvider(ProviderContext("nossh", edir, store, {}, cidr="10.85.0.0/24"))
+    keys = ssh.ensure_keypair(edir / "ssh", "fabperf-nossh")
+    req = HostRequest("mute0", ("caliper",), str(base_qcow2), 512, 1)
+    provider.check_machine()
+    try:
+        provider.reserve([req])
+        store.update(ssh_key=str(keys.private_key), nonce="never")
+        user_data = (b"#cloud-config\nbootcmd:\n"
+                     b"  - [sh, -c, 'echo fabperf-mute-test; rm -f /usr/sbin/sshd']\n")
+        with timed("nspawn: create + ssh timeout"):
+            provider.create(req, user_data)
+            assert leftovers(edir, before)["process"]        # it runs
+            with pytest.raises(NotReady) as exc:
+                provider.wait_ready(["mute0"], "never", Timeouts(ssh=30))
+        assert exc.value.layer is Layer.SSH
+        assert "host mute0" in str(exc.value) and "console (last" in str(exc.value)
+        assert store.load().hosts["mute0"].phase == "failed"
+    finally:
+        _rollback(provider, None, ["mute0"], "nossh")
+    assert leftovers(edir, before) == {}
+    assert not store.exists()
+
+
+def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
+    """SIGTERM to `launch up` while the containers boot: exit 143, everything removed."""
+    before = links()
+    images = {i: base_qcow2 for i in ("fabric-node", "caliper-worker", "monitor")}
+    spec = derived_spec(tmp_path, "e2e-term", "10.86.0.0/24", images)
+    edir = tmp_path / "build" / "environments" / "e2e-term"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "launch"), "up", str(spec),
+                             "--build-dir", str(tmp_path / "build")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not leftovers(edir, before).get("process"):
+        time.sleep(0.5)
+    assert leftovers(edir, before).get("process"), "no container started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert leftovers(edir, before) == {}
+    assert not (edir / "state.json").exists()
