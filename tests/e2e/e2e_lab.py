@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -25,15 +25,15 @@ import pytest
 import yaml
 from e2e_lab import REPO, TIMINGS, cli, launch_ssh, timed
 
-from bake import runner
-from launch import ssh
-from launch.providers import cgroups, rootfs
-from launch.providers.base import HostRequest, ProviderContext, env_id
-from launch.providers.nspawn import NspawnProvider, tag_of
-from launch.providers.qemu import scan_processes
-from launch.ready import Layer, NotReady, Timeouts
-from launch.state import StateStore
-from launch.up import _rollback
+from fabkit import runner
+from launch.lifecycle.up import _rollback
+from launch.machines import ssh
+from launch.machines.providers import cgroups, rootfs
+from launch.machines.providers.base import HostRequest, ProviderContext, env_id
+from launch.machines.providers.nspawn import NspawnProvider, tag_of
+from launch.machines.providers.qemu import scan_processes
+from launch.machines.ready import Layer, NotReady, Timeouts
+from launch.machines.state import StateStore
 
 pytestmark = [
     pytest.mark.e2e,

@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from bake.errors import InputError
-from launch import plan as plan_mod
-from launch.providers import base, bridge, cgroup_sampler, cgroups, rootfs
-from launch.providers.cgroups import Cgroup, Limits
-from launch.providers.nspawn import (
+from fabkit.errors import InputError
+from launch.machines.providers import base, bridge, cgroup_sampler, cgroups, rootfs
+from launch.machines.providers.cgroups import Cgroup, Limits
+from launch.machines.providers.nspawn import (
     NspawnProvider,
     machine_name,
     network_config,
@@ -24,8 +23,9 @@ from launch.providers.nspawn import (
     overlay_options,
     tag_of,
 )
-from launch.spec import Provider
-from launch.state import StateStore
+from launch.machines.state import StateStore
+from launch.render import plan as plan_mod
+from launch.spec.env import Provider
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -288,7 +288,7 @@ def test_nspawn_boots_the_qemu_artifacts_of_the_manifest(tmp_path):
 
 
 def fake_plan(image_id: str) -> SimpleNamespace:
-    from launch.contract import Role
+    from launch.spec.contract import Role
 
     host = SimpleNamespace(name="monitor", roles=(Role.MONITOR,), image="monitor",
                            image_id=image_id, address="10.77.0.12")
