@@ -688,7 +688,8 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
 @click.option("--provider", "providers", multiple=True, metavar="P",
-              help="aws or openstack (repeatable) [default: every cloud that can be asked].")
+              help="aws, openstack or nspawn (repeatable) "
+                   "[default: every provider that can be asked].")
 @click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")

@@ -1,9 +1,10 @@
-"""`launch gc`: find and remove what dead runs left in a cloud.
+"""`launch gc`: find and remove what dead runs left in a cloud, and unused nspawn image trees.
 
 A fabperf resource is garbage when its environment is gone (no state for that environment
 and environment id in this build directory) or its TTL passed (tags fabperf:created-at +
 fabperf:ttl-hours). Only resources older than ``older_than`` are considered; ``dry_run``
-lists them and removes nothing. Each cloud provider module has `collect` and
+lists them and removes nothing. Each provider with garbage (the clouds; nspawn: its cache
+of unpacked images) has `collect` and
 `remove_garbage`; gc itself never looks at a provider's name.
 """
 
@@ -16,11 +17,22 @@ from pathlib import Path
 
 from fabkit.errors import FabperfError, InputError
 from launch.lifecycle.up import env_dir
-from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
+from launch.machines.providers.base import (
+    PROVIDERS,
+    Garbage,
+    check_settings,
+    env_id,
+    provider_class,
+)
 from launch.machines.state import StateStore
 from launch.spec import byof
 
-CLOUDS = ("aws", "openstack")
+
+def collectors() -> tuple[str, ...]:
+    """The providers that have garbage to collect (a `collect` and a `remove_garbage`): the
+    clouds, and nspawn's cache of unpacked images."""
+    return tuple(n for n in PROVIDERS if hasattr(provider_class(n), "collect"))
+
 _UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
 
 
@@ -54,8 +66,8 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         explicit = explicit or [spec.provider.value]
     for p in explicit:
-        if p not in CLOUDS:
-            raise InputError.field(None, "--provider", f"one of {list(CLOUDS)}", p)
+        if p not in collectors():
+            raise InputError.field(None, "--provider", f"one of {list(collectors())}", p)
 
     def live(environment: str, eid: str) -> bool:
         edir = env_dir(build_dir, environment)
@@ -64,7 +76,7 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
     found: list[Garbage] = []
     removed: list[str] = []
     skipped: list[str] = []
-    for name in explicit or CLOUDS:
+    for name in explicit or collectors():
         cls = provider_class(name)
         try:
             items = cls.collect(settings, live, older_than_hours)

@@ -103,6 +103,8 @@ SEED_DIR = "var/lib/cloud/seed/nocloud"
 # --collector.textfile.directory); the cgroup sampler's files appear there
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 MACHINE_NAME_MAX = 64             # a machine name is a host name
+# where the `launch` package lives: the sampler runs it with this interpreter
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 STOP_WAIT = 20.0                  # seconds for the container's own shutdown (SIGTERM)
 
 SETTINGS: tuple[inputs.Rule, ...] = (
@@ -351,7 +353,7 @@ class NspawnProvider:
         proc = runner.spawn([sys.executable, "-m", cgroup_sampler.__name__, self.tag,
                              self.sampler_config],
                             log_path=self.log_dir / "cgroup-sampler.log",
-                            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                            env={"PYTHONPATH": str(PACKAGE_ROOT)})
         self.store.update(network={**self._state().network, "sampler_pid": proc.pid})
 
     def _sampler_hosts(self, change: Callable[[dict[str, object]], None]) -> None:
