@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -34,6 +36,7 @@ from launch.machines.providers.nspawn import NspawnProvider, tag_of
 from launch.machines.providers.qemu import scan_processes
 from launch.machines.ready import Layer, NotReady, Timeouts
 from launch.machines.state import StateStore
+from launch.render import cloudinit
 
 pytestmark = [
     pytest.mark.e2e,
@@ -216,6 +219,51 @@ def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tm
           f"ledger {rnd['ledger'].get('committed')}, verdict {rnd['verdict']['verdict']}")
 
 
+def test_caliper_worker_files_services_and_network(lab):
+    env, bdir, edir = lab["env"], lab["bdir"], lab["edir"]
+    state = json.loads((edir / "state.json").read_text())
+    addresses = {h: state["hosts"][h]["address"] for h in state["hosts"]}
+    # (a) every file of the rendered user-data landed with its owner and mode
+    for h in ("caliper", "fabric"):
+        ud = yaml.safe_load(cloudinit.decode((edir / "bundle" / "nodes" / h / "user-data")
+                                             .read_bytes()))
+        wanted = {f["path"]: (f.get("owner", "root:root"),
+                              int(str(f.get("permissions", "0644")), 8))
+                  for f in ud["write_files"]}
+        out = launch_ssh(bdir, env, h, "sudo -n stat -c '%n|%U:%G|%a' " + " ".join(wanted))
+        assert out.returncode == 0, out.stderr
+        got = {p: (o, int(m, 8)) for p, o, m in (ln.split("|") for ln in out.stdout.split())}
+        assert got == wanted
+    # (b) the worker reaches its gateway peer and the broker at their planned addresses
+    out = launch_ssh(bdir, env, "caliper",
+                     "timeout 5 bash -c '</dev/tcp/peer0.org1.example.com/7051' && "
+                     f"echo peer-ok; timeout 5 bash -c '</dev/tcp/{addresses['monitor']}/1883'"
+                     " && echo mqtt-ok")
+    assert "peer-ok" in out.stdout and "mqtt-ok" in out.stdout, out.stdout + out.stderr
+    # (c) the role's services started, and the node's health check said so
+    out = launch_ssh(bdir, env, "caliper", "sudo -n systemctl is-active "
+                     "caliper-worker@1.service caliper-worker@2.service; "
+                     "sudo -n cat /var/lib/fabperf/ready")
+    assert out.stdout.split()[:2] == ["active", "active"], out.stdout
+    assert out.stdout.split()[2] == state["nonce"]
+
+
+def test_monitor_answers_on_the_bridge(lab):
+    """Prometheus, the Pushgateway and the MQTT broker at the monitor's own address (the
+    operator's machine is on the bridge: no forwarded ports)."""
+    state = json.loads((lab["edir"] / "state.json").read_text())
+    monitor = state["hosts"]["monitor"]
+    assert monitor["ports"] == {}
+    for port in (9090, 9091):
+        with urllib.request.urlopen(f"http://{monitor['address']}:{port}/-/ready",
+                                    timeout=10) as r:
+            assert r.status == 200
+    with socket.create_connection((monitor["address"], 1883), timeout=10) as s:
+        # MQTT CONNECT (protocol 4, clean session, keepalive 10, client id "e2e")
+        s.sendall(bytes([0x10, 15, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 3]) + b"e2e")
+        assert s.recv(4)[:1] == b"\x20"                      # CONNACK
+
+
 # --- failure paths ---------------------------------------------------------------------
 
 def test_an_image_that_is_not_baked_is_exit_2_and_makes_nothing(tmp_path):
@@ -308,3 +356,153 @@ def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
     assert proc.returncode == 143, err
     assert leftovers(edir, before) == {}
     assert not (edir / "state.json").exists()
+
+
+# --- BYOF: the nspawn lab as a network fabperf did not render for it ----------------------
+
+class Relay:
+    """TCP relay on this machine: listen on an address of one of our bridges, forward to
+    another of our bridges (the BYOF containers reach the lab's peer through this machine,
+    as QEMU guests reach it through their forwarded ports). IP_FREEBIND: it may listen
+    before the BYOF bridge has its address."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, 15, 1)            # IP_FREEBIND
+        self.sock.bind(listen)
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
+        lab, caliper_image, monitor_image, tmp_path):
+    """`launch byof` (containers) + `launch bench` against the lab's Fabric container,
+    addressed only through what a user exports: the peer's TLS CA and its MSP's CA, Org1's
+    User1 (from the lab's worker), and where the peer and its operations endpoint answer.
+    The BYOF containers sit on their own bridge: they reach the peer under its own name, by
+    a host alias, at this machine's address on their bridge, relayed to the lab's bridge."""
+    from launch.bench import results
+
+    env, bdir = lab["env"], lab["bdir"]
+    byof_env, byof_cidr, relay_at = "e2e-nbyof", "10.80.0.0/24", "10.80.0.1"
+    files = tmp_path / "exported"
+    files.mkdir()
+
+    def export(host: str, command: str) -> str:
+        out = launch_ssh(bdir, env, host, command)
+        assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
+        return out.stdout
+
+    (files / "tlsca.crt").write_text(export("fabric", "sudo -n cat /etc/fabperf/peer/tls/ca.crt"))
+    (files / "ca.crt").write_text(export(
+        "fabric", "sudo -n sh -c 'cat /etc/fabperf/peer/msp/cacerts/*.pem'"))
+    nc = yaml.safe_load(export("caliper", "sudo -n cat /etc/fabperf/caliper/networkconfig.yaml"))
+    ident = nc["organizations"][0]["identities"]["certificates"][0]
+    assert ident["name"] == "User1"
+    (files / "user1.crt").write_text(ident["clientSignedCert"]["pem"])
+    key = files / "user1.key"
+    key.touch(mode=0o600)
+    key.write_text(ident["clientPrivateKey"]["pem"])
+
+    def spec(name: str, endpoint: str, ops: str, **gateway: str) -> Path:
+        doc = {
+            "kind": "byof", "name": name, "provider": "nspawn",
+            "network": {"cidr": byof_cidr},
+            "images": {"caliper-worker": str(caliper_image), "monitor": str(monitor_image)},
+            "fabric": {
+                "version": "3.0.0", "channel": "mychannel", "chaincode": "fixed-asset",
+                "msps": [{"msp_id": "Org1MSP", "ca_cert": "exported/ca.crt",
+                          "identities": [{"name": "User1", "cert": "exported/user1.crt",
+                                          "key": "exported/user1.key"}]}],
+                "gateways": [{"endpoint": endpoint, "msp_id": "Org1MSP",
+                              "tls_ca": "exported/tlsca.crt", **gateway}],
+                # cpus: the Fabric container's cores, for the fabric-cpu rule
+                "operations": [{"url": ops, "host": "peer0.org1.example.com",
+                                "cpus": 1 if TWO_CORES else 2}],
+                "hosts": {"peer0.org1.example.com": relay_at},
+            },
+            "caliper": {"workers": {"vms": 1, "processes": 2}, "rounds": [{
+                "label": "create", "tps": 50, "duration": 20,
+                "workload": {"module": "workloads/create-asset.js",
+                             "arguments": {"payloadSize": 100, "idPrefix": "byof"}}}]},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    # the preflight's TLS check against the real peer, dialled from this machine at its
+    # address on the lab's bridge (the name its certificate carries by server-name override)
+    probe = spec("e2e-nbyof-probe", "10.79.0.10:7051", "http://10.79.0.10:9443/metrics",
+                 tls_server_name="peer0.org1.example.com")
+    checked = cli("launch", "byof", probe, "--check", "--output", "json", check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["failures"] == [], report
+    assert any("10.79.0.10:7051 presents" in line for line in report["ok"]), report
+
+    before = links()
+    relays = [Relay((relay_at, port), ("10.79.0.10", port)) for port in (7051, 9443)]
+    path = spec(byof_env, "peer0.org1.example.com:7051",
+                "http://peer0.org1.example.com:9443/metrics")
+    try:
+        with timed("nspawn byof: launch byof (caliper + monitor)"):
+            up = cli("launch", "byof", path, "--build-dir", bdir, "--output", "json",
+                     timeout=1800, log=tmp_path / "byof.log", check=False)
+        assert up.returncode == 0, (tmp_path / "byof.log").read_text()[-4000:]
+        assert sorted(h["name"] for h in json.loads(up.stdout)["hosts"]) == ["caliper0",
+                                                                            "monitor"]
+        alias = launch_ssh(bdir, byof_env, "caliper0", "getent hosts peer0.org1.example.com")
+        assert alias.stdout.split()[0] == relay_at, alias.stdout + alias.stderr
+        out = tmp_path / "results"
+        with timed("nspawn byof: launch bench (1 round x 20 s at 50 TPS)"):
+            res = cli("launch", "bench", byof_env, "--build-dir", bdir, "--results-dir", out,
+                      "--output", "json", timeout=1800, log=tmp_path / "bench.log",
+                      check=False)
+        assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
+        bundle = Path(json.loads(res.stdout)["bundle"])
+        assert results.check_bundle(bundle) == []
+        summary = json.loads((bundle / "summary.json").read_text())
+        (rnd,) = summary["rounds"]
+        assert rnd["status"] == "completed" and rnd["succeeded"] > 0, rnd
+        # the user's operations metrics were scraped: channel seen, ledger cross-checked
+        assert rnd["ledger"]["applicable"] is True and rnd["ledger"]["flagged"] is False
+        assert "peer0.org1.example.com mychannel" in rnd["ledger"]["per_peer"], rnd["ledger"]
+        check = json.loads((bundle / "logs" / "byof-check.json").read_text())
+        assert check["channel_checked"] is True, check
+    finally:
+        for r in relays:
+            r.close()
+        down_and_check_clean(bdir, byof_env, before)
