@@ -287,10 +287,10 @@ def base_qcow2(base_image: Path) -> Path:
 def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tmp_path):
     before = links()
     images = {i: base_qcow2 for i in ("fabric-node", "caliper-worker", "monitor")}
-    runner.run(["ip", "link", "add", "fpe2e-busy", "type", "bridge"], what="ip link add")
-    runner.run(["ip", "link", "add", "fpe2e-dummy", "type", "dummy"], what="ip link add")
     try:
-        runner.run(["ip", "addr", "add", "10.83.0.5/24", "dev", "fpe2e-dummy"], what="ip addr")
+        runner.run(["ip", "link", "add", "fpe2e-busy", "type", "bridge"], what="ip link add")
+        runner.run(["ip", "link", "add", "fpe2e-cidr", "type", "bridge"], what="ip link add")
+        runner.run(["ip", "addr", "add", "10.83.0.5/24", "dev", "fpe2e-cidr"], what="ip addr")
         taken = derived_spec(tmp_path, "e2e-busy", "10.84.0.0/24", images,
                              settings={"bridge": "fpe2e-busy"})
         res = cli("launch", "up", taken, "--build-dir", tmp_path / "build", check=False)
@@ -299,13 +299,13 @@ def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tm
         overlap = derived_spec(tmp_path, "e2e-overlap", "10.83.0.0/24", images)
         res = cli("launch", "up", overlap, "--build-dir", tmp_path / "build", check=False)
         assert res.returncode == 2, res.stderr
-        assert "network.cidr" in res.stderr and "10.83.0.5/24 on fpe2e-dummy" in res.stderr
+        assert "network.cidr" in res.stderr and "10.83.0.5/24 on fpe2e-cidr" in res.stderr
         for env in ("e2e-busy", "e2e-overlap"):
             edir = tmp_path / "build" / "environments" / env
             assert not (edir / "state.json").exists()
-            assert leftovers(edir, before | {"fpe2e-busy", "fpe2e-dummy"}) == {}
+            assert leftovers(edir, before | {"fpe2e-busy", "fpe2e-cidr"}) == {}
     finally:
-        for link in ("fpe2e-busy", "fpe2e-dummy"):
+        for link in ("fpe2e-busy", "fpe2e-cidr"):
             runner.run(["ip", "link", "del", link], check=False, what="ip link del")
 
 
