@@ -190,8 +190,9 @@ class CachedTree:
     in_use: bool
 
 
-def listing(cache: Path = CACHE) -> list[CachedTree]:
-    """Every entry of the cache, and whether a mounted overlay uses it."""
+def listing(cache: Path | None = None) -> list[CachedTree]:
+    """Every entry of the cache (default CACHE), and whether a mounted overlay uses it."""
+    cache = CACHE if cache is None else cache
     if not cache.is_dir():
         return []
     used = lower_dirs_in_use()

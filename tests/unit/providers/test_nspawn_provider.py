@@ -6,6 +6,8 @@ tmp_path)."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -326,3 +328,58 @@ def test_the_operators_address_is_not_a_hosts(tmp_path):
     p = NspawnProvider(ctx)
     with pytest.raises(InputError, match="an address other than 10.77.0.1"):
         p.reserve([base.HostRequest("m", ("monitor",), "x", address="10.77.0.1")])
+
+
+# --- launch up --provider, launch gc ---------------------------------------------------------
+
+def test_a_qemu_spec_runs_on_nspawn_and_nothing_else_changes():
+    from launch.lifecycle.up import on_provider
+    from launch.spec import env as spec_env
+
+    local = spec_env.load(REPO / "environments" / "local.yaml")
+    moved = on_provider(local, "nspawn")
+    assert moved.provider is Provider.NSPAWN
+    assert moved.name == local.name and moved.placement == local.placement
+    assert on_provider(local, "qemu") is local
+
+
+def test_a_cloud_spec_cannot_move_to_images_it_was_not_baked_for():
+    from launch.lifecycle.up import on_provider
+    from launch.spec import env as spec_env
+
+    aws = spec_env.load(REPO / "environments" / "aws.yaml")
+    with pytest.raises(InputError, match=r"(?s)aws.yaml: provider: expected a provider whose "
+                                         r"images nspawn boots \(qemu images\).*found 'aws'"):
+        on_provider(aws, "nspawn")
+    with pytest.raises(InputError, match="--provider: expected one of"):
+        on_provider(aws, "vmware")
+
+
+def test_gc_asks_every_provider_with_garbage():
+    from launch.lifecycle import gc
+
+    assert set(gc.collectors()) == {"aws", "openstack", "nspawn"}
+
+
+def test_gc_collects_stale_trees_and_interrupted_unpacks_not_current_ones(tmp_path,
+                                                                         monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(rootfs, "CACHE", cache)
+    current = tmp_path / "fabperf-monitor-000000000001.qcow2"
+    current.write_bytes(b"x")
+    for qcow2 in (current, tmp_path / "fabperf-monitor-000000000002.qcow2"):
+        e = rootfs.entry(qcow2, cache)
+        (e / "root" / "usr").mkdir(parents=True)
+        src = rootfs.Source.of(current).__dict__ | {"path": str(qcow2)}
+        (e / rootfs.MARKER).write_text(json.dumps(src))
+    (cache / ".fabperf-x.unpack-999999999").mkdir()          # no such process
+    found = {Path(g.ident).name: g.reason for g in NspawnProvider.collect({}, lambda e, i: True, 0)}
+    assert found == {"fabperf-monitor-000000000002": "its image is gone or re-baked",
+                     ".fabperf-x.unpack-999999999": "interrupted unpack"}
+    two_hours_ago = time.time() - 7200
+    os.utime(rootfs.entry(current, cache), (two_hours_ago, two_hours_ago))
+    unused = {Path(g.ident).name: g.reason
+              for g in NspawnProvider.collect({}, lambda e, i: True, 1)}
+    assert unused["fabperf-monitor-000000000001"] == "unused"          # --older-than 1h
+    assert "fabperf-monitor-000000000001" not in {
+        Path(g.ident).name for g in NspawnProvider.collect({}, lambda e, i: True, 3)}
