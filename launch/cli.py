@@ -112,7 +112,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
                    keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait,
-                   recreate=recreate, provider=provider)
+                   recreate=recreate, run_on=provider)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:

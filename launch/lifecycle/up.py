@@ -109,7 +109,7 @@ _SETTLED = {"ready": (Phase.READY,), "running": (Phase.RUNNING, Phase.READY),
 
 def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str] = (),
        keep_on_failure: bool = False, timeouts: Timeouts | None = None,
-       wait: str = "ready", recreate: bool = False, provider: str | None = None) -> UpResult:
+       wait: str = "ready", recreate: bool = False, run_on: str | None = None) -> UpResult:
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
@@ -120,7 +120,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     that stay must get the same user-data from it (else InputError). How `launch compare`
     puts the Fabric hosts on another image while the workers and the monitor keep running.
 
-    ``provider`` runs the spec on another provider that boots the same images (on_provider:
+    ``run_on`` runs the spec on another provider that boots the same images (on_provider:
     `make lab` runs environments/local.yaml in containers where it can)."""
 
     if wait not in WAITS:
@@ -130,8 +130,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = byof.load_any(spec_path)
-    if provider is not None:
-        spec = on_provider(spec, provider)
+    if run_on is not None:
+        spec = on_provider(spec, run_on)
     name = spec.name
     # Every input is checked before anything is written (bad input changes nothing).
     settings = check_settings(spec.provider.value, spec.settings, spec.source)

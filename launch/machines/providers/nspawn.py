@@ -257,10 +257,12 @@ class NspawnProvider:
             roles = tuple(h.roles)
             mem = o["memory_mb"] or opts.get("memory_mb") \
                 or max(DEFAULT_MEMORY_MB[r] for r in roles)
+            cpus = o["cpus"] or opts.get("cpus", DEFAULT_CPUS)
+            assert isinstance(mem, int) and isinstance(cpus, int)   # checked by the rules
             out.append(HostRequest(
                 name=h.name, roles=tuple(r.value for r in roles),
                 image=image_path(h.image, h.image_id, build_dir, root),
-                memory_mb=int(mem), cpus=int(o["cpus"] or opts.get("cpus", DEFAULT_CPUS)),
+                memory_mb=mem, cpus=cpus,
                 address=h.address,
                 host_cpus=host_cores(o["host_cpus"], f"{where}.host_cpus")))
         for r in out:
@@ -637,7 +639,9 @@ class NspawnProvider:
         if isinstance(net.get("sampler_pid"), int):
             samplers.insert(0, int(net["sampler_pid"]))
         for pid in samplers:
-            if self._stop_pid(pid, lambda pid=pid: self._sampler_alive(pid)):
+            def sampler_runs(pid: int = pid) -> bool:
+                return self._sampler_alive(pid)
+            if self._stop_pid(pid, sampler_runs):
                 removed.append(f"cgroup sampler (pid {pid})")
             else:
                 errors.append(f"cgroup sampler (pid {pid}) did not stop")
