@@ -102,6 +102,10 @@ SEED_DIR = "var/lib/cloud/seed/nocloud"
 # node_exporter's textfile collector directory in Debian's package (its default
 # --collector.textfile.directory); the cgroup sampler's files appear there
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+# Units that cannot work in a container and would show as failed (`launch validate` checks
+# that no unit failed): remounting / needs the host's mount namespace. Masked in the
+# overlay, so the image stays as baked.
+CONTAINER_MASKED = ("systemd-remount-fs.service",)
 MACHINE_NAME_MAX = 64             # a machine name is a host name
 # where the `launch` package lives: the sampler runs it with this interpreter
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]
@@ -163,6 +167,17 @@ def nspawn_argv(*, machine: str, host: str, root: Path, bridge_name: str,
         "--link-journal=no", "--resolv-conf=off", "--timezone=off",
         f"--bind={textfile_dir}:{TEXTFILE_DIR}",
     ]
+
+
+def mask_units(root: Path, units: Sequence[str]) -> None:
+    """Mask systemd units in a root tree (a link to /dev/null in /etc/systemd/system)."""
+    d = root / "etc" / "systemd" / "system"
+    d.mkdir(parents=True, exist_ok=True)
+    for unit in units:
+        link = d / unit
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
 
 
 def overlay_options(lower: Path, upper: Path, work: Path) -> str:
@@ -426,6 +441,7 @@ class NspawnProvider:
         self.store.update_host(host.name, resources={"overlay": str(root)})
         self._write_seed(root, host.name, generation, user_data,
                          network_config(current.address, self.subnet.prefixlen))
+        mask_units(root, CONTAINER_MASKED)
 
         cg = self.cgroup(host.name)
         cg.create(Limits(host.cpus, host.memory_mb, host.host_cpus))

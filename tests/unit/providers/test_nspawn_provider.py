@@ -383,3 +383,12 @@ def test_gc_collects_stale_trees_and_interrupted_unpacks_not_current_ones(tmp_pa
     assert unused["fabperf-monitor-000000000001"] == "unused"          # --older-than 1h
     assert "fabperf-monitor-000000000001" not in {
         Path(g.ident).name for g in NspawnProvider.collect({}, lambda e, i: True, 3)}
+
+
+def test_units_that_cannot_work_in_a_container_are_masked_in_the_overlay(tmp_path):
+    from launch.machines.providers.nspawn import CONTAINER_MASKED, mask_units
+
+    mask_units(tmp_path, CONTAINER_MASKED)
+    mask_units(tmp_path, CONTAINER_MASKED)                     # again: unchanged
+    link = tmp_path / "etc/systemd/system/systemd-remount-fs.service"
+    assert link.is_symlink() and str(link.readlink()) == "/dev/null"
