@@ -31,6 +31,7 @@ from fabkit.errors import ExternalError
 log = logging.getLogger("fabperf.cgroups")
 
 ROOT = Path("/sys/fs/cgroup")
+CPU_SHARES = 1024                # cpu.shares of one nice-0 task
 CFS_PERIOD_US = 100_000          # the kernel's default period; quota = cpus x period
 # Hierarchies a container's processes join: the limits (cpu, cpuset, memory), the
 # accounting (cpuacct), the kill list (pids), and the ones systemd inside uses for itself.
@@ -65,6 +66,9 @@ class Limits:
         return [
             ("cpuset", "cpuset.mems", parent_mems),
             ("cpuset", "cpuset.cpus", cpus),
+            # a container competes for the machine like `cpus` busy threads, not like one
+            # (v1 weighs a whole cgroup as one task of the root cgroup: 1024 shares)
+            ("cpu", "cpu.shares", str(CPU_SHARES * self.cpus)),
             ("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)),
             ("cpu", "cpu.cfs_quota_us", str(self.quota_us())),
             ("memory", "memory.limit_in_bytes", str(self.memory_bytes())),

@@ -428,9 +428,8 @@ class NspawnProvider:
                                pid=None, image=host.image, roles=host.roles, error="",
                                user_data_sha256=hashlib.sha256(user_data).hexdigest(),
                                files={"dir": str(hdir), "root": str(root),
-                                      "console_log": str(console)},
-                               resources={"machine": machine, "cgroup": machine,
-                                          "lower": str(lower)})
+                                      "lower": str(lower), "console_log": str(console)},
+                               resources={"machine": machine})
         for d in (upper, work, root):
             d.mkdir(parents=True, exist_ok=True, mode=0o755)
         os.chmod(hdir, 0o700)
@@ -438,7 +437,7 @@ class NspawnProvider:
         runner.run(["mount", "-t", "overlay", "overlay", "-o",
                     overlay_options(lower, upper, work), root],
                    log_path=cmdlog, what=f"overlay for {host.name}")
-        self.store.update_host(host.name, resources={"overlay": str(root)})
+        self.store.update_host(host.name, files={"overlay": str(root)})
         self._write_seed(root, host.name, generation, user_data,
                          network_config(current.address, self.subnet.prefixlen))
         mask_units(root, CONTAINER_MASKED)
@@ -552,7 +551,7 @@ class NspawnProvider:
         found = [Leaked("container", str(pid), m) for pid, m in self._containers().items()
                  if pid not in pids]
         found += [Leaked("cgroup", n) for n in sorted(self._cgroups()) if n not in machines]
-        mounted = {h.resources.get("overlay") for h in hosts}
+        mounted = {h.files.get("overlay") for h in hosts}
         found += [Leaked("mount", m) for m in rootfs.mounts_under(self.dir / "hosts")
                   if m not in mounted]
         found += [Leaked("sampler", str(p.pid), " ".join(p.argv))

@@ -82,6 +82,7 @@ def test_limits_become_quota_cpuset_and_memory_in_join_order():
     assert files[:2] == [("cpuset", "cpuset.mems", "0"), ("cpuset", "cpuset.cpus", "1")]
     assert ("cpu", "cpu.cfs_quota_us", "200000") in files
     assert ("cpu", "cpu.cfs_period_us", "100000") in files
+    assert ("cpu", "cpu.shares", "2048") in files        # weighed like two busy threads
     assert ("memory", "memory.limit_in_bytes", str(1536 * 1024 * 1024)) in files
     # unpinned: the parent's cpuset
     assert Limits(1, 512).files("0-1", "0")[1] == ("cpuset", "cpuset.cpus", "0-1")
