@@ -30,7 +30,7 @@ from e2e_lab import REPO, TIMINGS, cli, launch_ssh, timed
 from fabkit import runner
 from launch.lifecycle.up import _rollback
 from launch.machines import ssh
-from launch.machines.providers import cgroups, rootfs
+from launch.machines.providers import bridge, cgroups, rootfs
 from launch.machines.providers.base import HostRequest, ProviderContext, env_id
 from launch.machines.providers.nspawn import NspawnProvider, tag_of
 from launch.machines.providers.qemu import scan_processes
@@ -365,14 +365,12 @@ def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
 class Relay:
     """TCP relay on this machine: listen on an address of one of our bridges, forward to
     another of our bridges (the BYOF containers reach the lab's peer through this machine,
-    as QEMU guests reach it through their forwarded ports). IP_FREEBIND: it may listen
-    before the BYOF bridge has its address."""
+    as QEMU guests reach it through their forwarded ports)."""
 
     def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
         self.target = target
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.IPPROTO_IP, 15, 1)            # IP_FREEBIND
         self.sock.bind(listen)
         self.sock.listen(64)
         threading.Thread(target=self._accept, daemon=True).start()
@@ -476,10 +474,18 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
     assert any("10.79.0.10:7051 presents" in line for line in report["ok"]), report
 
     before = links()
-    relays = [Relay((relay_at, port), ("10.79.0.10", port)) for port in (7051, 9443)]
+    # The BYOF environment's bridge exists before `launch byof` (its preflight dials the
+    # alias, which must be an address of ours by then): made by hand under the name the
+    # provider gives it (fp-<env id>), which the provider adopts as its own.
+    byof_bridge = bridge.default_name(tag_of(env_id(bdir / "environments" / byof_env)))
+    relays: list[Relay] = []
     path = spec(byof_env, "peer0.org1.example.com:7051",
                 "http://peer0.org1.example.com:9443/metrics")
     try:
+        runner.run(["ip", "link", "add", byof_bridge, "type", "bridge"], what="ip link add")
+        runner.run(["ip", "addr", "add", f"{relay_at}/24", "dev", byof_bridge], what="ip addr")
+        runner.run(["ip", "link", "set", byof_bridge, "up"], what="ip link set")
+        relays = [Relay((relay_at, port), ("10.79.0.10", port)) for port in (7051, 9443)]
         with timed("nspawn byof: launch byof (caliper + monitor)"):
             up = cli("launch", "byof", path, "--build-dir", bdir, "--output", "json",
                      timeout=1800, log=tmp_path / "byof.log", check=False)
@@ -507,4 +513,7 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
     finally:
         for r in relays:
             r.close()
-        down_and_check_clean(bdir, byof_env, before)
+        if (bdir / "environments" / byof_env / "state.json").exists():
+            down_and_check_clean(bdir, byof_env, before)
+        runner.run(["ip", "link", "del", byof_bridge], check=False, what="ip link del")
+    assert leftovers(bdir / "environments" / byof_env, before) == {}

@@ -306,15 +306,22 @@ class NspawnProvider:
                              hint="the nspawn provider limits each container's CPU and "
                                   "memory there; use provider qemu on this machine")
         name = self.bridge_name()
-        state = self.store.load()
-        ours = state is not None and state.network.get("bridge") == name \
-            and bridge.exists(name)
-        found = bridge.machine_conflicts(name, str(self.subnet), ours,
+        found = bridge.machine_conflicts(name, str(self.subnet), self._bridge_is_ours(name),
                                          log_path=self.log_dir / "network.log")
         if found:
             c = found[0]
             raise InputError.field(None, "settings.bridge" if c.field == "bridge" else c.field,
                                    c.expected, c.found)
+
+    def _bridge_is_ours(self, name: str) -> bool:
+        """The bridge exists and belongs to this environment: its state records it, or it
+        carries the environment's tag (the default name: left by an interrupted run of this
+        environment, adopted rather than refused)."""
+        if not bridge.exists(name):
+            return False
+        state = self.store.load()
+        recorded = state is not None and state.network.get("bridge") == name
+        return recorded or name == bridge.default_name(self.tag)
 
     # --- reserve ------------------------------------------------------------------------
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
@@ -336,12 +343,13 @@ class NspawnProvider:
             state = self._state()
             name = self.bridge_name()
             netlog = self.log_dir / "network.log"
-            if not bridge.exists(name):
-                found = bridge.machine_conflicts(name, str(self.subnet), False, netlog)
-                if found:
-                    c = found[0]
-                    raise InputError.field(None, "settings.bridge" if c.field == "bridge"
-                                           else c.field, c.expected, c.found)
+            ours = self._bridge_is_ours(name)
+            found = bridge.machine_conflicts(name, str(self.subnet), ours, netlog)
+            if found:
+                c = found[0]
+                raise InputError.field(None, "settings.bridge" if c.field == "bridge"
+                                       else c.field, c.expected, c.found)
+            if not ours:
                 bridge.create(name, netlog)
             if state.network.get("bridge") != name:
                 self.store.update(network={**state.network, "bridge": name})

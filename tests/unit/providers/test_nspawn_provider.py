@@ -393,3 +393,13 @@ def test_units_that_cannot_work_in_a_container_are_masked_in_the_overlay(tmp_pat
     mask_units(tmp_path, CONTAINER_MASKED)                     # again: unchanged
     link = tmp_path / "etc/systemd/system/systemd-remount-fs.service"
     assert link.is_symlink() and str(link.readlink()) == "/dev/null"
+
+
+def test_a_bridge_carrying_the_environments_tag_is_adopted_any_other_refused(tmp_path,
+                                                                             monkeypatch):
+    edir = tmp_path / "lab"
+    p = NspawnProvider(base.ProviderContext("lab", edir, StateStore(edir), {},
+                                            cidr="10.77.0.0/24"))
+    monkeypatch.setattr(bridge, "exists", lambda name, sys_net=None: True)
+    assert p._bridge_is_ours(bridge.default_name(p.tag))        # left by an earlier run
+    assert not p._bridge_is_ours("br-someone")
