@@ -46,6 +46,9 @@ pytestmark = [
 ]
 
 TWO_CORES = len(os.sched_getaffinity(0)) >= 2
+# loop devices some earlier run left on the shared image cache before these tests began (not
+# theirs to answer for; `launch gc` reports them)
+ORPHAN_LOOPS_BEFORE = frozenset(rootfs.orphan_loops())
 
 
 # --- what an environment leaves on this machine ---------------------------------------------
@@ -55,31 +58,45 @@ def links() -> set[str]:
     return {link["ifname"] for link in json.loads(out)}
 
 
-def leftovers(edir: Path, links_before: set[str]) -> dict[str, list[str]]:
-    """Everything of the environment in ``edir`` that still exists on this machine."""
+def leftovers(edir: Path) -> dict[str, list[str]]:
+    """Everything of the environment in ``edir`` that still exists on this machine (other
+    environments, other users' labs among them, may run meanwhile: only what carries this
+    environment's tag counts, and what an unpack left with no process to finish it)."""
     tag = tag_of(env_id(edir))
     found = {
         "process": [f"{p.pid}: {' '.join(p.argv[:4])}" for p in scan_processes()
                     if any(tag in a for a in p.argv)],
-        "mount": rootfs.mounts_under(edir) + rootfs.mounts_under(rootfs.CACHE),
-        "loop": rootfs.loops_on(rootfs.CACHE),
-        # veths (vb-...) and the bridge: every link that was not there before
-        "link": sorted(links() - links_before),
+        "mount": rootfs.mounts_under(edir) + [
+            m for m in rootfs.mounts_under(rootfs.CACHE) if not unpack_running(m)],
+        "loop": [lp for lp in rootfs.orphan_loops() if lp not in ORPHAN_LOOPS_BEFORE],
+        # the bridge (fp-<env id>) and the containers' veths: nspawn names them vb- and the
+        # machine name's first 8 characters (fp-<5 of the id>), then a hash
+        "link": sorted(n for n in links()
+                       if n == bridge.default_name(tag) or n.startswith(f"vb-{tag[:8]}")),
         "cgroup": sorted(str(p) for h in cgroups.HIERARCHIES
                          for p in (cgroups.ROOT / h).glob(f"{tag}-*")),
     }
     return {k: v for k, v in found.items() if v}
 
 
-def down_and_check_clean(bdir: Path, env: str, links_before: set[str]) -> None:
+def unpack_running(path: str) -> bool:
+    """A path under an unpack's working directory whose process still runs."""
+    for part in Path(path).parts:
+        owner = part.rpartition(".unpack-")[2]
+        if ".unpack-" in part and owner.isdigit():
+            return (Path("/proc") / owner).exists()
+    return False
+
+
+def down_and_check_clean(bdir: Path, env: str) -> None:
     edir = bdir / "environments" / env
     with timed(f"{env}: launch down"):
         cli("launch", "down", env, "--build-dir", bdir, timeout=300)
-    assert leftovers(edir, links_before) == {}
+    assert leftovers(edir) == {}
     assert not (edir / "hosts").exists() and not (edir / "state.json").exists()
     again = cli("launch", "down", env, "--build-dir", bdir, timeout=300, check=False)
     assert again.returncode == 0, again.stderr            # down twice: nothing to do
-    assert leftovers(edir, links_before) == {}
+    assert leftovers(edir) == {}
 
 
 def derived_spec(tmp: Path, name: str, cidr: str, images: dict[str, Path],
@@ -115,17 +132,15 @@ def lab(fabric_image: Path, caliper_image: Path, monitor_image: Path,
     spec = derived_spec(tmp, env, "10.79.0.0/24", {
         "fabric-node": fabric_image, "caliper-worker": caliper_image,
         "monitor": monitor_image})
-    before = links()
     log = tmp / "up.log"
     try:
         with timed("nspawn: launch up (ready + bootstrap)"):
             res = cli("launch", "up", spec, "--build-dir", bdir, "--output", "json",
                       timeout=1800, log=log)
         yield {"env": env, "bdir": bdir, "spec": spec, "up": json.loads(res.stdout),
-               "log": log.read_text(), "edir": bdir / "environments" / env,
-               "links": before}
+               "log": log.read_text(), "edir": bdir / "environments" / env}
     finally:
-        down_and_check_clean(bdir, env, before)
+        down_and_check_clean(bdir, env)
 
 
 def test_up_boots_containers_to_a_bootstrapped_channel(lab):
@@ -269,7 +284,6 @@ def test_monitor_answers_on_the_bridge(lab):
 # --- failure paths ---------------------------------------------------------------------
 
 def test_an_image_that_is_not_baked_is_exit_2_and_makes_nothing(tmp_path):
-    before = links()
     spec = derived_spec(tmp_path, "e2e-nobake", "10.82.0.0/24", {
         "fabric-node": tmp_path / "none.qcow2", "caliper-worker": tmp_path / "none.qcow2",
         "monitor": tmp_path / "none.qcow2"})
@@ -278,7 +292,7 @@ def test_an_image_that_is_not_baked_is_exit_2_and_makes_nothing(tmp_path):
     assert "is not baked" in res.stderr and "make bake-images" in res.stderr
     edir = tmp_path / "build" / "environments" / "e2e-nobake"
     assert not (edir / "state.json").exists()
-    assert leftovers(edir, before) == {}
+    assert leftovers(edir) == {}
 
 
 @pytest.fixture
@@ -287,7 +301,6 @@ def base_qcow2(base_image: Path) -> Path:
 
 
 def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tmp_path):
-    before = links()
     images = {i: base_qcow2 for i in ("fabric-node", "caliper-worker", "monitor")}
     try:
         runner.run(["ip", "link", "add", "fpe2e-busy", "type", "bridge"], what="ip link add")
@@ -305,7 +318,7 @@ def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tm
         for env in ("e2e-busy", "e2e-overlap"):
             edir = tmp_path / "build" / "environments" / env
             assert not (edir / "state.json").exists()
-            assert leftovers(edir, before | {"fpe2e-busy", "fpe2e-cidr"}) == {}
+            assert leftovers(edir) == {}
     finally:
         for link in ("fpe2e-busy", "fpe2e-cidr"):
             runner.run(["ip", "link", "del", link], check=False, what="ip link del")
@@ -314,7 +327,6 @@ def test_a_bridge_name_or_cidr_in_use_is_exit_2_and_makes_nothing(base_qcow2, tm
 def test_a_container_that_never_answers_ssh_is_rolled_back_to_nothing(base_qcow2, tmp_path):
     """sshd removed at boot (bootcmd): the SSH layer times out naming the host and the
     console tail; `up`'s rollback leaves nothing."""
-    before = links()
     edir = tmp_path / "environments" / "nossh"
     store = StateStore(edir)
     provider = NspawnProvider(ProviderContext("nossh", edir, store, {}, cidr="10.85.0.0/24"))
@@ -328,7 +340,7 @@ def test_a_container_that_never_answers_ssh_is_rolled_back_to_nothing(base_qcow2
                      b"  - [sh, -c, 'echo fabperf-mute-test; rm -f /usr/sbin/sshd']\n")
         with timed("nspawn: create + ssh timeout"):
             provider.create(req, user_data)
-            assert leftovers(edir, before)["process"]        # it runs
+            assert leftovers(edir)["process"]        # it runs
             with pytest.raises(NotReady) as exc:
                 provider.wait_ready(["mute0"], "never", Timeouts(ssh=30))
         assert exc.value.layer is Layer.SSH
@@ -336,13 +348,12 @@ def test_a_container_that_never_answers_ssh_is_rolled_back_to_nothing(base_qcow2
         assert store.load().hosts["mute0"].phase == "failed"
     finally:
         _rollback(provider, None, ["mute0"], "nossh")
-    assert leftovers(edir, before) == {}
+    assert leftovers(edir) == {}
     assert not store.exists()
 
 
 def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
     """SIGTERM to `launch up` while the containers boot: exit 143, everything removed."""
-    before = links()
     images = {i: base_qcow2 for i in ("fabric-node", "caliper-worker", "monitor")}
     spec = derived_spec(tmp_path, "e2e-term", "10.86.0.0/24", images)
     edir = tmp_path / "build" / "environments" / "e2e-term"
@@ -350,13 +361,13 @@ def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
                              "--build-dir", str(tmp_path / "build")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not leftovers(edir, before).get("process"):
+    while time.monotonic() < deadline and not leftovers(edir).get("process"):
         time.sleep(0.5)
-    assert leftovers(edir, before).get("process"), "no container started"
+    assert leftovers(edir).get("process"), "no container started"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert leftovers(edir, before) == {}
+    assert leftovers(edir) == {}
     assert not (edir / "state.json").exists()
 
 
@@ -473,7 +484,6 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
     assert report["failures"] == [], report
     assert any("10.79.0.10:7051 presents" in line for line in report["ok"]), report
 
-    before = links()
     # The BYOF environment's bridge exists before `launch byof` (its preflight dials the
     # alias, which must be an address of ours by then): made by hand under the name the
     # provider gives it (fp-<env id>), which the provider adopts as its own.
@@ -514,6 +524,6 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
         for r in relays:
             r.close()
         if (bdir / "environments" / byof_env / "state.json").exists():
-            down_and_check_clean(bdir, byof_env, before)
+            down_and_check_clean(bdir, byof_env)
         runner.run(["ip", "link", "del", byof_bridge], check=False, what="ip link del")
-    assert leftovers(bdir / "environments" / byof_env, before) == {}
+    assert leftovers(bdir / "environments" / byof_env) == {}

@@ -722,7 +722,8 @@ class NspawnProvider:
                 older_than_hours: float) -> list[Garbage]:
         """Unpacked image trees no container uses whose qcow2 is gone or re-baked (or, with
         --older-than, unused for that long), and what an interrupted unpack left."""
-        out = []
+        out = [Garbage("nspawn", "loop device", loop, "", "left by an interrupted unpack")
+               for loop in rootfs.orphan_loops()]
         now = time.time()
         for t in rootfs.listing():
             if t.in_use:
@@ -752,6 +753,10 @@ class NspawnProvider:
     def remove_garbage(cls, settings: object, items: Sequence[Garbage]) -> list[str]:
         removed = []
         for g in items:
+            if g.kind == "loop device":
+                if rootfs.detach(g.ident):
+                    removed.append(g.ident)
+                continue
             rootfs.remove(Path(g.ident))
             removed.append(g.ident)
         return removed

@@ -16,10 +16,12 @@ under the cache).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,16 +52,20 @@ class Source:
 
 
 def tree_name(qcow2: Path) -> str:
-    """The cache entry of an artifact: its file name without .qcow2 (fabperf-<image>-<hash12>,
-    the fingerprint name bake gave it)."""
-    return qcow2.name.removesuffix(".qcow2")
+    """The cache entry of an artifact: its fingerprint name (fabperf-<image>-<hash12>, the
+    file name bake gave it) and a digest of the file itself (path, size, mtime), so another
+    checkout's bake, or a forced re-bake, of the same fingerprint gets an entry of its own:
+    an entry is never replaced while a container may be using it."""
+    src = Source.of(qcow2)
+    digest = hashlib.sha256(f"{src.path}\0{src.size}\0{src.mtime_ns}".encode()).hexdigest()
+    return f"{qcow2.name.removesuffix('.qcow2')}-{digest[:8]}"
 
 
-def entry(qcow2: Path, cache: Path = CACHE) -> Path:
-    return cache / tree_name(qcow2)
+def entry(qcow2: Path, cache: Path | None = None) -> Path:
+    return (CACHE if cache is None else cache) / tree_name(qcow2)
 
 
-def up_to_date(qcow2: Path, cache: Path = CACHE) -> Path | None:
+def up_to_date(qcow2: Path, cache: Path | None = None) -> Path | None:
     """The tree of ``qcow2`` when it is unpacked and current (else None)."""
     e = entry(qcow2, cache)
     try:
@@ -79,8 +85,9 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def ensure(qcow2: Path, cache: Path = CACHE, log_path: Path | None = None) -> Path:
+def ensure(qcow2: Path, cache: Path | None = None, log_path: Path | None = None) -> Path:
     """The read-only root tree of ``qcow2``, unpacked now unless the cache has it."""
+    cache = CACHE if cache is None else cache
     if not qcow2.is_file():
         raise InputError(f"image {qcow2} does not exist",
                          hint="bake it: `bake build --provider qemu` (the nspawn provider "
@@ -131,8 +138,24 @@ def _unpack(qcow2: Path, work: Path, log_path: Path | None) -> None:
         finally:
             runner.run(["umount", mnt], log_path=log_path, what=f"umount {mnt}")
     finally:
-        runner.run(["losetup", "-d", loop], log_path=log_path, check=False, what="losetup -d")
+        detach(loop, log_path)
         raw.unlink(missing_ok=True)
+
+
+def detach(loop: str, log_path: Path | None = None, attempts: int = 10) -> bool:
+    """Detach a loop device and see it gone: a device still opened for a moment (a
+    partition probe) is only marked auto-clear by `losetup -d`, so its partitions are
+    dropped first and the detach is retried until /sys says it is free."""
+    backing = Path("/sys/block") / Path(loop).name / "loop" / "backing_file"
+    for _ in range(attempts):
+        runner.run(["partx", "-d", loop], log_path=log_path, check=False, what="partx -d")
+        runner.run(["losetup", "-d", loop], log_path=log_path, check=False,
+                   what="losetup -d")
+        if not backing.exists():
+            return True
+        time.sleep(0.5)
+    log.warning("loop device %s is still attached (`launch gc` detaches it later)", loop)
+    return False
 
 
 def _release(work: Path, log_path: Path | None) -> None:
@@ -140,7 +163,7 @@ def _release(work: Path, log_path: Path | None) -> None:
     for mnt in mounts_under(work):
         runner.run(["umount", "-l", mnt], log_path=log_path, check=False, what="umount")
     for loop in loops_on(work):
-        runner.run(["losetup", "-d", loop], log_path=log_path, check=False, what="losetup -d")
+        detach(loop, log_path)
 
 
 def mounts_under(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
@@ -166,6 +189,24 @@ def loops_on(path: Path, sys_block: Path = Path("/sys/block")) -> list[str]:
             continue
         if backing == prefix or backing.startswith(prefix + "/"):
             found.append(f"/dev/{dev.name}")
+    return found
+
+
+def orphan_loops(cache: Path | None = None) -> list[str]:
+    """Loop devices on files of the cache whose unpack is over (its process is gone, or the
+    file was already deleted): what an interrupted unpack left attached."""
+    cache = CACHE if cache is None else cache
+    found = []
+    for loop in loops_on(cache):
+        backing = (Path("/sys/block") / Path(loop).name / "loop" / "backing_file")
+        try:
+            text = backing.read_text().strip()
+        except OSError:
+            continue
+        owner = Path(text.removesuffix(" (deleted)")).parent.name.rpartition(".unpack-")[2]
+        alive = owner.isdigit() and (Path("/proc") / owner).exists()
+        if text.endswith(" (deleted)") or not alive:
+            found.append(loop)
     return found
 
 

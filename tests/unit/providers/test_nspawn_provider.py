@@ -257,13 +257,14 @@ def test_a_cached_tree_is_current_only_for_the_same_qcow2(tmp_path):
     qcow2.write_bytes(b"x")
     cache = tmp_path / "cache"
     e = rootfs.entry(qcow2, cache)
-    assert e.name == "fabperf-monitor-0123456789ab"
+    assert e.name.startswith("fabperf-monitor-0123456789ab-") and len(e.name) == 37
     assert rootfs.up_to_date(qcow2, cache) is None
     (e / "root" / "usr").mkdir(parents=True)
     (e / rootfs.MARKER).write_text(json.dumps(rootfs.Source.of(qcow2).__dict__))
     assert rootfs.up_to_date(qcow2, cache) == e / "root"
     qcow2.write_bytes(b"rebaked")                         # --force under the same name
     assert rootfs.up_to_date(qcow2, cache) is None
+    assert rootfs.entry(qcow2, cache) != e                # a new entry: e may be in use
 
 
 # --- settings, registry, images ----------------------------------------------------------------
@@ -366,23 +367,27 @@ def test_gc_collects_stale_trees_and_interrupted_unpacks_not_current_ones(tmp_pa
                                                                          monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setattr(rootfs, "CACHE", cache)
+    monkeypatch.setattr(rootfs, "orphan_loops", lambda cache=None: [])
     current = tmp_path / "fabperf-monitor-000000000001.qcow2"
-    current.write_bytes(b"x")
-    for qcow2 in (current, tmp_path / "fabperf-monitor-000000000002.qcow2"):
+    gone = tmp_path / "fabperf-monitor-000000000002.qcow2"
+    names = {}
+    for qcow2 in (current, gone):
+        qcow2.write_bytes(b"x")
         e = rootfs.entry(qcow2, cache)
+        names[qcow2] = e.name
         (e / "root" / "usr").mkdir(parents=True)
-        src = rootfs.Source.of(current).__dict__ | {"path": str(qcow2)}
-        (e / rootfs.MARKER).write_text(json.dumps(src))
+        (e / rootfs.MARKER).write_text(json.dumps(rootfs.Source.of(qcow2).__dict__))
+    gone.unlink()
     (cache / ".fabperf-x.unpack-999999999").mkdir()          # no such process
     found = {Path(g.ident).name: g.reason for g in NspawnProvider.collect({}, lambda e, i: True, 0)}
-    assert found == {"fabperf-monitor-000000000002": "its image is gone or re-baked",
+    assert found == {names[gone]: "its image is gone or re-baked",
                      ".fabperf-x.unpack-999999999": "interrupted unpack"}
     two_hours_ago = time.time() - 7200
     os.utime(rootfs.entry(current, cache), (two_hours_ago, two_hours_ago))
     unused = {Path(g.ident).name: g.reason
               for g in NspawnProvider.collect({}, lambda e, i: True, 1)}
-    assert unused["fabperf-monitor-000000000001"] == "unused"          # --older-than 1h
-    assert "fabperf-monitor-000000000001" not in {
+    assert unused[names[current]] == "unused"          # --older-than 1h
+    assert names[current] not in {
         Path(g.ident).name for g in NspawnProvider.collect({}, lambda e, i: True, 3)}
 
 
