@@ -182,7 +182,7 @@ class RealLab:
             self.threshold_pairs,
             base=Thresholds.from_mapping(self.spec.bench_thresholds, source=spec_path))
 
-    def _targets(self, v: Variant):  # type: ignore[no-untyped-def]
+    def _targets(self, v: Variant):
 
         overrides = profiles.make_overrides(os.environ.get("FABPERF_CONFIG"), ())
         return build.plan(self.repo_root, self.build_dir, profiles.Provider(self.bake_provider),

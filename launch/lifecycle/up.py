@@ -157,10 +157,10 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             gone = [n for n in wanted if n in before.hosts]
             log.info("%s: recreating %s", name, ", ".join(gone) if gone else
                      f"{', '.join(wanted)} (not in the state: created anew)")
-            report = provider.destroy_hosts(gone)
-            if report.errors:
+            removed = provider.destroy_hosts(gone)
+            if removed.errors:
                 raise ExternalError(f"environment {name}: could not remove "
-                                    f"{', '.join(gone)}:\n  " + "\n  ".join(report.errors))
+                                    f"{', '.join(gone)}:\n  " + "\n  ".join(removed.errors))
             store.update(bootstrap={})
             before = store.load()
         if before is not None:
