@@ -25,6 +25,7 @@ from fabkit import runner
 from launch.bench import prometheus, report, signals, summarize, verdict
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
 from launch.render.caliper import LATENCY_BUCKETS
+from launch.spec.thresholds import Thresholds
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
