@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +21,7 @@ from launch.machines.state import check_env_name
 from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
+from launch.spec.common import SpecKind
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +52,7 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    hosts = [
+    hosts: list[dict[str, Any]] = [
         {"host": h.name, "address": h.address, "roles": [r.value for r in h.roles],
          "user_data_bytes": result.user_data[h.name].size,
          "gzip": result.user_data[h.name].gzipped}
@@ -138,7 +140,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 # --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
-@cli.command("byof")
+@cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--check", "check_only", is_flag=True,
@@ -173,13 +175,14 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
         return
+    # click types a command's callback as optional; up_cmd's is its own function
     up_cmd.callback(env_file=byof_file, only=(), recreate=False,  # type: ignore[misc]
                     keep_on_failure=keep_on_failure,
                     wait="ready", ready_timeout=ready_timeout, provider=None, build_dir=build_dir,
                     output=output)
 
 
-def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
+def _host_json(h) -> dict:
     return {"name": h.name, "address": h.address, "roles": list(h.roles),
             "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports),
             "resources": dict(h.resources)}
@@ -317,7 +320,7 @@ _results_option = click.option(
     help="Where results bundles live [default: <repo>/results].")
 
 
-def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | None):
     if value is None or value == "auto":
         return value
     if not value.isdigit() or int(value) < 1:
@@ -583,7 +586,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     env_name = spec.load(env_file).name
     state_dir = bdir / "bisect" / check_env_name(name or env_name)
     if gitdir is None:
-        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict()["FABRIC_REPO"]
+        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict["FABRIC_REPO"]
         progress(f"no --source: cloning {repo_url}")
         gitdir = git.clone(repo_url, bdir / "bisect" / "fabric.git")
     git.check_repo(gitdir)
@@ -666,6 +669,10 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
             raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
         if not steps_at or any(r < 1 for r in steps_at):
             raise InputError.field(None, "--rates", "rates >= 1", rates)
+        if env.caliper.processes is None:
+            raise InputError.field(env.source, "caliper.workers.processes",
+                                   "a number of worker processes per VM to calibrate with "
+                                   "(auto is decided per VM at bench time)", "auto")
         root, bdir = _build_dir(build_dir)
         real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
                            progress=progress, threshold_pairs=thresholds)

@@ -5,6 +5,7 @@ configs (each optional part a note when it fails, never a lost bundle)."""
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -44,6 +45,12 @@ def _iso(now: float) -> str:
     return _dt.datetime.fromtimestamp(now, tz=_dt.UTC).isoformat(timespec="seconds")
 
 
+def unit_log(door: Door, host: str, unit: str, since: float) -> str:
+    """A systemd unit's journal on a host since the run started."""
+    return door.run(host, f"sudo -n journalctl -u {unit} -o short-iso-precise --no-pager "
+                          f"--since @{int(since) - 1}").stdout
+
+
 def fetch_snapshot(door: Door, lab: Lab, prom: Prometheus, stamp: str, into: Path) -> Path:
     """A TSDB snapshot, archived on the monitor, copied to `into`, removed there."""
     name = prom.snapshot()
@@ -72,7 +79,7 @@ def fetch_versions(door: Door, lab: Lab, local: Mapping[str, Any]) -> dict[str, 
             images[h.image] = {"host": h.name, "image_id": h.image_id,
                                "error": f"no readable {contract.IMAGE_JSON}"}
     out = {"images": images, "fabric_version": lab.plan.spec.fabric.version, **local}
-    if lab.plan.kind == "byof":
+    if lab.byof is not None:
         out["fabric_version_source"] = "declared in the BYOF spec (the user's network)"
     return out
 
@@ -118,14 +125,13 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
     res = safely(notes, "report.html", lambda: door.run(
         lab.manager_host, f"sudo -n cat {shlex.quote(run_dir + '/report.html')}", check=False))
     report_html = res.stdout if res is not None and res.ok and res.stdout.strip() else None
-    byof = lab.plan.kind == "byof"
+    byof = lab.byof
     logs: dict[str, str] = {"byof-check.json" if byof else "bootstrap.done.json":
                             json.dumps(dict(bootstrap), indent=2)}
     for host, n in lab.workers.items():
         for unit in worker_units(n):
-            out = safely(notes, f"log of {unit} on {host}", lambda h=host, u=unit: door.run(
-                h, f"sudo -n journalctl -u {u} -o short-iso-precise --no-pager "
-                   f"--since @{int(since) - 1}").stdout)
+            out = safely(notes, f"log of {unit} on {host}",
+                         functools.partial(unit_log, door, host, unit, since))
             if out is not None:
                 logs[f"{host}/{unit.removesuffix('.service')}.log"] = out
     logged = list(mlog.rounds) if mlog else []
@@ -143,8 +149,7 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
     for i, w in windows.items():
         until = min(w.end + 2 * prometheus.SCRAPE_INTERVAL_S, next_start.get(i, math.inf))
         got = safely(notes, f"Prometheus queries of round {i + 1}",
-                    lambda w=w, i=i, u=until: prometheus.fetch_round(prom, w, i,
-                                                                     ledger_until=u))
+                     functools.partial(prometheus.fetch_round, prom, w, i, ledger_until=until))
         if got is not None:
             responses[i] = got
     snapshot = safely(notes, "Prometheus snapshot",
@@ -163,4 +168,4 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
         timings=timings, notes=tuple(notes),
-        ledger_expected=not byof or bool(lab.plan.spec.operations))
+        ledger_expected=byof is None or bool(byof.operations))

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from launch.machines import ssh
 from launch.machines.providers.base import (
     PROVIDERS,
     DestroyReport,
+    HostRequest,
     Leaked,
     Provider,
     ProviderContext,
@@ -52,10 +55,15 @@ from launch.machines.state import (
     check_env_name,
 )
 from launch.render import bundle as bundle_mod
-from launch.render import byof_bundle
 from launch.render import plan as plan_mod
+from launch.render.bundle import Bundle
+from launch.render.cloudinit import UserData
+from launch.render.plan import Plan
 from launch.spec import byof
-from launch.spec import env as spec_env
+from launch.spec.byof import ByofSpec, Spec
+from launch.spec.common import SpecKind
+from launch.spec.providers import LOCAL_DEFAULT
+from launch.spec.providers import Provider as SpecProvider
 
 log = logging.getLogger("fabperf.up")
 
@@ -113,7 +121,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
-    preflight (launch.lifecycle.preflight) passed; its state is marked kind "byof".
+    preflight (launch.lifecycle.preflight) passed; its state is marked with its kind.
 
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
@@ -121,158 +129,112 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     puts the Fabric hosts on another image while the workers and the monitor keep running.
 
     ``run_on`` runs the spec on another provider that boots the same images (on_provider:
-    `make lab` runs environments/local.yaml in containers where it can)."""
+    `make lab` runs environments/local.yaml in containers where it can).
 
+    The phases, in order: check every input (nothing is written before), recreate, settle
+    (nothing to do?), record, reserve, render, create, wait, bootstrap; a failure after
+    record rolls back what this `up` created."""
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
     if recreate and not only:
         raise InputError.field(None, "--only", "the hosts to recreate", None)
+    run = _check_inputs(spec_path, build_dir=build_dir, repo_root=repo_root, only=only,
+                        wait=wait, run_on=run_on)
+    with run.store.lock():
+        before = run.store.load()
+        if before is not None and before.hosts and before.provider != run.spec.provider.value:
+            raise InputError(f"environment {run.name} runs on {before.provider}, not "
+                             f"{run.spec.provider.value}",
+                             hint=f"`launch down {run.name}` first, then `launch up` again")
+        if before is not None and recreate:
+            before = _recreate(run, before)
+        if before is not None:
+            settled = _settled(run, before, recreate)
+            if settled is not None:
+                return settled
+        nonce = _record(run, before)
+        created: list[str] = []
+        try:
+            _reserve(run)
+            bundle = _render(run, nonce)
+            _create(run, bundle, created)
+            reports = _wait(run, bundle, timeouts)
+            _bootstrap_phase(run, bundle, timeouts)
+        except BaseException:
+            _undo(run, before, created, keep_on_failure)
+            raise
+        state = run.store.load()
+        assert state is not None
+        run.timings["total"] = round(time.monotonic() - run.t0, 1)
+        return UpResult(run.name, True, tuple(state.hosts[n] for n in run.wanted),
+                        tuple(reports), run.timings, (*run.checked, *bundle.warnings),
+                        waited=wait)
+
+
+@dataclass
+class _Up:
+    """One `up` under way: what its phases share."""
+
+    spec: Spec
+    spec_path: Path
+    spec_sha: str
+    plan: Plan
+    provider: Provider
+    store: StateStore
+    edir: Path
+    repo_root: Path
+    requests: list[HostRequest]
+    wait: str
+    checked: tuple[str, ...]
+    t0: float
+    timings: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def wanted(self) -> list[str]:
+        return [r.name for r in self.requests]
+
+    def timed(self, phase: str, since: float) -> None:
+        self.timings[phase] = round(time.monotonic() - since, 1)
+
+
+def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str],
+                  wait: str, run_on: str | None = None) -> _Up:
+    """Every input checked before anything is written (bad input changes nothing): the
+    spec, the provider's settings, the plan, a BYOF spec's preflight, the hosts asked."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = byof.load_any(spec_path)
     if run_on is not None:
         spec = on_provider(spec, run_on)
-    name = spec.name
-    # Every input is checked before anything is written (bad input changes nothing).
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
-    render = bundle_mod.render
-    if spec.kind == "byof":
-        report = preflight.check(spec)  # type: ignore[arg-type]
+    if isinstance(spec, ByofSpec):
+        report = preflight.check(spec)
         checked = tuple(f"preflight: {w}" for w in report.warnings)
-        render = byof_bundle.render  # type: ignore[assignment]
         timings["preflight"] = round(time.monotonic() - t0, 1)
-    edir = env_dir(build_dir, name)
+    edir = env_dir(build_dir, spec.name)
     store = StateStore(edir)
-    provider = _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr,
-                         build_dir=build_dir, repo_root=repo_root)
-    requests = provider.host_requests(plan, only)
-    wanted = [r.name for r in requests]
-    spec_sha = _sha256(spec_path)
-    with store.lock():
-        before = store.load()
-        if before is not None and before.hosts and before.provider != spec.provider.value:
-            raise InputError(f"environment {name} runs on {before.provider}, not "
-                             f"{spec.provider.value}",
-                             hint=f"`launch down {name}` first, then `launch up` again")
-        if before is not None and recreate:
-            # the hosts that stay must be what this spec makes of them: checked on a trial
-            # render beside the bundle (same crypto, same nonce) before anything is removed
-            _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
-                                                         repo_root), spec_path)
-            gone = [n for n in wanted if n in before.hosts]
-            log.info("%s: recreating %s", name, ", ".join(gone) if gone else
-                     f"{', '.join(wanted)} (not in the state: created anew)")
-            report = provider.destroy_hosts(gone)
-            if report.errors:
-                raise ExternalError(f"environment {name}: could not remove "
-                                    f"{', '.join(gone)}:\n  " + "\n  ".join(report.errors))
-            store.update(bootstrap={})
-            before = store.load()
-        if before is not None:
-            alive = {h.name for h in before.hosts.values() if provider.alive(h)}
-            if recreate:
-                alive -= set(wanted)
-            elif before.spec_sha256 and before.spec_sha256 != spec_sha and alive:
-                raise InputError(
-                    f"environment {name} runs from a different version of {spec_path} "
-                    f"(hosts {sorted(alive)} are up)",
-                    hint=f"`launch down {name}` first, then `launch up` again")
-            bootstrapped = (wait != "ready" or not provider.follows_hosts
-                            or plan.bootstrap is None or plan.bootstrap.name not in wanted
-                            or before.bootstrap.get("nonce") == before.nonce != "")
-            if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[wait]
-                                    for n in wanted):
-                log.info("%s: every host is up (%s); nothing to do", name, wait)
-                return UpResult(name, False, tuple(before.hosts[n] for n in wanted),
-                                timings={"total": round(time.monotonic() - t0, 1)},
-                                warnings=checked, waited=wait)
-
-        keys = ssh.ensure_keypair(edir / "ssh", f"fabperf-{name}")
-        nonce = before.nonce if before is not None and before.nonce else None
-        if before is None:
-            store.save(EnvState(environment=name, provider=spec.provider.value,
-                                network={}))
-        store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
-                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind)
-
-        created: list[str] = []
-        try:
-            # Addresses before certificates: the plan's addresses are reserved first.
-            t = time.monotonic()
-            reserved = provider.reserve(requests)
-            for r in requests:
-                if r.address and reserved[r.name] != r.address:
-                    raise ExternalError(f"host {r.name}: the provider reserved "
-                                        f"{reserved[r.name]} but the plan (and its "
-                                        f"certificates) use {r.address}")
-            timings["reserve"] = round(time.monotonic() - t, 1)
-
-            t = time.monotonic()
-            bundle = render(spec, edir / "bundle", nonce=nonce,  # type: ignore[arg-type]
-                            manifest_root=repo_root)
-            store.update(nonce=bundle.nonce)
-            timings["render"] = round(time.monotonic() - t, 1)
-
-            t = time.monotonic()
-            todo = []
-            for r in requests:
-                current = store.load().hosts.get(r.name)  # type: ignore[union-attr]
-                if current is not None and provider.alive(current):
-                    continue
-                todo.append((r, bundle.user_data[r.name].data))
-
-            def started(r: Any) -> None:
-                log.info("%s: creating %s (%s%s)", name, r.name, ",".join(r.roles),
-                         f", {r.size}" if r.size else f", {r.memory_mb} MB, {r.cpus} vCPU")
-                created.append(r.name)
-
-            create_all(provider, todo, on_start=started)
-            timings["create"] = round(time.monotonic() - t, 1)
-            t = time.monotonic()
-            reports: list[HostReadiness] = []
-            if wait == "ready":
-                log.info("%s: waiting for %s to be ready", name, ", ".join(wanted))
-                reports = provider.wait_ready(wanted, bundle.nonce, timeouts)
-            elif wait == "running":
-                log.info("%s: waiting for %s to run (not for readiness)", name,
-                         ", ".join(wanted))
-                provider.wait_running(wanted)
-            timings[f"wait_{wait}"] = round(time.monotonic() - t, 1)
-            if wait == "ready" and provider.follows_hosts and plan.bootstrap is not None \
-                    and plan.bootstrap.name in wanted:
-                t = time.monotonic()
-                done = _bootstrap(provider, store, plan.bootstrap.name, bundle.nonce,
-                                  timeouts or Timeouts())
-                timings["bootstrap"] = round(time.monotonic() - t, 1)
-                timings["bootstrap_job"] = done.get("seconds", 0)
-        except BaseException:
-            if keep_on_failure:
-                log.warning("%s: keeping what failed (--keep-on-failure); "
-                            "`launch down %s` removes it", name, name)
-            else:
-                _rollback(provider, before, created, name)
-                if before is None or not before.hosts:
-                    # nothing of the environment is left: its secrets go too
-                    for sub in ("bundle", "ssh"):
-                        shutil.rmtree(edir / sub, ignore_errors=True)
-            raise
-        state = store.load()
-        assert state is not None
-        timings["total"] = round(time.monotonic() - t0, 1)
-        return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
-                        timings, (*checked, *bundle.warnings), waited=wait)
+    provider = _provider(spec.provider.value, spec.name, edir, store, settings,
+                         cidr=spec.cidr, build_dir=build_dir, repo_root=repo_root)
+    return _Up(spec=spec, spec_path=spec_path, spec_sha=_sha256(spec_path), plan=plan,
+               provider=provider, store=store, edir=edir, repo_root=repo_root,
+               requests=provider.host_requests(plan, only), wait=wait, checked=checked,
+               t0=t0, timings=timings)
 
 
-def on_provider(spec: Any, provider: str) -> Any:
+def on_provider(spec: Spec, provider: str) -> Spec:
     """The spec with its provider replaced by ``provider``, which must boot the images the
     spec's provider boots (the same bake provider); InputError otherwise."""
     try:
-        wanted = spec_env.Provider(provider)
+        wanted = SpecProvider(provider)
     except ValueError:
         raise InputError.field(None, "--provider",
-                               f"one of {[p.value for p in spec_env.Provider]}",
+                               f"one of {[p.value for p in SpecProvider]}",
                                provider) from None
     if wanted is spec.provider:
         return spec
@@ -284,18 +246,160 @@ def on_provider(spec: Any, provider: str) -> Any:
     return replace(spec, provider=wanted)
 
 
+def _recreate(run: _Up, before: EnvState) -> EnvState | None:
+    """Remove the hosts to recreate, once the hosts that stay are shown to be what this spec
+    makes of them (a trial render beside the bundle: same crypto, same nonce)."""
+    wanted = run.wanted
+    _check_kept(before, wanted, _trial_user_data(run.spec, run.edir, before.nonce,
+                                                 run.repo_root), run.spec_path)
+    gone = [n for n in wanted if n in before.hosts]
+    log.info("%s: recreating %s", run.name, ", ".join(gone) if gone else
+             f"{', '.join(wanted)} (not in the state: created anew)")
+    removed = run.provider.destroy_hosts(gone)
+    if removed.errors:
+        raise ExternalError(f"environment {run.name}: could not remove "
+                            f"{', '.join(gone)}:\n  " + "\n  ".join(removed.errors))
+    run.store.update(bootstrap={})
+    return run.store.load()
+
+
+def _settled(run: _Up, before: EnvState, recreate: bool) -> UpResult | None:
+    """The result when every host asked is already as far as `wait` (and bootstrapped when
+    that is waited for): nothing to do. A running environment of another spec version is an
+    error."""
+    provider, wanted = run.provider, run.wanted
+    alive = {h.name for h in before.hosts.values() if provider.alive(h)}
+    if recreate:
+        alive -= set(wanted)
+    elif before.spec_sha256 and before.spec_sha256 != run.spec_sha and alive:
+        raise InputError(
+            f"environment {run.name} runs from a different version of {run.spec_path} "
+            f"(hosts {sorted(alive)} are up)",
+            hint=f"`launch down {run.name}` first, then `launch up` again")
+    bootstrap = run.plan.bootstrap
+    bootstrapped = (run.wait != "ready" or not provider.follows_hosts
+                    or bootstrap is None or bootstrap.name not in wanted
+                    or before.bootstrap.get("nonce") == before.nonce != "")
+    if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[run.wait]
+                            for n in wanted):
+        log.info("%s: every host is up (%s); nothing to do", run.name, run.wait)
+        return UpResult(run.name, False, tuple(before.hosts[n] for n in wanted),
+                        timings={"total": round(time.monotonic() - run.t0, 1)},
+                        warnings=run.checked, waited=run.wait)
+    return None
+
+
+def _record(run: _Up, before: EnvState | None) -> str | None:
+    """The environment's key pair and its state (spec, key, kind) written; the nonce an
+    interrupted `up` left, to resume with the same certificates."""
+    keys = ssh.ensure_keypair(run.edir / "ssh", f"fabperf-{run.name}")
+    if before is None:
+        run.store.save(EnvState(environment=run.name, provider=run.spec.provider.value,
+                                network={}))
+    run.store.update(spec_path=str(Path(run.spec_path).resolve()), spec_sha256=run.spec_sha,
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER,
+                     kind=run.spec.kind.value)
+    return before.nonce if before is not None and before.nonce else None
+
+
+def _reserve(run: _Up) -> None:
+    """Addresses before certificates: the plan's addresses are reserved first."""
+    t = time.monotonic()
+    reserved = run.provider.reserve(run.requests)
+    for r in run.requests:
+        if r.address and reserved[r.name] != r.address:
+            raise ExternalError(f"host {r.name}: the provider reserved "
+                                f"{reserved[r.name]} but the plan (and its "
+                                f"certificates) use {r.address}")
+    run.timed("reserve", t)
+
+
+def _render(run: _Up, nonce: str | None) -> Bundle:
+    t = time.monotonic()
+    bundle = bundle_mod.render(run.spec, run.edir / "bundle", nonce=nonce,
+                               manifest_root=run.repo_root)
+    run.store.update(nonce=bundle.nonce)
+    run.timed("render", t)
+    return bundle
+
+
+def _create(run: _Up, bundle: Bundle, created: list[str]) -> None:
+    """Every asked host that does not run, created (a bounded number at once); `created`
+    names them as they start, for the rollback."""
+    t = time.monotonic()
+    todo = []
+    state = run.store.load()
+    hosts = state.hosts if state is not None else {}
+    for r in run.requests:
+        current = hosts.get(r.name)
+        if current is not None and run.provider.alive(current):
+            continue
+        todo.append((r, bundle.user_data[r.name].data))
+
+    def started(r: HostRequest) -> None:
+        log.info("%s: creating %s (%s%s)", run.name, r.name, ",".join(r.roles),
+                 f", {r.size}" if r.size else f", {r.memory_mb} MB, {r.cpus} vCPU")
+        created.append(r.name)
+
+    create_all(run.provider, todo, on_start=started)
+    run.timed("create", t)
+
+
+def _wait(run: _Up, bundle: Bundle, timeouts: Timeouts | None) -> list[HostReadiness]:
+    """As far as `wait` says: every readiness layer, the VMs running, or nothing."""
+    t = time.monotonic()
+    reports: list[HostReadiness] = []
+    if run.wait == "ready":
+        log.info("%s: waiting for %s to be ready", run.name, ", ".join(run.wanted))
+        reports = run.provider.wait_ready(run.wanted, bundle.nonce, timeouts)
+    elif run.wait == "running":
+        log.info("%s: waiting for %s to run (not for readiness)", run.name,
+                 ", ".join(run.wanted))
+        run.provider.wait_running(run.wanted)
+    run.timed(f"wait_{run.wait}", t)
+    return reports
+
+
+def _bootstrap_phase(run: _Up, bundle: Bundle, timeouts: Timeouts | None) -> None:
+    """The channel bootstrap followed on its node, when that node was part of this `up`."""
+    node = run.plan.bootstrap
+    if run.wait != "ready" or not run.provider.follows_hosts or node is None \
+            or node.name not in run.wanted:
+        return
+    t = time.monotonic()
+    done = _bootstrap(run.provider, run.store, node.name, bundle.nonce, timeouts or Timeouts())
+    run.timed("bootstrap", t)
+    run.timings["bootstrap_job"] = done.get("seconds", 0)
+
+
+def _undo(run: _Up, before: EnvState | None, created: list[str],
+          keep_on_failure: bool) -> None:
+    """After a failure or an interruption: remove what this `up` created (unless
+    keep_on_failure), and the environment's secrets when nothing of it is left."""
+    if keep_on_failure:
+        log.warning("%s: keeping what failed (--keep-on-failure); "
+                    "`launch down %s` removes it", run.name, run.name)
+        return
+    _rollback(run.provider, before, created, run.name)
+    if before is None or not before.hosts:
+        # nothing of the environment is left: its secrets go too
+        for sub in ("bundle", "ssh"):
+            shutil.rmtree(run.edir / sub, ignore_errors=True)
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _trial_user_data(render: Callable[..., Any], spec: Any, edir: Path, nonce: str,
-                     repo_root: Path) -> Mapping[str, Any]:
+def _trial_user_data(spec: Spec, edir: Path, nonce: str,
+                     repo_root: Path) -> Mapping[str, UserData]:
     """Every host's user-data as this spec renders it on a copy of the current bundle."""
     with tempfile.TemporaryDirectory(prefix=".trial-", dir=edir) as tmp:
         trial = Path(tmp) / "bundle"
         if (edir / "bundle").is_dir():
             shutil.copytree(edir / "bundle", trial, symlinks=True)
-        return dict(render(spec, trial, nonce=nonce or None, manifest_root=repo_root).user_data)
+        return dict(bundle_mod.render(spec, trial, nonce=nonce or None,
+                                      manifest_root=repo_root).user_data)
 
 
 def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],
@@ -357,7 +461,8 @@ def _existing(arg: str, build_dir: Path) -> tuple[str, Path, StateStore, EnvStat
 def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
                        state: EnvState | None) -> Provider:
     """The provider of an existing environment: from its state, else from its spec file
-    (a lost state file: the provider finds the resources by their tags), else qemu."""
+    (a lost state file: the provider finds the resources by their tags), else the local
+    default (launch.spec.providers.LOCAL_DEFAULT)."""
     if state is not None:
         subnet = state.network.get("subnet")
         return _provider(state.provider, name, edir, store, {},
@@ -366,7 +471,7 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
         spec = byof.load_any(Path(arg))
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)
-    return _provider("qemu", name, edir, store, {})
+    return _provider(LOCAL_DEFAULT.value, name, edir, store, {})
 
 
 def down(arg: str, *, build_dir: Path) -> DownResult:
@@ -407,20 +512,17 @@ def down(arg: str, *, build_dir: Path) -> DownResult:
 
 
 def _damaged_state_provider(store: StateStore) -> str:
-    """The provider a damaged state file still names (else qemu, the local default)."""
-    import json
-    import re
-
+    """The provider a damaged state file still names (else the local default)."""
     try:
         text = store.path.read_text(encoding="utf-8", errors="replace")[:65536]
     except OSError:
-        return "qemu"
+        return LOCAL_DEFAULT.value
     try:
         name = json.loads(text).get("provider")
     except (ValueError, AttributeError):
         m = re.search(r'"provider"\s*:\s*"([a-z]+)"', text)
         name = m.group(1) if m else None
-    return name if isinstance(name, str) and name in PROVIDERS else "qemu"
+    return name if isinstance(name, str) and name in PROVIDERS else LOCAL_DEFAULT.value
 
 
 @dataclass(frozen=True)
@@ -466,7 +568,7 @@ class NodeStatus:
 def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
     """Every Fabric node's channel height, asked of the bootstrap job on its node
     ("" and no rows when the environment has no bootstrapped network to ask)."""
-    if state.kind == "byof":
+    if state.kind == SpecKind.BYOF:
         return ("byof: the user's network (fabperf does not ask it; `launch bench` reads "
                 "its operations metrics)"), []
     host = state.bootstrap.get("host")

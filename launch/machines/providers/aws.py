@@ -50,6 +50,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.providers.cloud import CloudProvider, garbage
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 
 log = logging.getLogger("fabperf.aws")
 
@@ -209,7 +210,7 @@ class AwsProvider(CloudProvider):
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
-    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the instance type of its (first) role and its AMI."""
         types = {**DEFAULT_TYPES, **dict(self.settings.get("instance_types") or {})}
         for role, t in types.items():
@@ -490,7 +491,7 @@ class AwsProvider(CloudProvider):
             return ""
         try:
             out = self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output", "")
-        except Exception as exc:  # noqa: BLE001 - the console is a diagnostic only
+        except Exception as exc:  # the console is a diagnostic only
             return f"(no console output: {exc})"
         try:
             text = base64.b64decode(out).decode(errors="replace") if out else ""
@@ -538,7 +539,7 @@ class AwsProvider(CloudProvider):
         try:
             removed += self._drop_user_data()
             removed += self._drop_bucket_and_role(state)
-        except Exception as exc:  # noqa: BLE001 - reported, the state keeps the record
+        except Exception as exc:  # reported, the state keeps the record
             errors.append(f"user-data bucket/role: {exc}")
         return removed, errors
 
@@ -618,12 +619,12 @@ def remove_ec2(ec2: Any, instances: set[str], enis: set[str], volumes: set[str],
                 errors.append(f"terminate {', '.join(chunk)}: {exc}")
                 continue
             for one in chunk:       # some are gone: terminate the rest one by one
-                _ignore(lambda one=one: ec2.terminate_instances(InstanceIds=[one]),
+                _ignore(functools.partial(ec2.terminate_instances, InstanceIds=[one]),
                         "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
         try:
             ec2.get_waiter("instance_terminated").wait(
                 InstanceIds=chunk, WaiterConfig={"Delay": max(delay, 0.2), "MaxAttempts": 120})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if "InvalidInstanceID" not in str(exc):
                 errors.append(f"waiting for {', '.join(chunk)} to terminate: {exc}")
         removed += [f"instance {x}" for x in chunk]
@@ -672,7 +673,7 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
     now = now or _now()
     ec2 = connect(settings, "ec2")
     probe = AwsProvider.__new__(AwsProvider)     # only for _tagged's paginators
-    probe._clients, probe._lock, probe.settings = {"ec2": ec2}, threading.RLock(), settings
+    probe._clients, probe._lock, probe.settings = {"ec2": ec2}, threading.RLock(), dict(settings)
     found = probe._tagged([{"Name": "tag-key", "Values": [f"{TAG}:env-id"]}])
     ids = {"instance": "InstanceId", "eni": "NetworkInterfaceId", "volume": "VolumeId"}
     out = []
@@ -689,7 +690,7 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
             continue
         try:
             tagset = s3.get_bucket_tagging(Bucket=b["Name"])
-        except Exception:  # noqa: BLE001 - untagged: not ours
+        except Exception:  # untagged: not ours
             continue
         g = _garbage("bucket", b["Name"], tagset, live, older_than_hours, now)
         if g is not None:

@@ -79,8 +79,8 @@ from launch.machines.providers.base import (
 )
 from launch.machines.providers.cgroups import Cgroup, Limits
 from launch.machines.providers.qemu import (
-    _CPUS,
-    _MEMORY,
+    _CPUS_RULE,
+    _MEMORY_RULE,
     DEFAULT_CPUS,
     DEFAULT_MEMORY_MB,
     DEFAULT_SUBNET,
@@ -114,16 +114,15 @@ STOP_WAIT = 20.0                  # seconds for the container's own shutdown (SI
 SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("bridge", (str, type(None)), None, pattern=bridge.NAME_RE.pattern,
                 doc="the environment's bridge (default fp-<env id>); a name not in use"),
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
-                doc="memory limit of every container (default per role)"),
-    inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS,  # type: ignore[arg-type]
-                doc="CPU quota of every container, in cores"),
+    replace(_MEMORY_RULE, doc="memory limit of every container (default per role)"),
+    replace(_CPUS_RULE, kind=int, default=DEFAULT_CPUS,
+            doc="CPU quota of every container, in cores"),
     inputs.Rule("hosts", dict, {},
                 doc="per-host overrides {HOST: {memory_mb, cpus, host_cpus}}"),
 )
 HOST_SETTINGS: tuple[inputs.Rule, ...] = (
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
-    inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+    _MEMORY_RULE,
+    _CPUS_RULE,
     inputs.Rule("host_cpus", (str, int, type(None)), None,
                 doc="the host cores the container runs on (its cpuset), such as 1 or 0-1,3"),
 )

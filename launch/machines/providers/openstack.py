@@ -41,6 +41,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.providers.cloud import CloudProvider, garbage
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 
 log = logging.getLogger("fabperf.openstack")
 
@@ -103,7 +104,7 @@ def connect(settings: Mapping[str, Any]) -> Any:
     cloud = str(settings.get("cloud") or "") or None
     try:
         conn = openstack.connect(cloud=cloud)
-    except Exception as exc:  # noqa: BLE001 - config errors of the SDK
+    except Exception as exc:  # config errors of the SDK
         raise InputError(f"openstack cloud {cloud!r}: {exc}",
                          hint="add the cloud to clouds.yaml (see README)") from exc
     for hook in CONNECT_HOOKS:
@@ -154,7 +155,7 @@ class OpenStackProvider(CloudProvider):
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
-    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the flavor of its (first) role and its Glance image."""
         flavors = {**DEFAULT_FLAVORS, **dict(self.settings.get("flavors") or {})}
         for role, f in flavors.items():
@@ -311,7 +312,7 @@ class OpenStackProvider(CloudProvider):
             return ""
         try:
             out = self.conn.compute.get_server_console_output(sid, length=lines)
-        except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        except Exception as exc:  # a diagnostic only
             return f"(no console output: {exc})"
         return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
 
@@ -379,11 +380,11 @@ def remove_resources(conn: Any, res: Mapping[str, set[str]],
                 errors.append(f"{label}: {exc}")
 
     for fip in sorted(res.get("floating_ip", ())):
-        gone(lambda fip=fip: conn.network.delete_ip(fip, ignore_missing=True),
+        gone(functools.partial(conn.network.delete_ip, fip, ignore_missing=True),
              f"floating ip {fip}")
     servers = sorted(res.get("server", ()))
     for sid in servers:
-        gone(lambda sid=sid: conn.compute.delete_server(sid, ignore_missing=True),
+        gone(functools.partial(conn.compute.delete_server, sid, ignore_missing=True),
              f"server {sid}")
     for sid in servers:
         try:
@@ -393,7 +394,7 @@ def remove_resources(conn: Any, res: Mapping[str, set[str]],
             if not _not_found(exc):
                 errors.append(f"server {sid} not deleted: {exc}")
     for pid in sorted(res.get("port", ())):
-        gone(lambda pid=pid: conn.network.delete_port(pid, ignore_missing=True), f"port {pid}")
+        gone(functools.partial(conn.network.delete_port, pid, ignore_missing=True), f"port {pid}")
     return removed, errors
 
 

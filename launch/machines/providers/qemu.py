@@ -63,6 +63,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.state import EnvState, HostState, Phase, StateStore
+from launch.render.plan import Plan
 from launch.spec.contract import Role
 
 log = logging.getLogger("fabperf.qemu")
@@ -78,21 +79,22 @@ MAX_SOCKET_DIR = 70
 DEFAULT_MEMORY_MB = {Role.PEER: 2048, Role.ORDERER: 2048, Role.CALIPER: 1536,
                      Role.MONITOR: 1536}
 DEFAULT_CPUS = 2
-_MEMORY = dict(minimum=256, maximum=1024 * 1024, why="a VM on one machine")
-_CPUS = dict(minimum=1, maximum=256, why="a VM on one machine")
+_MEMORY_RULE = inputs.Rule("memory_mb", (int, type(None)), None, minimum=256,
+                           maximum=1024 * 1024, why="a VM on one machine")
+_CPUS_RULE = inputs.Rule("cpus", (int, type(None)), None, minimum=1, maximum=256,
+                         why="a VM on one machine")
 
 SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("accel", str, "auto", choices=("auto", "kvm", "tcg"),
                 doc="accelerator (auto: tcg under a hypervisor)"),
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
-                doc="memory of every VM (default per role)"),
-    inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS, doc="vCPUs of every VM"),  # type: ignore[arg-type]
+    replace(_MEMORY_RULE, doc="memory of every VM (default per role)"),
+    replace(_CPUS_RULE, kind=int, default=DEFAULT_CPUS, doc="vCPUs of every VM"),
     inputs.Rule("hosts", dict, {},
                 doc="per-host overrides {HOST: {memory_mb, cpus, host_cpus}}"),
 )
 HOST_SETTINGS: tuple[inputs.Rule, ...] = (
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
-    inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+    _MEMORY_RULE,
+    _CPUS_RULE,
     inputs.Rule("host_cpus", (str, int, type(None)), None,
                 doc="the host cores its QEMU runs on, a taskset list such as 1 or 0-1,3"),
 )
@@ -125,9 +127,10 @@ def _span(cores: Iterable[int]) -> str:
     return ",".join(map(str, sorted(cores)))
 
 
-def image_path(image: str, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
+def image_path(image: str | None, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
     """The qcow2 a qemu host boots: the plan's image id, else the bake manifest's artifact."""
-
+    if image is None:   # the plan gives every host of a provider that boots images one
+        raise InputError("a qemu host without an image in the plan")
     found = image_id or manifest_artifact(image, "qemu", "path", build_dir)
     if not found:
         raise InputError(f"image {image} has not been baked for qemu "
@@ -351,7 +354,7 @@ class QemuProvider:
         return state
 
     # --- sizing and images -----------------------------------------------------------
-    def host_requests(self, plan: object, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: memory and vCPUs (settings, else per role), forwarded ports, the qcow2."""
         opts = self.ctx.options
         build_dir = self.ctx.build_dir or self.dir.parent.parent
@@ -468,7 +471,8 @@ class QemuProvider:
                                user_data_sha256=hashlib.sha256(user_data).hexdigest())
 
         overlay = hdir / "disk.qcow2"
-        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, overlay]
+        argv: list[str | os.PathLike[str]] = ["qemu-img", "create", "-q", "-f", "qcow2", "-F",
+                                              "qcow2", "-b", image, overlay]
         if host.disk_gb:
             argv.append(f"{host.disk_gb}G")
         runner.run(argv, log_path=cmdlog, what=f"overlay for {host.name}")
