@@ -68,7 +68,7 @@ def leftovers(edir: Path) -> dict[str, list[str]]:
                     if any(tag in a for a in p.argv)],
         "mount": rootfs.mounts_under(edir) + [
             m for m in rootfs.mounts_under(rootfs.CACHE) if not unpack_running(m)],
-        "loop": [lp for lp in rootfs.orphan_loops() if lp not in ORPHAN_LOOPS_BEFORE],
+        "loop": orphan_loops(),
         # the bridge (fp-<env id>) and the containers' veths: nspawn names them vb- and the
         # machine name's first 8 characters (fp-<5 of the id>), then a hash
         "link": sorted(n for n in links()
@@ -77,6 +77,18 @@ def leftovers(edir: Path) -> dict[str, list[str]]:
                          for p in (cgroups.ROOT / h).glob(f"{tag}-*")),
     }
     return {k: v for k, v in found.items() if v}
+
+
+def orphan_loops(wait: float = 30) -> list[str]:
+    """Loop devices an unpack left attached: the kernel releases a detached loop device once
+    its last user lets go, seconds after `losetup -d` at times; only one still attached
+    after ``wait`` is left behind."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [lp for lp in rootfs.orphan_loops() if lp not in ORPHAN_LOOPS_BEFORE]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(1)
 
 
 def unpack_running(path: str) -> bool:

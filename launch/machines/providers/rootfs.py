@@ -142,7 +142,7 @@ def _unpack(qcow2: Path, work: Path, log_path: Path | None) -> None:
         raw.unlink(missing_ok=True)
 
 
-def detach(loop: str, log_path: Path | None = None, attempts: int = 10) -> bool:
+def detach(loop: str, log_path: Path | None = None, attempts: int = 20) -> bool:
     """Detach a loop device and see it gone: a device still opened for a moment (a
     partition probe) is only marked auto-clear by `losetup -d`, so its partitions are
     dropped first and the detach is retried until /sys says it is free."""
@@ -252,3 +252,4 @@ def remove(tree: Path, log_path: Path | None = None) -> None:
         raise ExternalError(f"refusing to remove {tree}: not a plain cache path")
     _release(tree, log_path)
     shutil.rmtree(tree)
+    (tree.parent / f".{tree.name}.lock").unlink(missing_ok=True)
