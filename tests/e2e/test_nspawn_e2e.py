@@ -516,6 +516,14 @@ def test_byof_benchmarks_a_network_known_only_by_its_exported_files(
                                                                             "monitor"]
         alias = launch_ssh(bdir, byof_env, "caliper0", "getent hosts peer0.org1.example.com")
         assert alias.stdout.split()[0] == relay_at, alias.stdout + alias.stderr
+        # containers are up within seconds: let the BYOF monitor scrape the user's
+        # operations endpoint once (bench's channel check reads it) before the run
+        mon = json.loads((bdir / "environments" / byof_env / "state.json").read_text())
+        at = mon["hosts"]["monitor"]["address"]
+        deadline = time.monotonic() + 60
+        while not prometheus(at, 'ledger_blockchain_height{channel="mychannel"}') \
+                and time.monotonic() < deadline:
+            time.sleep(2)
         out = tmp_path / "results"
         with timed("nspawn byof: launch bench (1 round x 20 s at 50 TPS)"):
             res = cli("launch", "bench", byof_env, "--build-dir", bdir, "--results-dir", out,
