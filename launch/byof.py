@@ -235,6 +235,7 @@ class ByofSpec:
     caliper: Caliper
     monitor: Monitor
     bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
+    avoid_addresses: frozenset[str] = frozenset()   # as EnvSpec's
 
     @property
     def channels(self) -> tuple[Channel, ...]:

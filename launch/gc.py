@@ -3,8 +3,10 @@
 A fabperf resource is garbage when its environment is gone (no state for that environment
 and environment id in this build directory) or its TTL passed (tags fabperf:created-at +
 fabperf:ttl-hours). Only resources older than ``older_than`` are considered; ``dry_run``
-lists them and removes nothing. Each cloud provider module has `collect` and
-`remove_garbage`; gc itself never looks at a provider's name.
+lists them and removes nothing. Each cloud provider module has `collect`,
+`remove_garbage` and `located` (where it asks: AWS's region comes from the spec, else
+``regions``, else $AWS_REGION / $AWS_DEFAULT_REGION / the profile, never a silent default);
+gc itself never looks at a provider's name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bake.errors import FabperfError, InputError
+from bake.inputs import Rule, check_value
 from launch.providers.base import Garbage, check_settings, env_id, provider_class
 from launch.state import StateStore
 
@@ -39,11 +42,14 @@ class GcResult:
     removed: tuple[str, ...]
     skipped: tuple[str, ...]
     dry_run: bool
+    asked: tuple[str, ...] = ()        # where each provider looked ("aws eu-west-1")
 
 
 def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: float = 0.0,
-       dry_run: bool = False, spec_path: Path | None = None) -> GcResult:
-    """Collect garbage of each provider (settings from ``spec_path`` when given)."""
+       dry_run: bool = False, spec_path: Path | None = None,
+       regions: Sequence[str] = ()) -> GcResult:
+    """Collect garbage of each provider (settings from ``spec_path`` when given; each of
+    ``regions`` asked in turn by a provider that has a region setting)."""
     from launch import byof
     from launch.up import env_dir
 
@@ -56,6 +62,9 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
     for p in explicit:
         if p not in CLOUDS:
             raise InputError.field(None, "--provider", f"one of {list(CLOUDS)}", p)
+    for r in regions:
+        check_value(r, Rule("region", str, pattern=r"[a-z]{2}(-[a-z]+)+-\d+"), source=None,
+                    path="--region")
 
     def live(environment: str, eid: str) -> bool:
         edir = env_dir(build_dir, environment)
@@ -64,16 +73,22 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
     found: list[Garbage] = []
     removed: list[str] = []
     skipped: list[str] = []
+    asked: list[str] = []
     for name in explicit or CLOUDS:
         cls = provider_class(name)
-        try:
-            items = cls.collect(settings, live, older_than_hours)
-        except FabperfError as exc:
-            if explicit:
-                raise
-            skipped.append(f"{name}: {exc.message}")
-            continue
-        found += items
-        if items and not dry_run:
-            removed += cls.remove_garbage(settings, items)
-    return GcResult(tuple(found), tuple(removed), tuple(skipped), dry_run)
+        regional = any(rule.name == "region" for rule in cls.SETTINGS)
+        for region in (regions if regional and regions else [None]):
+            where = {**settings, "region": region} if region else settings
+            try:
+                located = cls.located(where)
+                items = cls.collect(where, live, older_than_hours)
+            except FabperfError as exc:
+                if explicit:
+                    raise
+                skipped.append(f"{name}: {exc.message}")
+                continue
+            asked.append(located)
+            found += items
+            if items and not dry_run:
+                removed += cls.remove_garbage(where, items)
+    return GcResult(tuple(found), tuple(removed), tuple(skipped), dry_run, tuple(asked))

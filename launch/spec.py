@@ -242,6 +242,9 @@ class EnvSpec:
     placement: tuple[PlacedHost, ...] | None = None  # None: one role per VM, names generated
     bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
     """`bench: thresholds:` overrides of launch.bench.verdict.Thresholds (validated here)"""
+    avoid_addresses: frozenset[str] = frozenset()
+    """addresses of network.cidr something else holds (the cloud says, at `up`): the plan
+    gives its hosts other ones"""
 
     def org(self, name: str) -> Organisation:
         """The organisation called `name`."""
