@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bake.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,8 +30,9 @@ def cli() -> None:
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
-    from launch import bundle, spec
-    from launch.providers.base import check_settings
+    from launch.machines.providers.base import check_settings
+    from launch.render import bundle
+    from launch.spec import env as spec
 
     env = spec.load(env_file)
     check_settings(env.provider.value, env.settings, env.source)
@@ -56,10 +57,10 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     click.echo(f"bundle: {out}")
 
 
-# --- up / status / ssh / validate / down (launch.up) ------------------------------------
+# --- up / status / ssh / validate / down (launch.lifecycle.up) ------------------------------------
 
 def _build_dir(override: Path | None) -> tuple[Path, Path]:
-    from bake import layout
+    from fabkit import layout
 
     root = layout.find_repo_root()
     return root, layout.build_dir(root, override)
@@ -94,8 +95,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
     A second `up` of a running environment changes nothing.
     """
-    from launch import up
-    from launch.ready import Timeouts
+    from launch.lifecycle import up
+    from launch.machines.ready import Timeouts
 
     root, bdir = _build_dir(build_dir)
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
@@ -128,7 +129,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
         click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
-# --- byof (launch.byof, launch.preflight; launched by launch.up) -------------------------
+# --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
 @cli.command("byof")
 @click.argument("byof_file", metavar="BYOF.yaml",
@@ -149,7 +150,8 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
     The preflight runs first (and alone with --check); a failure creates nothing (exit 2).
     Then `launch status/bench/down NAME` work as for any environment.
     """
-    from launch import byof, preflight
+    from launch.lifecycle import preflight
+    from launch.spec import byof
 
     spec = byof.load(byof_file)
     if check_only:
@@ -185,7 +187,7 @@ def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
 @verbosity_options
 def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Show an environment's hosts: address, roles, phase, process, forwarded ports."""
-    from launch import up
+    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     state, rows = up.status(env, build_dir=bdir)
@@ -232,8 +234,9 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
     import os
     import shlex
 
-    from bake import runner
-    from launch import ssh, up
+    from fabkit import runner
+    from launch.lifecycle import up
+    from launch.machines import ssh
 
     _, bdir = _build_dir(build_dir)
     target = up.target(env, host, build_dir=bdir)
@@ -257,7 +260,7 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
 @verbosity_options
 def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -> None:
     """Run the images' runtime checks on every live host of an environment."""
-    from launch import validate
+    from launch.lifecycle import validate
 
     _, bdir = _build_dir(build_dir)
     results = validate.validate(env, build_dir=bdir, goss_specs=not no_goss)
@@ -270,7 +273,7 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                 mark = "ok  " if c.ok else "FAIL"
                 click.echo(f"{mark} {r.host:<20} {c.name}" + ("" if c.ok else f": {c.detail}"))
     if failed:
-        from bake.errors import ExternalError
+        from fabkit.errors import ExternalError
 
         raise ExternalError(f"validate: {len(failed)} of {len(results)} hosts failed: "
                             + ", ".join(r.host for r in failed))
@@ -299,7 +302,7 @@ def down_cmd(env: str, spec_path: Path | None, region: str | None, build_dir: Pa
     With a lost or damaged state it finds the machines by their tags, where `--from` or
     `--region` (or the damaged state, or the AWS variables) say; it fails rather than
     answer success when it could not look everywhere the environment may run."""
-    from launch import up
+    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     result = up.down(env, build_dir=bdir, spec_path=spec_path, region=region)
@@ -325,14 +328,14 @@ def down_cmd(env: str, spec_path: Path | None, region: str | None, build_dir: Pa
 # --- bench / results (launch.bench) ----------------------------------------------------
 
 def _results_root(override: Path | None) -> Path:
-    from bake import layout
+    from fabkit import layout
 
     return override if override is not None else layout.find_repo_root() / "results"
 
 
 _threshold_option = click.option(
     "--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-    help="Override a verdict threshold (launch.bench.verdict.Thresholds; repeatable), after "
+    help="Override a verdict threshold (launch.spec.thresholds.Thresholds; repeatable), after "
          "the spec's bench.thresholds.")
 
 _results_option = click.option(
@@ -373,12 +376,12 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
               output: str) -> None:
     """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
     results bundle (results/<env>/<stamp>/) with a verdict per round."""
-    from launch.bench import results, run
+    from launch.bench import results, run, watch
 
     root, bdir = _build_dir(build_dir)
     options = run.Options(rounds=rounds, tps=tps, duration=duration,
                           threshold_pairs=thresholds,
-                          timeouts=run.Timeouts(register=register_timeout))
+                          timeouts=watch.Timeouts(register=register_timeout))
     result = run.bench(env, options, build_dir=bdir, repo_root=root,
                        results_root=_results_root(results_dir),
                        workers_per_vm=workers_per_vm, on_progress=progress)
@@ -391,7 +394,7 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
         click.echo(f"results: {result.bundle}")
     failed = [r.label for r in result.summary.rounds if r.status != "completed"]
     if failed:
-        from bake.errors import ExternalError
+        from fabkit.errors import ExternalError
 
         raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
                             f"{result.bundle}/logs/manager.log)")
@@ -492,7 +495,7 @@ def _utc_stamp() -> str:
 # --- compare / bisect / size (launch.compare) -------------------------------------------
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    from bake.errors import InputError
+    from fabkit.errors import InputError
 
     out = {}
     for v in values:
@@ -504,8 +507,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
-    from bake.errors import InputError
-    from launch import spec
+    from fabkit.errors import InputError
+    from launch.spec import env as spec
 
     labels = [r.label for r in spec.load(spec_path).caliper.rounds]
     for label in rounds:
@@ -546,7 +549,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     rounds N times interleaving the refs, and compare them (launch results compare)."""
     import os
 
-    from bake.errors import InputError
+    from fabkit.errors import InputError
     from launch.compare import ab, lab, table
 
     root, bdir = _build_dir(build_dir)
@@ -614,9 +617,9 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     first one whose round is slower beyond the threshold and the noise. Resumable: run the
     same command again; commits that do not build are skipped."""
     from bake import catalog
-    from launch import spec
     from launch.compare import bisect, git, lab
-    from launch.state import check_env_name
+    from launch.machines.state import check_env_name
+    from launch.spec import env as spec
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -688,9 +691,9 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
     propose worker VMs x processes for --target-tps (planned at 70 % of the measured
     capacity) as a spec patch (proposal.yaml)."""
-    from bake.errors import InputError
-    from launch import spec
+    from fabkit.errors import InputError
     from launch.compare import lab, sizing
+    from launch.spec import env as spec
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
@@ -746,7 +749,7 @@ def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
            regions: tuple[str, ...], dry_run: bool, build_dir: Path | None,
            output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
-    from launch import gc
+    from launch.lifecycle import gc
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)

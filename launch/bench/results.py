@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"
