@@ -313,7 +313,7 @@ class StateStore:
         with self._mutex:
             state = replace(state, updated_at=now(), created_at=state.created_at or now())
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n",
+            write_atomic(self.path, json.dumps(state.to_json(), indent=2) + "\n",
                          mode=0o600, fsync=True)
             return state
 
