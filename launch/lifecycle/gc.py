@@ -18,8 +18,10 @@ from pathlib import Path
 
 from fabkit.errors import FabperfError, InputError
 from fabkit.inputs import Rule, check_value
+from launch.lifecycle.up import env_dir
 from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
 from launch.machines.state import StateStore
+from launch.spec import byof
 
 CLOUDS = ("aws", "openstack")
 _UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
@@ -50,8 +52,6 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
        regions: Sequence[str] = ()) -> GcResult:
     """Collect garbage of each provider (settings from ``spec_path`` when given; each of
     ``regions`` asked in turn by a provider that has a region setting)."""
-    from launch.lifecycle.up import env_dir
-    from launch.spec import byof
 
     settings: dict[str, object] = {}
     explicit = list(providers)

@@ -25,13 +25,14 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fabkit import inputs
 from fabkit.errors import ExternalError, FabperfError, InputError
-from launch.lifecycle import bootstrap
+from launch.lifecycle import bootstrap, preflight
 from launch.machines import ssh
 from launch.machines.providers.base import (
     PROVIDERS,
@@ -52,7 +53,15 @@ from launch.machines.state import (
     Phase,
     StateStore,
     check_env_name,
+    salvage,
 )
+from launch.render import bundle as bundle_mod
+from launch.render import plan as plan_mod
+from launch.render.cloudinit import UserData
+from launch.spec import byof
+from launch.spec.byof import ByofSpec, Spec
+from launch.spec.common import SpecKind
+from launch.spec.providers import LOCAL_DEFAULT
 
 log = logging.getLogger("fabperf.up")
 
@@ -70,8 +79,6 @@ def resolve_env(arg: str, build_dir: Path) -> tuple[str, Path]:
     """ENV on the command line: an environment name or the path of its spec file."""
     p = Path(arg)
     if arg.endswith((".yaml", ".yml")) or p.is_file():
-        from launch.spec import byof
-
         name = byof.load_any(p).name
     else:
         name = check_env_name(arg)
@@ -113,17 +120,12 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
-    preflight (launch.lifecycle.preflight) passed; its state is marked kind "byof".
+    preflight (launch.lifecycle.preflight) passed; its state is marked with its kind.
 
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
     that stay must get the same user-data from it (else InputError). How `launch compare`
     puts the Fabric hosts on another image while the workers and the monitor keep running."""
-    from launch.lifecycle import preflight
-    from launch.render import bundle as bundle_mod
-    from launch.render import byof_bundle
-    from launch.render import plan as plan_mod
-    from launch.spec import byof
 
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
@@ -144,11 +146,9 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     spec = _avoiding_busy(spec, provider, store)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
-    render = bundle_mod.render
-    if spec.kind == "byof":
-        report = preflight.check(spec)  # type: ignore[arg-type]
+    if isinstance(spec, ByofSpec):
+        report = preflight.check(spec)
         checked = tuple(f"preflight: {w}" for w in report.warnings)
-        render = byof_bundle.render  # type: ignore[assignment]
         timings["preflight"] = round(time.monotonic() - t0, 1)
     requests = provider.host_requests(plan, only)
     wanted = [r.name for r in requests]
@@ -158,7 +158,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         if before is not None and recreate:
             # the hosts that stay must be what this spec makes of them: checked on a trial
             # render beside the bundle (same crypto, same nonce) before anything is removed
-            _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
+            _check_kept(before, wanted, _trial_user_data(spec, edir, before.nonce,
                                                          repo_root), spec_path)
             gone = [n for n in wanted if n in before.hosts]
             log.info("%s: recreating %s", name, ", ".join(gone) if gone else
@@ -199,7 +199,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             assert cur is not None
             store.update(network={**cur.network, "avoided": sorted(spec.avoid_addresses)})
         store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
-                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind)
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind.value)
 
         created: list[str] = []
         try:
@@ -214,8 +214,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             timings["reserve"] = round(time.monotonic() - t, 1)
 
             t = time.monotonic()
-            bundle = render(spec, edir / "bundle", nonce=nonce,  # type: ignore[arg-type]
-                            manifest_root=repo_root)
+            bundle = bundle_mod.render(spec, edir / "bundle", nonce=nonce,
+                                       manifest_root=repo_root)
             store.update(nonce=bundle.nonce)
             timings["render"] = round(time.monotonic() - t, 1)
 
@@ -289,14 +289,15 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _trial_user_data(render: Callable[..., Any], spec: Any, edir: Path, nonce: str,
-                     repo_root: Path) -> Mapping[str, Any]:
+def _trial_user_data(spec: Spec, edir: Path, nonce: str,
+                     repo_root: Path) -> Mapping[str, UserData]:
     """Every host's user-data as this spec renders it on a copy of the current bundle."""
     with tempfile.TemporaryDirectory(prefix=".trial-", dir=edir) as tmp:
         trial = Path(tmp) / "bundle"
         if (edir / "bundle").is_dir():
             shutil.copytree(edir / "bundle", trial, symlinks=True)
-        return dict(render(spec, trial, nonce=nonce or None, manifest_root=repo_root).user_data)
+        return dict(bundle_mod.render(spec, trial, nonce=nonce or None,
+                                      manifest_root=repo_root).user_data)
 
 
 def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],
@@ -380,20 +381,19 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
                        state: EnvState | None,
                        overrides: Mapping[str, object] | None = None) -> Provider:
     """The provider of an existing environment: from its state, else from its spec file
-    (a lost state file: the provider finds the resources by their tags), else qemu."""
+    (a lost state file: the provider finds the resources by their tags), else the local
+    default (launch.spec.providers.LOCAL_DEFAULT)."""
     if state is not None:
         subnet = state.network.get("subnet")
         return _provider(state.provider, name, edir, store, dict(overrides or {}),
                          cidr=str(subnet) if subnet else None)
     spec_path = _spec_arg(arg)
     if spec_path is not None and spec_path.is_file():
-        from launch.spec import byof
-
         spec = byof.load_any(spec_path)
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         return _provider(spec.provider.value, name, edir, store,
                          {**settings, **(overrides or {})}, cidr=spec.cidr)
-    return _provider("qemu", name, edir, store, {})
+    return _provider(LOCAL_DEFAULT.value, name, edir, store, {})
 
 
 def where(provider: Provider) -> str:
@@ -519,19 +519,15 @@ def _where_it_ran(name: str, edir: Path, spec_path: Path | None,
     """(provider, settings, cidr) to ask, and whether the provider is known: from the spec,
     else from what the damaged state and the bundle's plan.json still say, else every
     provider (settings: the overrides only)."""
-    from launch.machines.state import salvage
-
     saved = salvage(edir / "state.json")
     if spec_path is None and saved.spec_path and Path(saved.spec_path).is_file():
         spec_path = Path(saved.spec_path)
     if spec_path is not None:
-        from launch.spec import byof
-
         spec = byof.load_any(spec_path)
         if spec.name != name:
             raise InputError.field(spec.source, "name", f"the environment {name}", spec.name)
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
-        explicit = {k: v for k, v in (spec.settings or {}).items()}
+        explicit = dict(spec.settings or {})
         return [(spec.provider.value, {**settings, **saved.settings, **explicit,
                                        **overrides}, spec.cidr)], True
     pname = saved.provider if saved.provider in PROVIDERS else _plan_provider(edir)
@@ -544,8 +540,6 @@ def _where_it_ran(name: str, edir: Path, spec_path: Path | None,
 
 def _plan_provider(edir: Path) -> str:
     """The provider the bundle's plan.json names ("" when there is none to read)."""
-    from fabkit import inputs
-
     path = edir / "bundle" / "plan.json"
     try:
         doc = inputs.load_json_file(path, what="plan") if path.is_file() else None
@@ -598,7 +592,7 @@ class NodeStatus:
 def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
     """Every Fabric node's channel height, asked of the bootstrap job on its node
     ("" and no rows when the environment has no bootstrapped network to ask)."""
-    if state.kind == "byof":
+    if state.kind == SpecKind.BYOF:
         return ("byof: the user's network (fabperf does not ask it; `launch bench` reads "
                 "its operations metrics)"), []
     host = state.bootstrap.get("host")

@@ -28,12 +28,10 @@ from fabkit import inputs
 from fabkit.atomic import write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule
+from launch.spec.common import ENV_NAME_RE, SpecKind
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-# fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
-# and tags (<env>-<host> within a 63-character DNS label).
-ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
 
 
 class Phase(StrEnum):
@@ -140,9 +138,9 @@ class EnvState:
     # The channel bootstrap's done marker, summarised (launch.lifecycle.bootstrap.summary): its
     # nonce equals `nonce` once this launch's network is bootstrapped.
     bootstrap: Mapping[str, Any] = field(default_factory=dict)
-    # "environment" (fabperf launched its Fabric network) or "byof" (the user's network:
-    # fabperf runs only Caliper workers and the monitor; launch.spec.byof)
-    kind: str = "environment"
+    # the spec's kind (launch.spec.common.SpecKind): fabperf launched the Fabric network, or
+    # the network is the user's and fabperf runs only Caliper workers and the monitor
+    kind: str = SpecKind.ENVIRONMENT.value
     created_at: str = ""
     updated_at: str = ""
     version: int = STATE_VERSION
@@ -185,7 +183,7 @@ _ENV_RULES = (
     Rule("network", dict, default={}),
     Rule("hosts", dict, default={}),
     Rule("bootstrap", dict, default={}),
-    Rule("kind", str, default="environment", choices=("environment", "byof")),
+    Rule("kind", str, default=SpecKind.ENVIRONMENT.value, choices=tuple(k.value for k in SpecKind)),
     Rule("created_at", str, default=""),
     Rule("updated_at", str, default=""),
     Rule("version", int, default=STATE_VERSION),

@@ -121,7 +121,7 @@ def connect(settings: Mapping[str, Any]) -> Any:
         conn = openstack.connect(cloud=cloud, status_code_retries=STATUS_CODE_RETRIES,
                                  retriable_status_codes=[429, 503],
                                  connect_retries=CONNECT_RETRIES)
-    except Exception as exc:  # noqa: BLE001 - config errors of the SDK
+    except Exception as exc:  # config errors of the SDK
         raise InputError(f"openstack cloud {cloud!r}: {exc}",
                          hint="add the cloud to clouds.yaml (see README)") from exc
     for hook in CONNECT_HOOKS:
@@ -383,7 +383,7 @@ class OpenStackProvider(CloudProvider):
             return ""
         try:
             out = self.conn.compute.get_server_console_output(sid, length=lines)
-        except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        except Exception as exc:  # a diagnostic only
             return f"(no console output: {exc})"
         return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
 

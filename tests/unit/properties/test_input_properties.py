@@ -29,7 +29,7 @@ from launch.render import bundle, cloudinit
 from launch.spec import env as spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
-from launch_testlib import EXAMPLES, example  # noqa: E402
+from launch_testlib import EXAMPLES, example
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -152,7 +152,7 @@ def test_every_accepted_environment_renders_a_sound_bundle(t: dict, tmp_path_fac
         assert text.startswith(cloudinit.HEADER)
         doc = yaml.safe_load(text)
         assert isinstance(doc, dict) and doc["write_files"]
-        assert cloudinit._fits(env.provider, raw)  # within the provider's budget
+        assert env.provider.facts.user_data.fits(raw)  # within the provider's budget
     assert all(name.startswith("bundle") for name in os.listdir(out.parent)
                if not name.startswith(".bundle.lock"))
 
