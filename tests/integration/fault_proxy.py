@@ -7,6 +7,7 @@ provider's and the rollback meet the faults exactly as they would on the wire.
 
     proxy = FaultProxy(moto.url, seed=1)
     proxy.throttle(0.5)                              # half of all calls throttled
+    proxy.throttle_attempts(3)                       # every call's first 3 attempts
     proxy.fail("ec2.RunInstances", 90, 400, "InvalidParameterValue")
     proxy.on("ec2.TerminateInstances", 1, fn)        # fn() at the first such call
     ...
@@ -83,6 +84,7 @@ class FaultProxy:
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.rate = 0.0
+        self.first_attempts = 0
         self.throttled_services: tuple[str, ...] = ()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -112,6 +114,14 @@ class FaultProxy:
         with self.lock:
             self.rate, self.throttled_services = rate, services
 
+    def throttle_attempts(self, n: int,
+                          services: tuple[str, ...] = ("ec2", "iam", "s3")) -> None:
+        """Answer the first ``n`` attempts of every call as throttled (botocore numbers its
+        attempts in the amz-sdk-request header): each call then succeeds after exactly n
+        retries, the same for every run."""
+        with self.lock:
+            self.first_attempts, self.throttled_services = n, services
+
     def fail(self, op: str, k: int | None, status: int, code: str) -> None:
         """Answer the k-th call of ``op`` (every call when k is None) with an error."""
         self.rules.append(_Rule(op, k, status, code))
@@ -140,7 +150,10 @@ class FaultProxy:
         with self.lock:
             self.calls[op] += 1
             n = self.calls[op]
-            throttled = service in self.throttled_services and self.rng.random() < self.rate
+            m = re.search(r"attempt=(\d+)", req.headers.get("amz-sdk-request", ""))
+            attempt = int(m.group(1)) if m else 1
+            throttled = service in self.throttled_services and (
+                attempt <= self.first_attempts or self.rng.random() < self.rate)
         for rule in self.rules:
             if rule.op == op and (rule.k is None or rule.k == n):
                 if rule.fn is not None:
