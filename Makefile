@@ -80,8 +80,9 @@ test-chroot: venv ## the image scripts in a debootstrap chroot (root; FABPERF_FA
 test-unit: venv ## unit tests only (seconds, no subprocess)
 	$(BIN)/pytest tests/unit
 
-lint: venv ## ruff + shellcheck
+lint: venv ## ruff, the type checker (mypy: fabkit, bake, launch) and shellcheck
 	$(BIN)/ruff check bake launch fabkit tests benchmarks
+	$(BIN)/mypy
 	find packer/scripts packer/files -name '*.sh' -print0 | xargs -0 -r shellcheck
 
 clean: ## remove build outputs (not the venv)

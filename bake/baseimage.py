@@ -261,7 +261,7 @@ def _build(inputs: BaseImageInputs, work: Path, target: Path, log_path: Path) ->
     with open(raw, "wb") as f:
         f.truncate(DISK_SIZE_GB * 1024**3)
 
-    def run(argv: Sequence[str | os.PathLike[str]], what: str, **kw):  # type: ignore[no-untyped-def]
+    def run(argv: Sequence[str | os.PathLike[str]], what: str, **kw):
         log.info("base image: %s", what)
         return runner.run(argv, log_path=log_path, what=what, **kw)
 
@@ -275,7 +275,7 @@ def _build(inputs: BaseImageInputs, work: Path, target: Path, log_path: Path) ->
                 "debootstrap (about 2 minutes)", timeout=1800)
             _configure(mnt, inputs)
             with chroot_mounts(mnt, log_path):
-                chroot = ["chroot", mnt]
+                chroot: list[str | os.PathLike[str]] = ["chroot", mnt]
                 env = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
                 if inputs.extra_cas:
                     run([*chroot, "update-ca-certificates"], "trust the extra CAs", env=env)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -470,10 +471,10 @@ def _hygiene_scan(image: Path, progress: Callable[[str], None]) -> None:
         )
 
 
-def status(targets: Sequence[Target], build_dir: Path) -> list[dict[str, object]]:
+def status(targets: Sequence[Target], build_dir: Path) -> list[dict[str, Any]]:
     """For `bake list`: image, fingerprint, name and the manifest's artifact (no cloud calls)."""
     entries = manifest.load(build_dir)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for t in targets:
         e = entries.get(t.spec.name, {}).get(t.provider.value)
         current = e is not None and e.fingerprint == t.fingerprint.digest

@@ -194,7 +194,7 @@ def _binds(root: Path, binds: Sequence[Bind], log_path: Path) -> Iterator[None]:
 
 def run(root: BuildRoot, argv: Sequence[str], *, env: Mapping[str, str],
         binds: Sequence[Bind] = (), log_path: Path, timeout: float = 3600,
-        on_line=None) -> runner.Completed:  # type: ignore[no-untyped-def]
+        on_line=None) -> runner.Completed:
     """Run a command inside the root with /dev, /proc, /sys and the binds mounted.
 
     The environment is exactly ``env`` plus a minimal PATH/HOME/LANG (never the host's,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from fabkit import inputs
 from fabkit.errors import InputError
@@ -160,13 +160,13 @@ def _validate(root: Path, rel: Path, doc: dict[str, Any], dirname: str) -> Image
                 values[key] = _OPTIONAL[key]
                 continue
             raise InputError.field(rel, key, expected, "nothing (the key is missing)")
-        v = doc[key]
+        v: Any = doc[key]
         # bool is an int in Python; a YAML `true` is never a size.
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
             raise InputError.field(rel, key, expected, v)
-        if typ is int and v <= 0:
+        if typ is int and cast(int, v) <= 0:
             raise InputError.field(rel, key, expected, v)
-        if typ is int and v > _MAXIMUM[key][0]:
+        if typ is int and cast(int, v) > _MAXIMUM[key][0]:
             raise InputError.field(rel, key, f"at most {_MAXIMUM[key][0]}", v,
                                    hint=f"the limit exists because {_MAXIMUM[key][1]}")
         values[key] = v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -65,7 +66,7 @@ def base_image(out: Path | None, mirror: str | None, extra_cas: tuple[Path, ...]
 _PROVIDERS = ["qemu", "aws", "openstack"]
 
 
-def _provider(ctx: click.Context, param: click.Parameter, value):  # type: ignore[no-untyped-def]
+def _provider(ctx: click.Context, param: click.Parameter, value):
     """Check --provider with fabperf's own one-line message (exit 2), not click's usage text."""
 
     if isinstance(value, tuple):
@@ -73,7 +74,7 @@ def _provider(ctx: click.Context, param: click.Parameter, value):  # type: ignor
     return Provider.parse(value).value
 
 
-def _target_options(f):  # type: ignore[no-untyped-def]
+def _target_options(f):
     """--provider, --image, --config, --var, --build-dir: what every bake command selects."""
     f = click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None,
@@ -99,7 +100,7 @@ def _target_options(f):  # type: ignore[no-untyped-def]
 def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
            var_texts: tuple[str, ...], build_dir: Path | None,
            placeholder_base: bool = False,
-           version_sets: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+           version_sets: tuple[str, ...] = ()):
     """Everything is checked here, before any command writes a file."""
 
     root = layout.find_repo_root()
@@ -135,7 +136,7 @@ def list_images(providers: tuple[str, ...], config_file: str | None, var_texts: 
     bdir = layout.build_dir(root, build_dir)
     specs = catalog.load_catalog(root)            # catalog errors are fatal here
     overrides = profiles.make_overrides(config_file, var_texts)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for prov in providers or _PROVIDERS:
         try:
             targets = build.plan(root, bdir, profiles.Provider(prov), [], overrides,

@@ -184,7 +184,7 @@ def _runner_backend(base_cls: type) -> type:
     """A testinfra backend class whose commands run through fabkit.runner (and are logged)."""
     from testinfra.backend import base
 
-    class RunnerBackend(base_cls):  # type: ignore[misc, valid-type]
+    class RunnerBackend(base_cls):
         def run_local(self, command: str, *args: str) -> base.CommandResult:
             cmd = self.quote(command, *args)
             done = runner.run(["/bin/sh", "-c", cmd], check=False, timeout=600)
@@ -407,7 +407,8 @@ def run_checks(target: Target, checks: Sequence[Check]) -> list[Result]:
     for c in checks:
         attrs = [a for a in c.attrs if a not in ("skip", "exec", "timeout")]
         for attr in attrs:
-            base = dict(spec=c.spec, rtype=c.rtype, name=c.name, attribute=attr)
+            base: dict[str, Any] = dict(spec=c.spec, rtype=c.rtype, name=c.name,
+                                        attribute=attr)
             if c.attrs.get("skip"):
                 results.append(Result(**base, ok=True, skipped=True, message="skip: true"))
                 continue

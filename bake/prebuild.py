@@ -160,7 +160,7 @@ def ensure(root: Path, build_dir: Path, spec: ImageSpec, *, progress: Callable[[
     target = artifact_path(build_dir, spec.name, k)
     side = target.with_suffix("").with_suffix(".json")
     if target.is_file() and side.is_file() and not force:
-        record = json.loads(side.read_text())
+        record: dict[str, object] = json.loads(side.read_text())
         progress(f"{spec.name}: prebuilt {target.name} (cached)")
         return Artifact(spec.name, k, target, True, time.monotonic() - start, record)
     progress(f"{spec.name}: native build root (log: {log_path})")
@@ -179,8 +179,8 @@ def ensure(root: Path, build_dir: Path, spec: ImageSpec, *, progress: Callable[[
         buildroot.run(br, ["bash", f"{GUEST_SCRIPTS}/{script}"], env=env, binds=binds,
                       log_path=log_path)
         progress(f"{spec.name}: prebuild {script} done in {format_seconds(time.monotonic() - t0)}")
-    record: dict[str, object] = {"key": k, "image": spec.name, "buildroot": br.ident,
-                                 "outputs": list(spec.prebuild_outputs)}
+    record = {"key": k, "image": spec.name, "buildroot": br.ident,
+              "outputs": list(spec.prebuild_outputs)}
     for rec in BUILD_RECORDS:
         p = br.path / rec.lstrip("/")
         if any(PurePosixPath(rec).is_relative_to(o) for o in spec.prebuild_outputs) \

@@ -9,6 +9,7 @@ problem is an InputError naming the file and field, with a bounded excerpt of th
 
 from __future__ import annotations
 
+import builtins
 import copy
 import difflib
 import json
@@ -122,7 +123,7 @@ class _Loader(yaml.SafeLoader):
         self.aliases = 0
         self.depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > self.max_aliases:
@@ -137,13 +138,13 @@ class _Loader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
-    def compose_document(self) -> Any:  # type: ignore[override]
+    def compose_document(self) -> Any:
         node = super().compose_document()
         if self.aliases:
             _expanded_size(node)
         return node
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -343,20 +344,20 @@ class Fields:
     rules (``Rule``, as ``check_fields`` applies them) and unknown-key checks. Specs read
     their sections through it; ``check_fields`` is a table of rules read through it."""
 
-    def __init__(self, file: str | Path | None, path: str, raw: object) -> None:
+    def __init__(self, file: builtins.str | Path | None, path: builtins.str, raw: object) -> None:
         if not isinstance(raw, Mapping):
             raise InputError.field(file, path or "(top level)", "a mapping", raw)
         self.file, self.path, self.raw = file, path, raw
         self.seen: set[str] = set()
 
-    def where(self, key: str) -> str:
+    def where(self, key: builtins.str) -> builtins.str:
         return f"{self.path}.{key}" if self.path else key
 
-    def fail(self, key: str, expected: str, found: object, *,
-             hint: str | None = None) -> InputError:
+    def fail(self, key: builtins.str, expected: builtins.str, found: object, *,
+             hint: builtins.str | None = None) -> InputError:
         return InputError.field(self.file, self.where(key), expected, found, hint=hint)
 
-    def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
+    def get(self, key: builtins.str, default: object = ..., *, required: bool = False) -> Any:
         self.seen.add(key)
         if key not in self.raw or self.raw[key] is None:
             if required or default is ...:
@@ -364,8 +365,8 @@ class Fields:
             return default
         return self.raw[key]
 
-    def str(self, key: str, default: object = ..., *, pattern: re.Pattern | None = None,
-            what: str = "a string") -> Any:
+    def str(self, key: builtins.str, default: object = ..., *, pattern: re.Pattern | None = None,
+            what: builtins.str = "a string") -> Any:
         value = self.get(key, default)
         if value is default and default is not ...:
             return value
@@ -375,32 +376,33 @@ class Fields:
             raise self.fail(key, what, value)
         return value
 
-    def int(self, key: str, default: object = ..., *, minimum: int = 0,
-            maximum: int = 10**9, why: str = "a larger number is a mistake") -> Any:
+    def int(self, key: builtins.str, default: object = ..., *, minimum: builtins.int = 0,
+            maximum: builtins.int = 10**9,
+            why: builtins.str = "a larger number is a mistake") -> Any:
         value = self.get(key, default)
         if value is default and default is not ...:
             return value
         rule = Rule(key, int, minimum=minimum, maximum=maximum, why=why)
         return check_value(value, rule, source=self.file, path=self.where(key))
 
-    def map(self, key: str, *, required: bool = False) -> Fields:
+    def map(self, key: builtins.str, *, required: bool = False) -> Fields:
         return Fields(self.file, self.where(key), self.get(key, {}, required=required))
 
-    def list(self, key: str, *, required: bool = False) -> list[Any]:
+    def list(self, key: builtins.str, *, required: bool = False) -> builtins.list[Any]:
         value = self.get(key, [], required=required)
         if not isinstance(value, list):
             raise self.fail(key, "a list", value)
         return value
 
-    def item(self, key: str, index: int, raw: object) -> Fields:
+    def item(self, key: builtins.str, index: builtins.int, raw: object) -> Fields:
         return Fields(self.file, f"{self.where(key)}[{index}]", raw)
 
-    def done(self, known: Iterable[str] | None = None) -> None:
+    def done(self, known: Iterable[builtins.str] | None = None) -> None:
         """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
         allowed = set(known) if known is not None else self.seen
         unknown_keys(self.raw, sorted(allowed), source=self.file, path=self.path)
 
-    def enum(self, key: str, enum: type[E], default: object = ...) -> E:
+    def enum(self, key: builtins.str, enum: type[E], default: object = ...) -> E:
         """One of a StrEnum's values."""
         value = self.get(key, default)
         try:
@@ -422,5 +424,5 @@ class Fields:
                 return None
         return check_value(value, rule, source=self.file, path=self.where(rule.name))
 
-    def _at(self) -> str:
+    def _at(self) -> builtins.str:
         return f"{self.file}: " if self.file is not None else ""

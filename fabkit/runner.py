@@ -32,7 +32,7 @@ _allowed = True
 # The commands run() is waiting for, in any thread: an interrupt in the main thread
 # reaches a command only when the main thread runs it; terminate_running() stops the ones
 # other threads wait for (readiness waiters blocked in `ssh ... cloud-init status --wait`).
-_running: set[subprocess.Popen] = set()  # type: ignore[type-arg]
+_running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
@@ -110,7 +110,7 @@ def run(
         logf = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
         logf.write(f"$ {cmd}\n")
         logf.flush()
-    proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+    proc: subprocess.Popen | None = None
     try:
         try:
             proc = subprocess.Popen(
@@ -132,7 +132,7 @@ def run(
         out_chunks: list[str] = []
         err_chunks: list[str] = []
 
-        def pump(stream, chunks: list[str], callback) -> None:  # type: ignore[no-untyped-def]
+        def pump(stream, chunks: list[str], callback) -> None:
             for raw in stream:
                 line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
                 chunks.append(line)
@@ -149,7 +149,7 @@ def run(
         for t in threads:
             t.start()
         if input is not None and proc.stdin is not None:
-            proc.stdin.write(input)  # type: ignore[arg-type]
+            proc.stdin.write(input)
             proc.stdin.close()
         try:
             returncode = proc.wait(timeout=timeout)

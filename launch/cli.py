@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,7 +52,7 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    hosts = [
+    hosts: list[dict[str, Any]] = [
         {"host": h.name, "address": h.address, "roles": [r.value for r in h.roles],
          "user_data_bytes": result.user_data[h.name].size,
          "gzip": result.user_data[h.name].gzipped}
@@ -179,7 +180,7 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
                     output=output)
 
 
-def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
+def _host_json(h) -> dict:
     return {"name": h.name, "address": h.address, "roles": list(h.roles),
             "phase": str(h.phase), "pid": h.pid, "ports": dict(h.ports),
             "resources": dict(h.resources)}
@@ -338,7 +339,7 @@ _results_option = click.option(
     help="Where results bundles live [default: <repo>/results].")
 
 
-def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | None):  # type: ignore[no-untyped-def]
+def _workers_per_vm(_ctx: click.Context, _param: click.Parameter, value: str | None):
     if value is None or value == "auto":
         return value
     if not value.isdigit() or int(value) < 1:
@@ -604,7 +605,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     env_name = spec.load(env_file).name
     state_dir = bdir / "bisect" / check_env_name(name or env_name)
     if gitdir is None:
-        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict()["FABRIC_REPO"]
+        repo_url = catalog.load_catalog(root, [lab.IMAGE])[0].versions_dict["FABRIC_REPO"]
         progress(f"no --source: cloning {repo_url}")
         gitdir = git.clone(repo_url, bdir / "bisect" / "fabric.git")
     git.check_repo(gitdir)
@@ -687,6 +688,10 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
             raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
         if not steps_at or any(r < 1 for r in steps_at):
             raise InputError.field(None, "--rates", "rates >= 1", rates)
+        if env.caliper.processes is None:
+            raise InputError.field(env.source, "caliper.workers.processes",
+                                   "a number of worker processes per VM to calibrate with "
+                                   "(auto is decided per VM at bench time)", "auto")
         root, bdir = _build_dir(build_dir)
         real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
                            progress=progress, threshold_pairs=thresholds)

@@ -5,6 +5,7 @@ configs (each optional part a note when it fails, never a lost bundle)."""
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -42,6 +43,12 @@ def safely(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
 
 def _iso(now: float) -> str:
     return _dt.datetime.fromtimestamp(now, tz=_dt.UTC).isoformat(timespec="seconds")
+
+
+def unit_log(door: Door, host: str, unit: str, since: float) -> str:
+    """A systemd unit's journal on a host since the run started."""
+    return door.run(host, f"sudo -n journalctl -u {unit} -o short-iso-precise --no-pager "
+                          f"--since @{int(since) - 1}").stdout
 
 
 def fetch_snapshot(door: Door, lab: Lab, prom: Prometheus, stamp: str, into: Path) -> Path:
@@ -123,9 +130,8 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
                             json.dumps(dict(bootstrap), indent=2)}
     for host, n in lab.workers.items():
         for unit in worker_units(n):
-            out = safely(notes, f"log of {unit} on {host}", lambda h=host, u=unit: door.run(
-                h, f"sudo -n journalctl -u {u} -o short-iso-precise --no-pager "
-                   f"--since @{int(since) - 1}").stdout)
+            out = safely(notes, f"log of {unit} on {host}",
+                         functools.partial(unit_log, door, host, unit, since))
             if out is not None:
                 logs[f"{host}/{unit.removesuffix('.service')}.log"] = out
     logged = list(mlog.rounds) if mlog else []
@@ -143,8 +149,7 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
     for i, w in windows.items():
         until = min(w.end + 2 * prometheus.SCRAPE_INTERVAL_S, next_start.get(i, math.inf))
         got = safely(notes, f"Prometheus queries of round {i + 1}",
-                    lambda w=w, i=i, u=until: prometheus.fetch_round(prom, w, i,
-                                                                     ledger_until=u))
+                     functools.partial(prometheus.fetch_round, prom, w, i, ledger_until=until))
         if got is not None:
             responses[i] = got
     snapshot = safely(notes, "Prometheus snapshot",

@@ -127,6 +127,9 @@ def resolve_workers(door: Door, lab: Lab, workers_per_vm: int | str | None) -> L
 
 def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
     """The bootstrap node's contract.BOOTSTRAP_DONE (JSON); InputError when it is not there."""
+    if lab.plan.bootstrap is None:
+        raise InputError(f"environment {lab.name} has no bootstrap node (a BYOF network is "
+                         "the user's)")
     host = lab.plan.bootstrap.name
     res = door.run(host, f"sudo -n cat {contract.BOOTSTRAP_DONE}", check=False)
     if ssh.no_session(res):

@@ -24,7 +24,7 @@ TITLES = {"rates": "Send rate vs committed throughput (TPS)",
           "cpu": "CPU: Caliper workers vs Fabric (share of the VM's vCPUs)"}
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +40,8 @@ def _rel(points: Sequence[Point], t0: float) -> tuple[list[float], list[float]]:
 def _lines(name: str, sig: RoundSignals) -> list[tuple[str, Sequence[Point]]]:
     s = sig.series
     if name == "rates":
-        out = [("sent", pts) for pts in s.get("send_rate", {}).values()]
+        out: list[tuple[str, Sequence[Point]]] = [
+            ("sent", pts) for pts in s.get("send_rate", {}).values()]
         out += [(f"finished {k}", pts) for k, pts in s.get("finish_rate", {}).items()]
         out += [("committed (ledger)", pts) for pts in s.get("committed_rate", {}).values()]
         return out
@@ -80,7 +81,7 @@ def render_plots(out_dir: Path, rounds: Sequence[tuple[str, float, RoundSignals]
     return written
 
 
-def save_figure(fig, title: str, path: Path) -> Path:  # type: ignore[no-untyped-def]
+def save_figure(fig, title: str, path: Path) -> Path:
     """Title, layout, PNG at 90 dpi, close: how every fabperf plot is written."""
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

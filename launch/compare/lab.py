@@ -144,7 +144,7 @@ class Lab(Protocol):
         ...
 
 
-def fabric_hosts(plan: Any) -> list[str]:
+def fabric_hosts(plan: plan_mod.Plan) -> list[str]:
     """The plan's hosts that run a peer or an orderer."""
     return [h.name for h in plan.hosts if {r.value for r in h.roles} & {"peer", "orderer"}]
 
@@ -182,7 +182,7 @@ class RealLab:
             self.threshold_pairs,
             base=Thresholds.from_mapping(self.spec.bench_thresholds, source=spec_path))
 
-    def _targets(self, v: Variant):  # type: ignore[no-untyped-def]
+    def _targets(self, v: Variant):
 
         overrides = profiles.make_overrides(os.environ.get("FABPERF_CONFIG"), ())
         return build.plan(self.repo_root, self.build_dir, profiles.Provider(self.bake_provider),

@@ -42,7 +42,7 @@ def render_plots(c: table.Comparison, out_dir: Path) -> list[Path]:
                 for i, g in enumerate(r.groups):
                     s = g.figures[key]
                     x = i + (k - (len(keys) - 1) / 2) * width
-                    if s.median is None:
+                    if s.median is None or s.min is None or s.max is None:
                         continue
                     ax.bar(x, s.median, width=width * 0.9, alpha=0.35,
                            color=f"C{k}", label=key if i == 0 and len(keys) > 1 else None)

@@ -252,7 +252,7 @@ def difference_text(d: stats.Difference | None, m: Metric | None = None) -> str:
 
 
 def table_rows(c: Comparison) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in c.rounds:
         for i, g in enumerate(r.groups):
             f = g.figures

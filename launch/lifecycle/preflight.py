@@ -20,6 +20,7 @@ Failures name the spec field and what was found; all of them are reported at onc
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -203,7 +204,10 @@ def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _
         sock.settimeout(timeout)
         try:
             with ctx.wrap_socket(sock, server_hostname=ep.server_name) as tls:
-                cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+                der = tls.getpeercert(binary_form=True)
+                if der is None:     # a verified handshake always has one
+                    raise ssl.SSLError("the server presented no certificate")
+                cert = x509.load_der_x509_certificate(der)
                 return Probe(ok=f"{ep.field}: {shown} presents {_name(cert)}, verified by "
                                 f"{ep.ca_file or 'the system trust store'} for "
                                 f"{ep.server_name}")
@@ -266,18 +270,19 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
             continue
         parsed.add(m.ca_cert)
         for ident in m.identities:
-            attempt(f"{ident.where}", lambda i=ident, cas=cas, f=ca_field, m=m: (
-                f"{_identity(i, m.msp_id, cas, f, now)} of {m.msp_id}"))
+            attempt(f"{ident.where}",
+                    functools.partial(_identity_of, ident, m.msp_id, cas, ca_field, now))
     # TLS CAs and client certificates parse (the connection checks below need them)
     reachable: list[Endpoint] = []
     for ep in endpoints(spec):
         files = [(k, p) for k, p in (("tls_ca", ep.ca_file), ("client_cert", ep.client_cert))
                  if p is not None]
         base = ep.field.rpartition(".")[0]
-        good = all(attempt(f"{base}.{k}", lambda p=p, k=k, ep=ep: (
-            load_certs(p, ep.ca_pem if k == "tls_ca" else None) and None)) for k, p in files)
+        good = all(attempt(f"{base}.{k}", functools.partial(
+            _parses, p, ep.ca_pem if k == "tls_ca" else None)) for k, p in files)
         if ep.client_cert and ep.client_key and good:
-            good = attempt(f"{base}.client_key", lambda ep=ep: _key_matches(ep))
+            good = attempt(f"{base}.client_key",
+                           functools.partial(_key_matches, ep.client_cert, ep.client_key))
         if good:
             reachable.append(ep)
     aliases = dict(spec.aliases)
@@ -297,7 +302,8 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
 def _identity(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate], ca_field: str,
               now: _dt.datetime | None) -> str:
     if ident.wallet is None:
-        return check_identity(ident.cert, ident.key, cas, ca_field, now=now)  # type: ignore[arg-type]
+        cert, key = ident.pem_files()
+        return check_identity(cert, key, cas, ca_field, now=now)
     try:
         pems = identity_pems(ident, msp_id)
     except InputError as exc:
@@ -305,12 +311,22 @@ def _identity(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate], ca_
     return check_identity(ident.wallet, ident.wallet, cas, ca_field, now=now, pems=pems)
 
 
-def _key_matches(ep: Endpoint) -> None:
-    cert = load_certs(ep.client_cert)[0]  # type: ignore[arg-type]
-    key = load_key(ep.client_key)  # type: ignore[arg-type]
+def _identity_of(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate],
+                 ca_field: str, now: _dt.datetime | None) -> str:
+    return f"{_identity(ident, msp_id, cas, ca_field, now)} of {msp_id}"
+
+
+def _parses(path: Path, text: str | None) -> None:
+    """The certificates of a file parse (load_certs raises a _Problem otherwise)."""
+    load_certs(path, text)
+
+
+def _key_matches(cert_file: Path, key_file: Path) -> None:
+    cert = load_certs(cert_file)[0]
+    key = load_key(key_file)
     if _spki(cert.public_key()) != _spki(key.public_key()):  # type: ignore[attr-defined]
-        raise _Problem(f"the key {ep.client_key} does not match the certificate "
-                       f"{ep.client_cert} ({_name(cert)})")
+        raise _Problem(f"the key {key_file} does not match the certificate "
+                       f"{cert_file} ({_name(cert)})")
     return None
 
 

@@ -83,9 +83,9 @@ def image_versions(image: str, root: Path, *, build_dir: Path | None = None,
         for prov, entry in entries.items():
             if artifact and artifact in entry.artifact.values() and entry.versions:
                 return dict(entry.versions), f"manifest ({prov} {entry.name})"
-        entry = entries.get(provider)
-        if entry is not None and entry.versions:
-            return dict(entry.versions), f"manifest ({provider} {entry.name})"
+        own = entries.get(provider)
+        if own is not None and own.versions:
+            return dict(own.versions), f"manifest ({provider} {own.name})"
     return catalog.load_image(root, image).versions_dict, "image.yaml (not in the manifest)"
 
 

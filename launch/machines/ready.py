@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 from fabkit import runner
 from fabkit.errors import ExternalError
@@ -216,7 +217,7 @@ def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = No
     # Ctrl-C (or SIGTERM, raised as an interrupt) in the main thread stops every waiter at
     # its next pause, so the caller's rollback starts at once instead of after the timeouts
     stop = threading.Event()
-    pause = kw.pop("sleep", None)
+    pause = cast("Callable[[float], None] | None", kw.pop("sleep", None))
 
     def sleep(seconds: float) -> None:
         if pause is not None:

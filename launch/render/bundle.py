@@ -217,8 +217,8 @@ def _render_into(plan: Plan, root: Path, nonce: str, rotate: bool, old_grafana: 
             if (host.name, role) in env_texts:
                 write(d / f"{role.value}.env", env_texts[(host.name, role)])
     cal = root / "caliper"
-    for host, text in network_configs.items():
-        write(cal / f"networkconfig-{host}.yaml", text, 0o600)
+    for worker_host, text in network_configs.items():
+        write(cal / f"networkconfig-{worker_host}.yaml", text, 0o600)
     write(cal / "benchmark.yaml", shared.benchmark)
     write(cal / "caliper.yaml", shared.caliper_yaml)
     mon = root / "monitor"

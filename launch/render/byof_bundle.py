@@ -89,8 +89,8 @@ def render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[s
     for host in plan.hosts:
         write(root / "nodes" / host.name / "user-data", user_data[host.name].data, 0o600)
     cal = root / "caliper"
-    for host, text in network_configs.items():
-        write(cal / f"networkconfig-{host}.yaml", text, 0o600)
+    for worker_host, text in network_configs.items():
+        write(cal / f"networkconfig-{worker_host}.yaml", text, 0o600)
     write(cal / "benchmark.yaml", benchmark)
     write(cal / "caliper.yaml", caliper_yaml)
     mon = root / "monitor"

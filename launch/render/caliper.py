@@ -19,7 +19,8 @@ import yaml
 from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
-from launch.spec.byof import ByofSpec, identity_pems
+from launch.spec.byof import ByofSpec, Gateway, identity_pems
+from launch.spec.common import Round
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
 
@@ -58,10 +59,12 @@ def byof_network_config(plan: Plan, worker: CaliperWorker,
     files (launch.spec.byof), the TLS name override the gateway's tls_server_name (else the
     dialled host)."""
 
-    gw = worker.gateway
-    ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]
+    spec, gw = plan.spec, worker.gateway
+    if not isinstance(spec, ByofSpec) or not isinstance(gw, Gateway):
+        raise TypeError(f"{worker.host}: not a BYOF worker")
+    ident = spec.msp(gw.msp_id).identity(worker.user)
     cert, key = identity_pems(ident, gw.msp_id)
-    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)  # type: ignore[union-attr]
+    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)
     return _network_doc(plan, worker, key=key, cert=cert, tls_ca=tls_ca)
 
 
@@ -138,7 +141,7 @@ ASSET_WORKLOADS = frozenset({"workloads/create-asset.js", "workloads/read-asset.
                              "workloads/update-asset.js"})
 
 
-def _round(plan: Plan, rnd: Any, default_contract: str,
+def _round(plan: Plan, rnd: Round, default_contract: str,
            run_id: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"label": rnd.label}
     if rnd.duration is not None:
@@ -185,10 +188,10 @@ def worker_benchmark_text(plan: Plan) -> str:
     return yaml.safe_dump(worker_benchmark(plan), sort_keys=False)
 
 
-def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
+def benchmark(plan: Plan, *, rounds: Sequence[Round] | None = None,
               workers: int | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The manager's benchmark config: every worker process of every VM (`workers`, default
-    the spec's), the spec's rounds (or `rounds`, launch.spec.common.Round values), the Pushgateway
+    the spec's), the spec's rounds (or `rounds`), the Pushgateway
     observer and Prometheus resource queries for the report. `run_id` (launch bench's
     stamp) makes fabperf's asset workloads' ids unique to the run (ASSET_WORKLOADS) unless
     the round sets `idPrefix` itself."""

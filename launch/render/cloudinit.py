@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import yaml
@@ -107,7 +108,8 @@ def units(plan: Plan, host: Host) -> list[str]:
     for role in host.roles:
         if role is Role.CALIPER:
             worker = plan.worker_on(host.name)
-            out += [f"caliper-worker@{i}.service" for i in range(1, worker.processes + 1)]
+            processes = worker.processes if worker is not None else 0
+            out += [f"caliper-worker@{i}.service" for i in range(1, processes + 1)]
         else:
             out += UNITS[role]
         if role is Role.PEER:
@@ -176,7 +178,7 @@ class _Unusual(Exception):
     """A value ``_node`` leaves to the representer (it raises or anchors as it always did)."""
 
 
-def _node(data: object, seen: set[int]) -> yaml.Node:
+def _node(data: Any, seen: set[int]) -> yaml.Node:
     """The node the safe representer (with ``_str``) makes of plain data, built directly.
 
     The representer's generic dispatch is most of the time of dumping a render's 150

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -798,7 +799,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
         return [identity(j) for j in jobs]
     if pid == 0:  # the child: its half, then _exit whatever happens
         code = 1
-        report: dict[str, object] = {"error": "interrupted", "type": "BaseException"}
+        report: dict[str, Any] = {"error": "interrupted", "type": "BaseException"}
         try:
             os.close(rfd)
             for sig in _SIGNALS:

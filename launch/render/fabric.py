@@ -16,6 +16,7 @@ from typing import Any
 
 from launch.render import chaincode, crypto
 from launch.render.plan import FabricNode, Plan
+from launch.spec.byof import Gateway
 from launch.spec.contract import (
     BOOTSTRAP_DIR,
     FABRIC_CFG_PATH,
@@ -76,7 +77,7 @@ def node_sans(plan: Plan, node: FabricNode) -> tuple[str, ...]:
 
 def crypto_orgs(plan: Plan) -> tuple[crypto.OrgCrypto, ...]:
     """The crypto request for the plan: the orderer organisation, then the peer ones."""
-    spec = plan.spec
+    spec = plan.env
     o = spec.orderers
     orgs = [crypto.OrgCrypto(
         name=o.org, domain=o.domain, msp_id=o.msp_id, kind=crypto.OrgKind.ORDERER,
@@ -95,8 +96,8 @@ def crypto_orgs(plan: Plan) -> tuple[crypto.OrgCrypto, ...]:
     return tuple(orgs)
 
 
-def org_of(orgs: tuple[crypto.OrgCrypto, ...], node: FabricNode) -> crypto.OrgCrypto:
-    """The OrgCrypto a node belongs to."""
+def org_of(orgs: tuple[crypto.OrgCrypto, ...], node: FabricNode | Gateway) -> crypto.OrgCrypto:
+    """The OrgCrypto a node (or a worker's gateway) belongs to."""
     return next(o for o in orgs if o.msp_id == node.msp_id)
 
 
@@ -141,7 +142,7 @@ def _organisation(plan: Plan, org: crypto.OrgCrypto, root: Path) -> dict[str, An
 
 def _orderer_section(plan: Plan, ord_org: crypto.OrgCrypto, root: Path,
                      org_doc: dict[str, Any]) -> dict[str, Any]:
-    o = plan.spec.orderers
+    o = plan.env.orderers
     section: dict[str, Any] = {
         "OrdererType": o.type.value,
         "BatchTimeout": o.batch_timeout,
@@ -183,7 +184,7 @@ def _orderer_section(plan: Plan, ord_org: crypto.OrgCrypto, root: Path,
 
 def configtx(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...], crypto_root: Path) -> dict:
     """configtx.yaml as a dict: one profile per channel, named after the channel."""
-    spec = plan.spec
+    spec = plan.env
     docs = {o.msp_id: _organisation(plan, o, crypto_root) for o in orgs}
     ord_org = next(o for o in orgs if o.kind is crypto.OrgKind.ORDERER)
     profiles = {}
@@ -219,7 +220,7 @@ def _list(*paths: str) -> str:
 
 def peer_env(plan: Plan, node: FabricNode) -> dict[str, str]:
     """/etc/fabperf/peer.env for one peer."""
-    t = plan.spec.tuning
+    t = plan.env.tuning
     base = fabric_dir(Role.PEER)
     same_org = [p for p in plan.peers if p.org == node.org]
     # Gossip bootstrap: the next peer of the same organisation (itself when it is alone).
@@ -273,7 +274,7 @@ def orderer_env(plan: Plan, node: FabricNode) -> dict[str, str]:
         # Cluster root CAs come from the channel config (orderer org MSP tlscacerts).
         "ORDERER_GENERAL_CLUSTER_CLIENTCERTIFICATE": f"{base}/tls/server.crt",
         "ORDERER_GENERAL_CLUSTER_CLIENTPRIVATEKEY": f"{base}/tls/server.key",
-        "ORDERER_GENERAL_CLUSTER_SENDBUFFERSIZE": str(plan.spec.tuning.cluster_send_buffer),
+        "ORDERER_GENERAL_CLUSTER_SENDBUFFERSIZE": str(plan.env.tuning.cluster_send_buffer),
         # 2.5 defaults to a system channel genesis file; 3.x ignores this (it is harmless).
         "ORDERER_GENERAL_BOOTSTRAPMETHOD": "none",
         "ORDERER_CHANNELPARTICIPATION_ENABLED": "true",
@@ -340,7 +341,7 @@ def bootstrap_material(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...],
                 crt = ndir / "tls" / "server.crt"
                 out.append(Material(os.fspath(crt),
                                     f"{dest_root}/{crt.relative_to(root).as_posix()}", False))
-                if plan.spec.orderers.type is Consensus.BFT:
+                if plan.env.orderers.type is Consensus.BFT:
                     add(ndir / "msp" / "signcerts")
     return out
 
@@ -366,7 +367,7 @@ def chaincode_packages(plan: Plan) -> dict[tuple[str, str], chaincode.Package]:
 def chaincode_envs(plan: Plan, node: FabricNode) -> dict[str, dict[str, str]]:
     """instance -> the env of its chaincode server, for every chaincode the peer's
     organisation runs (each peer host serves them to its own peer)."""
-    spec = plan.spec
+    spec = plan.env
     packages = chaincode_packages(plan)
     out = {}
     for ch in spec.channels:
@@ -385,7 +386,7 @@ def bootstrap_inputs(plan: Plan, orgs: tuple[crypto.OrgCrypto, ...],
                      root: Path) -> dict[str, str | bytes]:
     """The bootstrap job's own files (relative to /etc/fabperf/bootstrap): the job's
     description (bootstrap.json) and per chaincode its CCaaS package (bytes)."""
-    spec = plan.spec
+    spec = plan.env
     rel = {o.msp_id: crypto.org_dir(root, o).relative_to(root).as_posix() for o in orgs}
     packages = chaincode_packages(plan)
     files: dict[str, str | bytes] = {}

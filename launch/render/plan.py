@@ -100,6 +100,15 @@ class Plan:
     warnings: tuple[str, ...]
 
     @property
+    def env(self) -> EnvSpec:
+        """The spec of an environment plan: what the renderers of fabperf's own Fabric
+        network (crypto, configtx, node settings) read; a BYOF plan has none."""
+        if not isinstance(self.spec, EnvSpec):
+            raise TypeError(f"{self.spec.name}: a {self.kind} plan has no Fabric network "
+                            "of fabperf's")
+        return self.spec
+
+    @property
     def kind(self) -> SpecKind:
         """What the spec describes: fabperf launches Fabric, or Fabric is the user's."""
         return self.spec.kind
@@ -197,7 +206,8 @@ def _slots(spec: EnvSpec) -> list[tuple[str, tuple[Role, ...], str | None, str |
     """(name, roles, explicit address, explicit image) per host, in plan order."""
     if spec.placement is not None:
         return [(h.name, h.roles, h.address, h.image) for h in spec.placement]
-    slots = [(f"orderer{i}", (Role.ORDERER,), None, None) for i in range(spec.orderers.count)]
+    slots: list[tuple[str, tuple[Role, ...], str | None, str | None]] = [
+        (f"orderer{i}", (Role.ORDERER,), None, None) for i in range(spec.orderers.count)]
     seen: dict[str, str] = {}
     for org in spec.organisations:
         label = _label(org.name)

@@ -25,6 +25,7 @@ from fabkit import runner
 from launch.bench import prometheus, report, signals, summarize, verdict
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
 from launch.render.caliper import LATENCY_BUCKETS
+from launch.spec.thresholds import Thresholds
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -128,7 +129,7 @@ def test_ledger_cross_check_from_real_answers(prom: Prometheus) -> None:
     summ, _ = summarize.summarize(environment="local", stamp="20261201T000000Z",
                                   status="complete", started_at="", finished_at="",
                                   plans=plans, report=rep, mlog=None, responses={0: resp},
-                                  thresholds=verdict.Thresholds(), caliper={})
+                                  thresholds=Thresholds(), caliper={})
     ledger = summ.rounds[0].ledger
     assert ledger["committed"] == pytest.approx(s.commit * ROUND_S, rel=0.02)
     assert ledger["flagged"] is False

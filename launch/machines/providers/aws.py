@@ -71,6 +71,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.providers.cloud import CloudProvider, garbage
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 from launch.spec.contract import Role
 
 log = logging.getLogger("fabperf.aws")
@@ -295,7 +296,7 @@ class AwsProvider(CloudProvider):
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
-    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the instance type of its (first) role and its AMI."""
         types = {**DEFAULT_TYPES, **dict(self.settings.get("instance_types") or {})}
         for role, t in types.items():
@@ -773,7 +774,7 @@ def remove_ec2(ec2: Any, instances: set[str], enis: set[str], volumes: set[str],
                 errors.append(f"terminate {', '.join(chunk)}: {exc}")
                 continue
             for one in chunk:       # some are gone: terminate the rest one by one
-                _ignore(lambda one=one: ec2.terminate_instances(InstanceIds=[one]),
+                _ignore(functools.partial(ec2.terminate_instances, InstanceIds=[one]),
                         "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
         try:
             ec2.get_waiter("instance_terminated").wait(
@@ -827,7 +828,7 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
     now = now or _now()
     ec2 = connect(settings, "ec2")
     probe = AwsProvider.__new__(AwsProvider)     # only for _tagged's paginators
-    probe._clients, probe._lock, probe.settings = {"ec2": ec2}, threading.RLock(), settings
+    probe._clients, probe._lock, probe.settings = {"ec2": ec2}, threading.RLock(), dict(settings)
     found = probe._tagged([{"Name": "tag-key", "Values": [f"{TAG}:env-id"]}])
     ids = {"instance": "InstanceId", "eni": "NetworkInterfaceId", "volume": "VolumeId"}
     out = []

@@ -27,6 +27,7 @@ from launch.machines import ready
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.ssh import Target
 from launch.machines.state import EnvState, HostState, Phase, StateStore
+from launch.render.plan import Host, Plan
 from launch.spec.contract import PORTS, Role
 
 log = logging.getLogger("fabperf.providers")
@@ -85,7 +86,7 @@ class ProviderContext:
     environment: str
     env_dir: Path                           # build/environments/<env>
     store: StateStore
-    options: Mapping[str, object] = field(default_factory=dict)   # the checked settings
+    options: Mapping[str, Any] = field(default_factory=dict)   # the checked settings
     cidr: str | None = None                 # the spec's network.cidr
     build_dir: Path | None = None
     repo_root: Path | None = None
@@ -101,7 +102,7 @@ class Provider(Protocol):
     # bootstrap); `none` renders for machines fabperf does not run, and cannot.
     follows_hosts: bool
 
-    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Size each host of the plan and find the artifact it boots (InputError when an
         image is not baked); called before anything is written."""
         ...
@@ -157,7 +158,7 @@ ROLE_PORTS: Mapping[Role, tuple[int, ...]] = {
 }
 
 
-def plan_hosts(plan: Any, only: Sequence[str] = ()) -> list[Any]:
+def plan_hosts(plan: Plan, only: Sequence[str] = ()) -> list[Host]:
     """The plan's hosts, or the subset ``only`` names (each must be one of them)."""
     names = [h.name for h in plan.hosts]
     for n in only:
@@ -205,7 +206,7 @@ def check_settings(provider: str, settings: Mapping[str, Any] | None,
 
 def get_provider(name: str, ctx: ProviderContext) -> Provider:
     """Instantiate the provider registered under ``name``."""
-    return provider_class(name)(ctx)  # type: ignore[no-any-return]
+    return provider_class(name)(ctx)
 
 
 def wait_recorded(store: StateStore, probes: Sequence[Probe], nonce: str,

@@ -22,6 +22,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.ready import HostReadiness, Timeouts
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 
 
 class NoneProvider:
@@ -36,7 +37,7 @@ class NoneProvider:
         self.ctx = ctx
         self.store = ctx.store
 
-    def host_requests(self, plan: object, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """The plan's hosts as they are (no image, no size: the machines exist)."""
         return [HostRequest(h.name, tuple(r.value for r in h.roles), h.image_id or "",
                             address=h.address) for h in plan_hosts(plan, only)]
@@ -85,7 +86,7 @@ class NoneProvider:
 
     def destroy(self) -> DestroyReport:
         """Forget the environment (the hosts are yours)."""
-        removed = ()
+        removed: tuple[str, ...] = ()
         if self.store.exists():
             self.store.remove()
             removed = (str(self.store.path),)

@@ -52,6 +52,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.providers.cloud import CloudProvider, garbage
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 from launch.spec.contract import Role
 
 log = logging.getLogger("fabperf.openstack")
@@ -176,7 +177,7 @@ class OpenStackProvider(CloudProvider):
 
     # --- sizing and images -----------------------------------------------------------
     @api_errors
-    def host_requests(self, plan: Any, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: the flavor of its (first) role and its Glance image."""
         flavors = {**DEFAULT_FLAVORS, **dict(self.settings.get("flavors") or {})}
         for role, f in flavors.items():
@@ -480,11 +481,11 @@ def remove_resources(conn: Any, res: Mapping[str, set[str]],
                 errors.append(f"{label}: {exc}")
 
     for fip in sorted(res.get("floating_ip", ())):
-        gone(lambda fip=fip: conn.network.delete_ip(fip, ignore_missing=True),
+        gone(functools.partial(conn.network.delete_ip, fip, ignore_missing=True),
              f"floating ip {fip}")
     servers = sorted(res.get("server", ()))
     for sid in servers:
-        gone(lambda sid=sid: conn.compute.delete_server(sid, ignore_missing=True),
+        gone(functools.partial(conn.compute.delete_server, sid, ignore_missing=True),
              f"server {sid}")
     for sid in servers:
         try:
@@ -494,7 +495,7 @@ def remove_resources(conn: Any, res: Mapping[str, set[str]],
             if not _not_found(exc):
                 errors.append(f"server {sid} not deleted: {exc}")
     for pid in sorted(res.get("port", ())):
-        gone(lambda pid=pid: conn.network.delete_port(pid, ignore_missing=True), f"port {pid}")
+        gone(functools.partial(conn.network.delete_port, pid, ignore_missing=True), f"port {pid}")
     return removed, errors
 
 

@@ -63,6 +63,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 from launch.spec.contract import Role
 
 log = logging.getLogger("fabperf.qemu")
@@ -125,9 +126,10 @@ def _span(cores: Iterable[int]) -> str:
     return ",".join(map(str, sorted(cores)))
 
 
-def image_path(image: str, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
+def image_path(image: str | None, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
     """The qcow2 a qemu host boots: the plan's image id, else the bake manifest's artifact."""
-
+    if image is None:   # the plan gives every host of a provider that boots images one
+        raise InputError("a qemu host without an image in the plan")
     found = image_id or manifest_artifact(image, "qemu", "path", build_dir)
     if not found:
         raise InputError(f"image {image} has not been baked for qemu "
@@ -305,7 +307,7 @@ class QemuProvider:
         return state
 
     # --- sizing and images -----------------------------------------------------------
-    def host_requests(self, plan: object, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: memory and vCPUs (settings, else per role), forwarded ports, the qcow2."""
         opts = self.ctx.options
         build_dir = self.ctx.build_dir or self.dir.parent.parent
@@ -450,7 +452,8 @@ class QemuProvider:
                                user_data_sha256=hashlib.sha256(user_data).hexdigest())
 
         overlay = hdir / "disk.qcow2"
-        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, overlay]
+        argv: list[str | os.PathLike[str]] = ["qemu-img", "create", "-q", "-f", "qcow2", "-F",
+                                              "qcow2", "-b", image, overlay]
         if host.disk_gb:
             argv.append(f"{host.disk_gb}G")
         runner.run(argv, log_path=cmdlog, what=f"overlay for {host.name}")
