@@ -47,6 +47,7 @@ import datetime as _dt
 import functools
 import gzip
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -707,9 +708,7 @@ def _allows(perms: Sequence[Mapping[str, Any]], port: int, cidr: str, groups: se
     """Whether an ingress permission lets ``cidr`` (or a member of ``groups``) reach TCP
     ``port``: protocol tcp or all, the port in its range, a source range holding ``cidr``
     or a source group among ``groups``."""
-    import ipaddress
-
-    net = ipaddress.ip_network(cidr, strict=False)
+    net = ipaddress.IPv4Network(cidr, strict=False)
     for p in perms:
         proto = str(p.get("IpProtocol", ""))
         if proto not in ("tcp", "6", "-1"):
@@ -718,7 +717,7 @@ def _allows(perms: Sequence[Mapping[str, Any]], port: int, cidr: str, groups: se
             continue
         for r in p.get("IpRanges", []):
             try:
-                if net.subnet_of(ipaddress.ip_network(r.get("CidrIp", ""), strict=False)):
+                if net.subnet_of(ipaddress.IPv4Network(r.get("CidrIp", ""), strict=False)):
                     return True
             except (TypeError, ValueError):
                 continue

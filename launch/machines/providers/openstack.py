@@ -432,7 +432,7 @@ def _allows(rules: Sequence[Mapping[str, Any]], port: int, cidr: str, groups: se
     """Whether a Neutron ingress rule lets ``cidr`` (or a member of ``groups``) reach TCP
     ``port`` (protocol tcp or any, the port in its range, a remote range holding ``cidr``,
     no remote at all, or a remote group among ``groups``)."""
-    net = ipaddress.ip_network(cidr, strict=False)
+    net = ipaddress.IPv4Network(cidr, strict=False)
     for r in rules:
         if r.get("direction") != "ingress" or r.get("ethertype", "IPv4") != "IPv4":
             continue
@@ -449,7 +449,7 @@ def _allows(rules: Sequence[Mapping[str, Any]], port: int, cidr: str, groups: se
         if prefix is None:
             return True
         try:
-            if net.subnet_of(ipaddress.ip_network(prefix, strict=False)):
+            if net.subnet_of(ipaddress.IPv4Network(prefix, strict=False)):
                 return True
         except (TypeError, ValueError):
             continue
