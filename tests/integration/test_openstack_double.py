@@ -250,5 +250,5 @@ def test_down_of_a_lost_or_damaged_state_removes_everything(osd, monkeypatch, ca
     else:
         path.write_text(path.read_text()[:1500])
     assert launch(osd, "down", "oslab") == 0
-    assert "openstack cloud fabperf" in capsys.readouterr().out
     assert nothing_left(osd), osd["cloud"].live()
+    assert "openstack cloud fabperf" in capsys.readouterr().out
