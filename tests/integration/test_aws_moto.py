@@ -645,3 +645,21 @@ def test_user_data_objects_go_when_ready_and_the_role_with_down(aws, monkeypatch
     assert "instance profile" in aws_mod.__doc__ and "stay until `down`" in aws_mod.__doc__
     up.down("awslab", build_dir=aws["build"])
     assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_without_groups_the_vpcs_default_group_is_checked(aws, capsys):
+    """Item 10: no security_group_ids: the ENIs get the VPC's default group, so that one
+    is checked (moto's has no ingress rule; AWS's lets its members in)."""
+    srv, net = aws["server"], aws["net"]
+    spec = dbl.aws_spec(aws["tmp"], srv, net, workers=1, security_group_ids=[])
+    assert cli_up(aws, spec) == 2
+    assert "not open from network.cidr" in capsys.readouterr().err
+    ec2 = srv.client("ec2")
+    default = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [net["vpc"]]},
+        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=default, IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": default}]}])
+    assert cli_up(aws, spec) == 0
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab")

@@ -319,14 +319,21 @@ class AwsProvider(CloudProvider):
     @api_errors
     def check_security_groups(self, roles: Iterable[Role]) -> None:
         """The groups must let network.cidr reach SSH and every role port (InputError
-        naming the missing ports): checked before anything is created."""
+        naming the missing ports): checked before anything is created. No groups given:
+        the VPC's default group (what EC2 gives the ENIs then)."""
         groups = [str(g) for g in self.settings.get("security_group_ids") or []]
         if not self.ctx.cidr:
             return
-        perms = []
         if groups:
             found = self.ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
-            perms = [p for g in found for p in g.get("IpPermissions", [])]
+        else:
+            subnets = self.ec2.describe_subnets(
+                SubnetIds=[str(self.settings["subnet_id"])])["Subnets"]
+            found = self.ec2.describe_security_groups(Filters=[
+                {"Name": "vpc-id", "Values": [subnets[0]["VpcId"]]},
+                {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+            groups = [g["GroupId"] for g in found]
+        perms = [p for g in found for p in g.get("IpPermissions", [])]
         need = sorted({22, *(p for r in roles for p in ROLE_PORTS.get(r, ()))})
         missing = [p for p in need if not _allows(perms, p, self.ctx.cidr, set(groups))]
         if missing:

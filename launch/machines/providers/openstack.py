@@ -198,7 +198,8 @@ class OpenStackProvider(CloudProvider):
         naming the missing ports): checked before anything is created."""
         if not self.ctx.cidr:
             return
-        names = [str(g) for g in self.settings.get("security_groups") or []]
+        # no groups given: Neutron puts the ports in the project's "default" group
+        names = [str(g) for g in self.settings.get("security_groups") or []] or ["default"]
         groups = []
         for g in names:
             found = self.conn.network.find_security_group(g, ignore_missing=True)
