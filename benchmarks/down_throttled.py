@@ -5,6 +5,7 @@ SlowDown, as on the wire). The environment comes up without faults; then the thr
 starts and `down` is timed (issue 22: it must finish in under 60 s at 30 %).
 
     .venv/bin/python benchmarks/down_throttled.py [--hosts 100] [--rate 0.3] [--seed 1]
+                                                  [--latency 0.3]
 
 moto runs in this process, so the figure includes its own CPU time on the same cores.
 """
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.3, help="share of calls throttled")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-parallel", type=int, default=10)
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="seconds the proxy adds to every call during `down` (a far region)")
     args = ap.parse_args()
     for k, v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                  "AWS_DEFAULT_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
@@ -56,6 +59,7 @@ def main() -> None:
             assert len(result.hosts) == args.hosts
             calls = sum(proxy.calls.values())
             proxy.throttle(args.rate)
+            proxy.latency = args.latency
             t = time.monotonic()
             done = up.down(name, build_dir=build)
             t_down = time.monotonic() - t
@@ -66,7 +70,7 @@ def main() -> None:
         proxy.stop()
         server.stop()
     print(f"hosts {args.hosts}  up {t_up:.1f} s (no faults)  "
-          f"down {t_down:.1f} s at {args.rate:.0%} throttled "
+          f"down {t_down:.1f} s at {args.rate:.0%} throttled, +{args.latency:g} s a call "
           f"({throttled} of {down_calls} calls throttled, {len(done.report.removed)} removed, "
           f"max_parallel {args.max_parallel})")
 

@@ -23,6 +23,7 @@ import http.client
 import random
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class FaultProxy:
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.rate = 0.0
+        self.latency = 0.0                  # seconds added to every answer (a far region)
         self.first_attempts = 0
         self.throttled_services: tuple[str, ...] = ()
         self.rng = random.Random(seed)
@@ -137,6 +139,8 @@ class FaultProxy:
     # --- the proxy -----------------------------------------------------------------
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         body = self._read_body(req)
+        if self.latency:
+            time.sleep(self.latency)
         url = urlparse(req.path)
         query = parse_qs(url.query, keep_blank_values=True)
         auth = req.headers.get("Authorization", "")
