@@ -781,7 +781,9 @@ def _collect(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
         timings=timings, notes=tuple(notes),
-        ledger_expected=not byof or bool(lab.plan.spec.operations))
+        ledger_expected=not byof or bool(lab.plan.spec.operations),
+        fabric_exporters=not byof,
+        channels={cid: ch for (ch, _), cid in caliper_cfg.contract_ids(lab.plan).items()})
 
 
 def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, results_root: Path,
