@@ -14,7 +14,8 @@ from launch.bench.prometheus import RoundResponses
 from launch.bench.report import ManagerLog, RoundLog, RoundResult
 from launch.bench.results import Latency, RoundSummary, Summary
 from launch.bench.signals import RoundSignals, absent, from_responses
-from launch.bench.verdict import RoundNumbers, Thresholds, judge
+from launch.bench.verdict import RoundNumbers, judge
+from launch.spec.thresholds import Thresholds
 
 PERCENTILE_SOURCE = (
     "p50/p95/p99 are Prometheus histogram_quantile over the round window of the workers' "
@@ -39,7 +40,7 @@ class RoundPlan:
 
 def round_plans(benchmark: Mapping[str, Any], channels: Mapping[str, str] | None = None
                 ) -> list[RoundPlan]:
-    """The rounds of a rendered benchmark config (launch.caliper.benchmark). `channels`:
+    """The rounds of a rendered benchmark config (launch.render.caliper.benchmark). `channels`:
     Caliper contract id -> its channel (the network config's), so each round knows the
     channel its transactions go to."""
     out = []

@@ -32,10 +32,11 @@ from bench_scenarios import (
     totals,
 )
 
-from bake import runner
-from launch.bench import prometheus, report, signals, summarize, verdict
+from fabkit import runner
+from launch.bench import prometheus, report, signals, summarize
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
-from launch.caliper import LATENCY_BUCKETS
+from launch.render.caliper import LATENCY_BUCKETS
+from launch.spec.thresholds import Thresholds
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +163,7 @@ def test_real_prometheus_answers_give_the_verdict(prom: Prometheus, i: int, name
         environment="local", stamp="20261205T100000Z", status="complete",
         started_at="", finished_at="", plans=[plan], report=[row],
         mlog=report.parse_manager_log(mlog.splitlines()), responses={s.round_index: resp},
-        thresholds=verdict.Thresholds(), caliper={"workers": s.workers},
+        thresholds=Thresholds(), caliper={"workers": s.workers},
         logs={"caliper/caliper-worker@1.log": wlog} if wlog else {})
     r = summ.rounds[0]
     assert r.verdict["verdict"] == EXPECTED[name], r.verdict
@@ -207,7 +208,7 @@ def record(s: Scenario, i: int, resp: prometheus.RoundResponses, plan: summarize
         caliper={"workers": s.workers}, channels={"fixed-asset": "mychannel"},
         notes=("synthetic: tests/integration/bench_scenarios.py scenario "
                f"{s.name!r}, answered by a real Prometheus",))
-    path, _ = collect.write(tmp_path / "results", fetched, verdict.Thresholds())
+    path, _ = collect.write(tmp_path / "results", fetched, Thresholds())
     dest = RECORDINGS / f"{s.name}-synthetic"
     shutil.rmtree(dest, ignore_errors=True)
     for rel in ("summary.json", f"prometheus/round-{s.round_index}.json", "report.html",
@@ -233,7 +234,7 @@ def test_ledger_cross_check_from_real_answers(prom: Prometheus) -> None:
         start = T0 + 600 * i
         resp = _fetch(prom, i)
         plan, row, mlog, wlog = _summarize(s, resp, start)
-        r, _ = summarize.summarize_round(plan, row, None, resp, verdict.Thresholds())
+        r, _ = summarize.summarize_round(plan, row, None, resp, Thresholds())
         ledger = r.ledger
         assert ledger["channel"] == "mychannel"
         assert ledger["committed"] == pytest.approx(committed, rel=0.1), (name, ledger)
@@ -317,10 +318,10 @@ def test_grafana_panels_against_prometheus(prom: Prometheus) -> None:
 
 @NEEDS
 def test_live_progress_rates(prom: Prometheus) -> None:
-    from launch.bench import run
+    from launch.bench import watch
 
     s = SCENARIOS["fabric-bound"]
-    rates = run.live_rates(prom, 0, T0 + 600 + 30)
+    rates = watch.live_rates(prom, 0, T0 + 600 + 30)
     assert rates["send"] == pytest.approx(s.send, rel=0.05)
     assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
     assert rates["finished"] == pytest.approx(s.commit, rel=0.1)

@@ -16,7 +16,8 @@ from launch.bench import collect, ledger, results, signals, summarize
 from launch.bench.prometheus import RoundResponses, Window
 from launch.bench.report import RoundResult
 from launch.bench.signals import RoundSignals
-from launch.bench.verdict import RoundNumbers, Thresholds, Verdict, judge
+from launch.bench.verdict import RoundNumbers, Verdict, judge
+from launch.spec.thresholds import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "data/bench"
 T0 = 1_796_000_000.0
