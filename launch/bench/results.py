@@ -167,6 +167,11 @@ def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def tps_text(v: float | None) -> str:
+    """A TPS figure as the tables show it ('-' when unknown)."""
+    return _f(v, "{:.1f}")
+
+
 def ledger_text(ledger: Mapping[str, Any]) -> str:
     """'1500 ok', '1420 (5.3% off!)', '700..1000 (peers disagree!)', 'read-only +0 ok',
     'skipped: <why>' ..."""
