@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,11 +24,11 @@ DATA = Path(__file__).resolve().parents[2] / "data/bench"
 T0 = 1_796_000_000.0
 
 
-def plan(**over: object) -> summarize.RoundPlan:
-    base = dict(index=0, label="create", workload="workloads/create-asset.js",
+def plan(**over: Any) -> summarize.RoundPlan:
+    base: dict[str, Any] = dict(index=0, label="create", workload="workloads/create-asset.js",
                 requested_tps=50.0, rate_control={"type": "fixed-rate", "opts": {"tps": 50}},
                 duration=60, channel="mychannel", read_only=False)
-    return summarize.RoundPlan(**{**base, **over})  # type: ignore[arg-type]
+    return summarize.RoundPlan(**{**base, **over})
 
 
 def row(succ: int, fail: int, send: float = 50.0, tput: float = 48.0,
@@ -46,14 +47,15 @@ def mat(*items: tuple[dict[str, str], list[tuple[float, float]]]) -> dict:
                        for m, pts in items]}
 
 
-def low_signals(start: float = T0, **over: object) -> RoundSignals:
+def low_signals(start: float = T0, **over: Any) -> RoundSignals:
     """Every signal present and low, in-flight flat after the first latency."""
-    base = dict(worker_vm_cpu={"caliper": 0.3}, worker_process_cpu={"worker 0": 0.25},
+    base: dict[str, Any] = dict(
+                worker_vm_cpu={"caliper": 0.3}, worker_process_cpu={"worker 0": 0.25},
                 eventloop_lag={"worker 0": 0.004}, fabric_cpu={"fabric/peer": 0.3},
                 fabric_vm_cpu={"fabric": 0.35}, disk_busy={"fabric": 0.1},
                 worker_vm_cores={"caliper": 2},
                 inflight=tuple((start + t, 25.0) for t in range(0, 65, 5)))
-    return RoundSignals(**{**base, **over})  # type: ignore[arg-type]
+    return RoundSignals(**{**base, **over})
 
 
 # --- missing data --------------------------------------------------------------------------

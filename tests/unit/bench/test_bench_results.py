@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -157,7 +158,8 @@ def test_older_bundles_still_load_and_get_goodput_computed(tmp_path: Path) -> No
         assert results.format_table(old)        # shows without the new fields
 
 
-def test_the_cpu_plot_shows_what_the_verdict_judged_with_its_thresholds(tmp_path: Path) -> None:
+def test_the_cpu_plot_shows_what_the_verdict_judged_with_its_thresholds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: per-process-group shares only (the worker process at 2-8 % while the
     verdict's evidence was the worker VM at 96-100 %)."""
     from launch.bench import plots, signals
@@ -176,15 +178,11 @@ def test_the_cpu_plot_shows_what_the_verdict_judged_with_its_thresholds(tmp_path
 
     real = matplotlib.axes.Axes.axhline
 
-    def spy(self, y=0, *a, **kw):  # type: ignore[no-untyped-def]
+    def spy(self: Any, y: float = 0, *a: Any, **kw: Any) -> Any:
         drawn.append((y, kw.get("label", "")))
         return real(self, y, *a, **kw)
 
-    matplotlib.axes.Axes.axhline = spy  # type: ignore[method-assign]
-    try:
-        plots.render_plots(tmp_path, [("saturate", 0.0, sig)],
-                           Thresholds(worker_cpu=0.8).to_json())
-    finally:
-        matplotlib.axes.Axes.axhline = real  # type: ignore[method-assign]
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
+    plots.render_plots(tmp_path, [("saturate", 0.0, sig)], Thresholds(worker_cpu=0.8).to_json())
     assert (0.8, "threshold worker_cpu 80%") in drawn
     assert (0.85, "threshold fabric_cpu 85%") in drawn

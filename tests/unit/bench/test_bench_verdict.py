@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,15 +100,16 @@ def test_bad_cli_threshold() -> None:
         Thresholds.parse_pairs(["worker_cpu=lots"])
 
 
-def calm(**over: object) -> RoundSignals:
+def calm(**over: Any) -> RoundSignals:
     """Every signal present and low: a round with room on both sides."""
-    base = dict(worker_vm_cpu={"caliper": 0.4}, worker_process_cpu={"worker 0": 0.3},
+    base: dict[str, Any] = dict(
+                worker_vm_cpu={"caliper": 0.4}, worker_process_cpu={"worker 0": 0.3},
                 eventloop_lag={"worker 0": 0.004}, fabric_cpu={"fabric/peer": 0.3},
                 fabric_vm_cpu={"fabric": 0.35}, disk_busy={"fabric": 0.1},
                 worker_vm_cores={"caliper": 2},
                 inflight=tuple((float(t), 25.0) for t in range(0, 35, 5)),
                 latency=tuple((float(t), 0.5) for t in range(0, 35, 5)))
-    return RoundSignals(**{**base, **over})  # type: ignore[arg-type]
+    return RoundSignals(**{**base, **over})
 
 
 def test_headroom_carries_the_numbers_that_did_not_fire() -> None:
