@@ -75,12 +75,12 @@ class FailureEvidence:
     def lines(self) -> list[str]:
         """Fabric nodes that stopped answering first (they name the culprit), then one line
         per reason, the most frequent first."""
-        out = [f"{n} x {reason} (Caliper: {self.examples.get(reason, '')})"
-               for reason, n in sorted(self.by_reason.items(), key=lambda kv: -kv[1])]
+        out = [f"{node} stopped answering: its operations endpoint was down for about "
+               f"{s:.0f} s of the round" for node, s in sorted(self.unreachable.items())]
+        out += [f"{n} x {reason} (Caliper: {self.examples.get(reason, '')})"
+                for reason, n in sorted(self.by_reason.items(), key=lambda kv: -kv[1])]
         out += [f"{n} committed invalid on the peers: {code}"
                 for code, n in sorted(self.invalid_by_code.items(), key=lambda kv: -kv[1])]
-        out += [f"{node}: operations endpoint down for about {s:.0f} s of the round"
-                for node, s in sorted(self.unreachable.items())]
         if self.addresses:
             out.append("error messages name " + ", ".join(
                 f"{a} ({n}x)" for a, n in sorted(self.addresses.items(), key=lambda kv: -kv[1])))

@@ -210,7 +210,12 @@ def record(s: Scenario, i: int, resp: prometheus.RoundResponses, plan: summarize
                f"{s.name!r}, answered by a real Prometheus",))
     path, _ = collect.write(tmp_path / "results", fetched, Thresholds())
     dest = RECORDINGS / f"{s.name}-synthetic"
+    expected = (dest / "expected.json").read_text() if (dest / "expected.json").is_file() \
+        else None
     shutil.rmtree(dest, ignore_errors=True)
+    if expected is not None:        # written by hand: what the re-judging test expects
+        dest.mkdir(parents=True)
+        (dest / "expected.json").write_text(expected)
     for rel in ("summary.json", f"prometheus/round-{s.round_index}.json", "report.html",
                 "logs"):
         src = path / rel

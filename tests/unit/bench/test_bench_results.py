@@ -186,3 +186,16 @@ def test_the_cpu_plot_shows_what_the_verdict_judged_with_its_thresholds(
     plots.render_plots(tmp_path, [("saturate", 0.0, sig)], Thresholds(worker_cpu=0.8).to_json())
     assert (0.8, "threshold worker_cpu 80%") in drawn
     assert (0.85, "threshold fabric_cpu 85%") in drawn
+
+
+def test_index_html_shows_why_a_round_failed_and_what_is_missing() -> None:
+    from launch.bench import plots
+
+    failing = collect.rejudge(DATA / "peer-stopped-synthetic")
+    page = plots.index_html(failing, [])
+    assert "Why transactions failed:" in page and "peer unavailable" in page
+    assert "fabric/peer down for about 30" in page and "goodput TPS" in page
+    assert "restarted during the round" in page
+    unsure = collect.rejudge(DATA / "fabric-bound-live", Thresholds(eventloop_lag_s=0.5))
+    page = plots.index_html(unsure, [])
+    assert "Missing data:" in page and "nodejs_eventloop_lag_seconds" in page
