@@ -64,6 +64,8 @@ from launch.bench.prometheus import Prometheus, Pushgateway
 from launch.bench.results import Summary
 from launch.bench.watch import Timeouts, watch
 from launch.render import caliper as caliper_cfg
+from launch.spec.byof import Spec
+from launch.spec.common import Round
 from launch.spec.thresholds import Thresholds
 
 log = logging.getLogger("fabperf.bench")
@@ -91,8 +93,8 @@ class BenchResult:
     interrupted: bool
 
 
-def select_rounds(spec: Any, options: Options) -> tuple[Any, ...]:
-    """The spec's rounds to run, with --tps / --duration applied (spec.Round values)."""
+def select_rounds(spec: Spec, options: Options) -> tuple[Round, ...]:
+    """The spec's rounds to run, with --tps / --duration applied."""
     rounds = spec.caliper.rounds
     labels = [r.label for r in rounds]
     for label in options.rounds:
@@ -124,8 +126,8 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     t_begin = clock()
     prom = prom or Prometheus(lab.prometheus_url)
     pushgateway = pushgateway or Pushgateway(lab.pushgateway_url)
-    byof = lab.plan.kind == "byof"
-    bootstrap = check_byof(prom, lab) if byof else check_bootstrapped(door, lab)
+    byof = lab.byof
+    bootstrap = check_byof(prom, byof) if byof else check_bootstrapped(door, lab)
     rounds = select_rounds(lab.plan.spec, options)
     stamp = _stamp(t_begin)
     bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers,

@@ -19,7 +19,7 @@ import yaml
 from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
-from launch.spec.byof import identity_pems
+from launch.spec.byof import ByofSpec, identity_pems
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
 
@@ -188,7 +188,7 @@ def worker_benchmark_text(plan: Plan) -> str:
 def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
               workers: int | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The manager's benchmark config: every worker process of every VM (`workers`, default
-    the spec's), the spec's rounds (or `rounds`, spec.Round values), the Pushgateway
+    the spec's), the spec's rounds (or `rounds`, launch.spec.common.Round values), the Pushgateway
     observer and Prometheus resource queries for the report. `run_id` (launch bench's
     stamp) makes fabperf's asset workloads' ids unique to the run (ASSET_WORKLOADS) unless
     the round sets `idPrefix` itself."""
@@ -204,11 +204,11 @@ def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
                 "query": f'sum by (host) (rate(namedprocess_namegroup_cpu_seconds_total'
                          f'{{groupname="{group}"}}[30s]))'}
 
-    if plan.kind == "byof":
-        sut = f"the user's network ({len(spec.gateways)} gateway peers)"  # type: ignore[union-attr]
+    if isinstance(spec, ByofSpec):
+        sut = f"the user's network ({len(spec.gateways)} gateway peers)"
     else:
         sut = f"{len(plan.peers)} peers, {len(plan.orderers)} " \
-              f"{spec.orderers.type.value} orderers"  # type: ignore[union-attr]
+              f"{spec.orderers.type.value} orderers"
     return {
         "test": {
             "name": f"fabperf-{spec.name}",
