@@ -202,8 +202,6 @@ def from_responses(resp: Any) -> RoundSignals:
         if getattr(got, name):
             continue
         asked = rng if name == "inflight" else inst
-        if name == "fabric_cpu" and "fabric_process_cpu" in inst:
-            asked = {**inst, "fabric_cpu": inst.get("fabric_cpu")}
         missing[name] = "no series in the round's window" if query in asked else NOT_RECORDED
     if "eventloop_lag_samples" not in inst and "eventloop_lag" in inst:
         missing["eventloop_lag"] = (NOT_RECORDED + " (the bundle's eventloop_lag is the p99 "
