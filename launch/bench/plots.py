@@ -43,6 +43,7 @@ def _rel(points: Sequence[Point], t0: float) -> tuple[list[float], list[float]]:
 
 def _lines(name: str, sig: RoundSignals) -> list[tuple[str, Sequence[Point]]]:
     s = sig.series
+    out: list[tuple[str, Sequence[Point]]]
     if name == "rates":
         out = [("sent", pts) for pts in s.get("send_rate", {}).values()]
         out += [(f"finished {k}", pts) for k, pts in s.get("finish_rate", {}).items()]
@@ -60,7 +61,8 @@ def cpu_lines(sig: RoundSignals) -> list[tuple[str, Sequence[Point]]]:
     """The series the CPU rules judged: worker VM totals, the busiest worker process (the
     one the verdict names), Fabric VM totals and Fabric process groups."""
     s = sig.series
-    out = [(f"worker VM {k}", pts) for k, pts in sorted(s.get("worker_vm_cpu", {}).items())]
+    out: list[tuple[str, Sequence[Point]]] = [
+        (f"worker VM {k}", pts) for k, pts in sorted(s.get("worker_vm_cpu", {}).items())]
     busiest = max(sig.worker_process_cpu.items(), key=lambda kv: kv[1], default=None)
     procs = s.get("worker_process_cpu", {})
     if busiest is not None:

@@ -198,7 +198,7 @@ def ledger_text(ledger: Mapping[str, Any]) -> str:
 
 def table_rows(summary: Summary) -> list[tuple[str, ...]]:
     """The summary table: goodput first, every Caliper TPS figure next to its failures."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in summary.rounds:
         fail = f"{r.failed}" + (" !" if r.failed else "")
         rows.append((r.label, _f(r.requested_tps, "{:g}"),

@@ -153,6 +153,7 @@ def test_older_bundles_still_load_and_get_goodput_computed(tmp_path: Path) -> No
     for case in ("fabric-bound-live", "load-generator-bound-live"):
         old = results.load(DATA / case)
         r = old.rounds[0]
+        assert r.window is not None
         assert r.goodput_tps is None and r.goodput() == pytest.approx(
             r.succeeded / r.window["seconds"], abs=0.001)
         assert results.format_table(old)        # shows without the new fields
