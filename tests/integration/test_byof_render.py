@@ -17,7 +17,7 @@ from launch.render import cloudinit
 from launch.spec import byof
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "launch"))
-from byof_testlib import export, spec_doc, user_network, write  # noqa: E402
+from byof_testlib import export, spec_doc, user_network, write
 
 pytestmark = pytest.mark.integration
 
