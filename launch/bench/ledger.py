@@ -7,11 +7,13 @@ The check:
 
 - looks at the round's channel only (the channel of the round's contract): another
   channel's commits say nothing about this round;
-- takes each peer's increase from its first sample at or after the round's start (the
-  round's preparation, e.g. an update round creating its assets, committed before the
-  start and is in that sample: an edge read at the start itself can be one scrape stale)
-  to a sample two scrapes after its end (the last commits are in), from the raw samples
-  (launch.bench.prometheus.ledger_samples_query);
+- takes each peer's increase from its last sample at or before the round's start to a
+  sample two scrapes after its end (the last commits are in), from the raw samples
+  (launch.bench.prometheus.ledger_samples_query). The start's sample can be one scrape
+  stale: a preparation that committed just before the start (an update round creating its
+  assets) then shows in the step to the first sample after it; what that step holds beyond
+  what the round can have sent and committed by then is the preparation's, left out and
+  said (_gain);
 - sums a counter's increase across a reset (a peer restarted in the round starts counting
   from zero again) and says so; the commits between the peer's last scrape and its stop
   are lost to the count (a scrape interval at most);
@@ -26,8 +28,9 @@ The check:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +44,7 @@ class PeerCount:
     valid: int
     invalid: Mapping[str, int] = field(default_factory=dict)   # validation code -> count
     resets: int = 0
+    prepared: int = 0     # committed just before the start, scraped after it: left out
 
 
 @dataclass(frozen=True)
@@ -97,27 +101,67 @@ def increase(points: tuple[tuple[float, float], ...]) -> tuple[float, int]:
     return total, resets
 
 
-def counts_from_samples(samples: Any, start: float, end: float
+def _gain(pts: tuple[tuple[float, float], ...], start: float, end: float,
+          round_bound: Callable[[float], float]) -> tuple[float, int, float]:
+    """(increase, resets, preparation left out) of one series over the round.
+
+    From the last sample at or before `start`: the first sample after the start may already
+    hold the round's first commits, so it is no baseline. But that last sample can be one
+    scrape stale: a preparation (an update round creating its assets) that committed after
+    it, just before the start, shows in the step to the first sample after the start. Of
+    that step, what exceeds the most the round itself can have committed by then
+    (`round_bound(t)`) is the preparation's and is left out."""
+    before = [p for p in pts if p[0] <= start]
+    inside = [p for p in pts if start < p[0] <= end]
+    if not inside:
+        return 0.0, 0, 0.0
+    if not before:
+        total, resets = increase(tuple(inside))
+        return total, resets, 0.0
+    (_, v0), (t1, v1) = before[-1], inside[0]
+    total, resets = increase(tuple(inside))
+    if v1 < v0:                          # restarted in the first interval: from v1 on
+        return total + v1, resets + 1, 0.0
+    step = v1 - v0
+    prep = max(0.0, step - round_bound(t1))
+    return total + step - prep, resets, prep
+
+
+def counts_from_samples(samples: Any, start: float, end: float,
+                        round_bound: Callable[[float], float] | None = None
                         ) -> dict[tuple[str, str], PeerCount]:
-    """(host, channel) -> PeerCount from a ledger_samples_query answer: each series'
-    samples from the first at or after `start` to the last at or before `end`."""
+    """(host, channel) -> PeerCount from a ledger_samples_query answer, each series' increase
+    over the round by _gain. `round_bound(t)`: the most transactions the round can have
+    committed by time t (default: no bound, the whole first step counts to the round)."""
+    bound = round_bound or (lambda _t: math.inf)
     valid: dict[tuple[str, str], float] = defaultdict(float)
     invalid: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     resets: dict[tuple[str, str], int] = defaultdict(int)
+    prepared: dict[tuple[str, str], float] = defaultdict(float)
     for labels, pts in matrix(samples):
         key = (labels.get("host", labels.get("instance", "?")), labels.get("channel", "?"))
-        inside = tuple(p for p in pts if start <= p[0] <= end)
-        gained, n = increase(inside)
+        gained, n, prep = _gain(pts, start, end, bound)
         resets[key] = max(resets[key], n)
         code = labels.get("validation_code", "VALID")
         if code == "VALID":
             valid[key] += gained
+            prepared[key] += prep
         else:
             invalid[key][code] += gained
     keys = set(valid) | set(invalid)
     return {k: PeerCount(int(round(valid.get(k, 0.0))),
                          {c: int(round(v)) for c, v in invalid.get(k, {}).items() if v},
-                         resets.get(k, 0)) for k in keys}
+                         resets.get(k, 0), int(round(prepared.get(k, 0.0)))) for k in keys}
+
+
+def round_bound(start: float, send_rate: float | None, min_latency: float | None
+                ) -> Callable[[float], float] | None:
+    """The most a round can have committed by time t: what it sent by then, less its
+    fastest transaction's latency (None when Caliper gave no send rate)."""
+    if not send_rate:
+        return None
+    lat = min_latency or 0.0
+    return lambda t: send_rate * max(0.0, t - start - lat)
 
 
 def counts_from_edges(before: Any, after: Any) -> dict[tuple[str, str], PeerCount]:
@@ -159,6 +203,7 @@ def cross_check(counts: Mapping[tuple[str, str], PeerCount], succeeded: int, *,
     per_peer = {f"{h} {channel}": c.valid for h, c in sorted(mine.items())}
     hi, lo = max(per_peer.values()), min(per_peer.values())
     resets = {h: c.resets for h, c in mine.items() if c.resets}
+    prep = max(c.prepared for c in mine.values())
     invalid: dict[str, int] = {}
     for c in mine.values():
         for code, n in c.invalid.items():
@@ -169,6 +214,9 @@ def cross_check(counts: Mapping[tuple[str, str], PeerCount], succeeded: int, *,
                      + (f" {n}x): its increase is summed across the restart"
                         if n > 0 else "): this older recording holds only the window's edges, "
                         "so its count across the restart is unknown"))
+    if prep:
+        notes.append(f"{prep} valid transactions committed just before the round's start "
+                     "(its preparation) were scraped only after it: left out")
     flagged = False
     spread = (hi - lo) / hi if hi else 0.0
     if spread > tolerance:

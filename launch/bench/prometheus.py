@@ -245,9 +245,9 @@ LEDGER_QUERY = ('sum by (host, channel) (ledger_transaction_count{job="fabric", 
 def ledger_samples_query(seconds: int) -> str:
     """Every raw sample of the peers' transaction counters (all channels, all validation
     codes) in the `seconds` before the evaluation time: launch.bench.ledger sums each
-    series' increase itself, across a reset when a peer restarted, and from the first
-    sample at or after the round's start (so what the round's preparation committed
-    before it has been scraped, not one scrape stale)."""
+    series' increase itself, across a reset when a peer restarted, from the last sample at
+    or before the round's start, leaving out a preparation that committed just before the
+    start but was scraped after it."""
     return (f'ledger_transaction_count{{job="fabric", '
             f'transaction_type="ENDORSER_TRANSACTION"}}[{seconds}s]')
 
@@ -317,8 +317,9 @@ def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
     instant = round_queries(round_index, w)
     ranges = range_queries(round_index)
     after = ledger_until if ledger_until is not None else window.end + 2 * SCRAPE_INTERVAL_S
-    # from one scrape before the start: the first sample at or after it is in the range
-    samples = ledger_samples_query(int(math.ceil(after - window.start)) + SCRAPE_INTERVAL_S)
+    # from two scrapes before the start: the last sample at or before it is in the range
+    samples = ledger_samples_query(int(math.ceil(after - window.start))
+                                   + 2 * SCRAPE_INTERVAL_S)
     return RoundResponses(
         window=window, round_index=round_index,
         instant={k: prom.query(q, window.end) for k, q in instant.items()},

@@ -98,7 +98,9 @@ def _ledger(plan: RoundPlan, result: RoundResult | None, responses: RoundRespons
     w = responses.window
     if responses.ledger_samples is not None:
         until = responses.ledger_at if responses.ledger_at is not None else w.end
-        counts = ledger_mod.counts_from_samples(responses.ledger_samples, w.start, until)
+        bound = ledger_mod.round_bound(w.start, result.send_rate, result.min_latency)
+        counts = ledger_mod.counts_from_samples(responses.ledger_samples, w.start, until,
+                                                bound)
     else:
         counts = ledger_mod.counts_from_edges(responses.ledger_before, responses.ledger_after)
     return ledger_mod.cross_check(counts, succeeded, channel=plan.channel,

@@ -273,13 +273,25 @@ def test_a_counter_reset_is_summed_across_and_said() -> None:
 
 
 def test_the_edges_are_taken_after_the_preparation_was_scraped() -> None:
-    """An update round's preparation committed 500 assets just before the start; the
-    sample at the start is one scrape stale (taken before they were scraped)."""
-    answer = _samples(("fabric", "mychannel", [100, 600, 900, 1200, 1600]))
-    # T0 - 5: before the preparation; T0: the first scrape at or after the start
-    check = ledger.cross_check(ledger.counts_from_samples(answer, T0, T0 + 20), 1000,
-                               channel="mychannel", tolerance=0.02)
-    assert check.committed == 1000 and not check.flagged
+    """An update round's preparation committed 500 assets just before the start; the last
+    sample before the start was scraped before them (one scrape stale), the first after the
+    start 2 s in holds them. Before: counted into the round (1500 against 1000)."""
+    # 50 TPS from the start, the fastest transaction took 0.5 s: 75 of the round's own by
+    # T0 + 2, then 250 every 5 s
+    answer = mat(({"host": "fabric", "channel": "mychannel", "validation_code": "VALID"},
+                  [(T0 - 3, 100), (T0 + 2, 675), (T0 + 7, 925), (T0 + 12, 1175),
+                   (T0 + 17, 1425), (T0 + 22, 1675)]))
+    bound = ledger.round_bound(T0, 50.0, 0.5)
+    counts = ledger.counts_from_samples(answer, T0, T0 + 22, bound)
+    check = ledger.cross_check(counts, 1075, channel="mychannel", tolerance=0.02)
+    assert check.committed == 1075 and not check.flagged, check
+    assert "500 valid transactions committed just before the round's start" in check.note
+    # a round without preparation: its own first commits before the first scrape count
+    own = mat(({"host": "fabric", "channel": "mychannel", "validation_code": "VALID"},
+               [(T0 - 3, 100), (T0 + 2, 175), (T0 + 7, 425)]))
+    counts = ledger.counts_from_samples(own, T0, T0 + 7, bound)
+    assert counts[("fabric", "mychannel")].valid == 325
+    assert counts[("fabric", "mychannel")].prepared == 0
 
 
 def test_read_only_comes_from_the_workload_and_its_round_must_gain_about_nothing() -> None:
