@@ -157,8 +157,11 @@ def counts_from_samples(samples: Any, start: float, end: float,
 def round_bound(start: float, send_rate: float | None, min_latency: float | None
                 ) -> Callable[[float], float] | None:
     """The most a round can have committed by time t: what it sent by then, less its
-    fastest transaction's latency (None when Caliper gave no send rate)."""
-    if not send_rate:
+    fastest transaction's latency (None when Caliper gave no send rate; 0 for a send rate
+    of 0: a read-only round, which commits nothing of its own)."""
+    if send_rate == 0:
+        return lambda _t: 0.0
+    if send_rate is None:
         return None
     lat = min_latency or 0.0
     return lambda t: send_rate * max(0.0, t - start - lat)

@@ -98,7 +98,9 @@ def _ledger(plan: RoundPlan, result: RoundResult | None, responses: RoundRespons
     w = responses.window
     if responses.ledger_samples is not None:
         until = responses.ledger_at if responses.ledger_at is not None else w.end
-        bound = ledger_mod.round_bound(w.start, result.send_rate, result.min_latency)
+        # a read-only round commits nothing of its own: its first step is all preparation
+        bound = ledger_mod.round_bound(w.start, 0.0 if plan.read_only else result.send_rate,
+                                       result.min_latency)
         counts = ledger_mod.counts_from_samples(responses.ledger_samples, w.start, until,
                                                 bound)
     else:

@@ -292,6 +292,15 @@ def test_the_edges_are_taken_after_the_preparation_was_scraped() -> None:
     counts = ledger.counts_from_samples(own, T0, T0 + 7, bound)
     assert counts[("fabric", "mychannel")].valid == 325
     assert counts[("fabric", "mychannel")].prepared == 0
+    # a read round's preparation (its assets) scraped after its start: all of it left out
+    read = mat(({"host": "fabric", "channel": "mychannel", "validation_code": "VALID"},
+                [(T0 - 3, 100), (T0 + 2, 140), (T0 + 7, 140), (T0 + 12, 140)]))
+    rs, _ = summarize.summarize_round(
+        plan(workload="workloads/read-asset.js", read_only=True), row(600, 0), None,
+        RoundResponses(Window(T0, T0 + 12), 0, {}, {}, None, None, {}, read, T0 + 12),
+        Thresholds())
+    assert rs.ledger["read_only"] is True and rs.ledger["committed"] == 0
+    assert rs.ledger["flagged"] is False and "40 valid transactions" in rs.ledger["note"]
 
 
 def test_read_only_comes_from_the_workload_and_its_round_must_gain_about_nothing() -> None:
