@@ -178,8 +178,8 @@ def from_responses(resp: Any) -> RoundSignals:
     fabric_cpu = _keyed(inst.get("fabric_cpu"), ("host", "groupname"), "{}/{}")
     if not fabric_cpu:
         fabric_cpu = operations_cpu(inst.get("fabric_process_cpu"))
-    down = {k: v * SCRAPE_INTERVAL_S for k, v in _keyed(inst.get("fabric_down"), ("host", "role"),
-                                               "{}/{}").items() if v > 0}
+    failed_scrapes = _keyed(inst.get("fabric_down"), ("host", "role"), "{}/{}")
+    down = {k: n * SCRAPE_INTERVAL_S for k, n in failed_scrapes.items() if n > 0}
     got = RoundSignals(
         worker_vm_cpu=_keyed(inst.get("worker_vm_cpu"), ("host",)),
         worker_process_cpu=_keyed(inst.get("worker_process_cpu"), ("workerIndex",),

@@ -58,7 +58,7 @@ def round_plans(benchmark: Mapping[str, Any], channels: Mapping[str, str] | None
     return out
 
 
-def _signals(plan: RoundPlan, responses: RoundResponses | None, log: RoundLog | None,
+def _signals(responses: RoundResponses | None, log: RoundLog | None,
              fabric_exporters: bool, fetch_note: str) -> RoundSignals:
     """The round's signals: Prometheus' (or every one missing, saying why), with the
     manager log's in-flight counts when the pushed ones are missing, and what a BYOF
@@ -77,7 +77,7 @@ def _signals(plan: RoundPlan, responses: RoundResponses | None, log: RoundLog | 
     if not fabric_exporters:
         why = "a BYOF network: fabperf runs no exporter on the user's Fabric hosts"
         unavailable = {"fabric_vm_cpu": why, "disk_busy": why}
-        if "fabric_cpu" in missing:
+        if "fabric_cpu" in missing and responses is not None:
             missing["fabric_cpu"] = ("no operations endpoint of the BYOF spec gives its host's "
                                      "cpus (operations[].cpus), so fabperf cannot see "
                                      "Fabric's CPU")
@@ -122,7 +122,7 @@ def summarize_round(plan: RoundPlan, result: RoundResult | None, log: RoundLog |
     `fabric_exporters` False: no node_exporter/process-exporter on the Fabric hosts (BYOF);
     `worker_failures`: the failed transactions the workers logged (every round's; this
     round's are picked by its window) out of `worker_logs` logs."""
-    signals = _signals(plan, responses, log, fabric_exporters, fetch_note)
+    signals = _signals(responses, log, fabric_exporters, fetch_note)
     if log is not None and log.error:
         status = "failed"
     elif result is not None:
