@@ -389,6 +389,8 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
                     "environment": b.summary.environment if b.summary else None,
                     "status": b.summary.status if b.summary else None,
                     "rounds": [{"label": r.label, "verdict": r.verdict.get("verdict"),
+                                "goodput_tps": r.goodput(),
+                                "ledger_goodput_tps": r.ledger_goodput_tps,
                                 "throughput_tps": r.throughput_tps, "failed": r.failed}
                                for r in (b.summary.rounds if b.summary else ())]}
                    for b in found])
@@ -399,7 +401,9 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
         if b.summary is None:
             click.echo(f"{b.path}  unreadable: {b.error}")
             continue
-        verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')}" for r in b.summary.rounds)
+        verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')} "
+                             f"({results.tps_text(r.goodput())} TPS goodput)"
+                             for r in b.summary.rounds)
         click.echo(f"{b.path}  {b.summary.status:<11} {verdicts}")
 
 

@@ -71,22 +71,44 @@ class RoundSummary:
     send_rate_tps: float | None
     """Caliper's Send Rate: (succ + fail) / submit span (failures included)"""
     throughput_tps: float | None
-    """Caliper's Throughput: (succ + fail) / (last finish - first submit) (failures included)"""
+    """Caliper's Throughput: (succ + fail) / (last finish - first submit). It COUNTS FAILED
+    TRANSACTIONS: read goodput_tps for what succeeded"""
     succeeded: int
     failed: int
     latency: Latency
     window: Mapping[str, float] | None
     """{start, end, seconds}: epoch seconds of the round's transactions (manager log)"""
     ledger: Mapping[str, Any]
-    """launch.bench.ledger.LedgerCheck.to_json(): committed, succeeded, per_peer,
-    difference, flagged (> tolerance), applicable, note"""
+    """launch.bench.ledger.LedgerCheck.to_json(): channel, committed (most on a peer of the
+    round's channel), committed_min, succeeded, per_peer, difference, flagged (> tolerance,
+    peers disagreeing, a read-only round that committed), applicable, note, resets,
+    invalid_by_code, other_channels, read_only, skipped (why it was not checked)"""
     verdict: Mapping[str, Any]
-    """launch.bench.verdict.RoundVerdict.to_json(): verdict, summary, evidence (the checks
-    that fired), checks (all, with value, threshold, where), missing_data"""
+    """launch.bench.verdict.RoundVerdict.to_json(): verdict (failing | load-generator-bound |
+    fabric-bound | headroom | inconclusive), summary, evidence (the checks that fired),
+    checks (all, with value, threshold, where, missing), missing_data (rules without
+    data), missing (rule -> what is missing and where it should have come from),
+    failures (reasons, by validation code, unreachable nodes)"""
     source: str
     """where the counts came from: report.html, or the manager log when Caliper did not get
     to write its report"""
     error: str = ""
+    goodput_tps: float | None = None
+    """succeeded / window seconds: the throughput of what succeeded (None: no window or no
+    counts; bundles before it: compute it so)"""
+    ledger_goodput_tps: float | None = None
+    """VALID transactions the round's channel committed (ledger.committed) / window seconds
+    (None: the ledger check was skipped, or a read-only round)"""
+    channel: str | None = None
+    """the channel of the round's contract (None: unknown)"""
+
+    def goodput(self) -> float | None:
+        """goodput_tps, or succeeded / window seconds for bundles written before it."""
+        if self.goodput_tps is not None:
+            return self.goodput_tps
+        seconds = (self.window or {}).get("seconds")
+        return round(self.succeeded / seconds, 3) if seconds and self.status == "completed" \
+            else None
 
 
 @dataclass(frozen=True)
@@ -130,33 +152,58 @@ class Summary:
 
 # --- text views (shared by the CLI and index.html) ---------------------------------------
 
-TABLE_HEAD = ("round", "req TPS", "send TPS", "throughput TPS", "succ", "fail", "avg s",
-              "p50 s", "p95 s", "p99 s", "max s", "ledger", "verdict")
+TABLE_HEAD = ("round", "req TPS", "send TPS", "goodput TPS", "ledger goodput TPS",
+              "throughput TPS (incl. failed)", "succ", "fail", "avg s (Caliper)",
+              "p50 s (Prom.)", "p95 s (Prom.)", "p99 s (Prom.)", "max s (Caliper)", "ledger",
+              "verdict")
+TABLE_NOTE = ("goodput = succeeded / window; ledger goodput = valid transactions the peers "
+              "of the round's channel committed / window; Caliper's throughput counts failed "
+              "transactions. avg and max are Caliper's exact figures; p50/p95/p99 are "
+              "interpolated in Prometheus' histogram buckets (a p99 above the max is that "
+              "interpolation).")
 
 
 def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def tps_text(v: float | None) -> str:
+    """A TPS figure as the tables show it ('-' when unknown)."""
+    return _f(v, "{:.1f}")
+
+
 def ledger_text(ledger: Mapping[str, Any]) -> str:
-    """'1500 ok', '1420 (5.3% off!)', 'n/a' ..."""
+    """'1500 ok', '1420 (5.3% off!)', '700..1000 (peers disagree!)', 'read-only +0 ok',
+    'skipped: <why>' ..."""
     if not ledger.get("applicable", True):
-        return "n/a (read-only)"
+        if ledger.get("skipped"):
+            return f"skipped: {ledger['skipped']}" + ("!" if ledger.get("flagged") else "")
+        note = str(ledger.get("note", ""))
+        # bundles before the `skipped` field
+        return "n/a (read-only)" if note.startswith("read-only") else f"skipped: {note}"
     if ledger.get("committed") is None:
         return "no data!"
-    diff = ledger.get("difference")
     mark = "!" if ledger.get("flagged") else ""
+    restart = " restart" if ledger.get("resets") else ""
+    if ledger.get("read_only"):
+        return f"read-only +{ledger['committed']}" + (f"{restart}!" if mark else f"{restart} ok")
+    lo, hi = ledger.get("committed_min"), ledger["committed"]
+    count = f"{lo}..{hi}" if lo is not None and lo != hi else f"{hi}"
+    diff = ledger.get("difference")
     off = _f(None if diff is None else diff * 100, "{:.1f}")
-    return f"{ledger['committed']} ({off}% off{mark})"
+    if not mark and not restart:
+        return f"{count} ok" if diff is not None else count
+    return f"{count} ({off}% off{restart}{mark})"
 
 
 def table_rows(summary: Summary) -> list[tuple[str, ...]]:
-    """The summary table: every TPS figure next to its failures."""
+    """The summary table: goodput first, every Caliper TPS figure next to its failures."""
     rows: list[tuple[str, ...]] = []
     for r in summary.rounds:
         fail = f"{r.failed}" + (" !" if r.failed else "")
         rows.append((r.label, _f(r.requested_tps, "{:g}"),
                      f"{_f(r.send_rate_tps, '{:.1f}')} ({r.failed} failed)",
+                     _f(r.goodput(), "{:.2f}"), _f(r.ledger_goodput_tps, "{:.2f}"),
                      f"{_f(r.throughput_tps, '{:.1f}')} ({r.failed} failed)",
                      str(r.succeeded), fail, _f(r.latency.avg), _f(r.latency.p50),
                      _f(r.latency.p95), _f(r.latency.p99), _f(r.latency.max),
@@ -170,8 +217,11 @@ def format_table(summary: Summary) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
+    lines.append(f"  ({TABLE_NOTE})")
     for r in summary.rounds:
         lines.append(f"  {r.label}: {r.verdict.get('summary', '')}")
+        if r.ledger.get("note"):
+            lines.append(f"  {r.label}: ledger: {r.ledger['note']}")
         if r.error:
             lines.append(f"  {r.label}: error: {r.error}")
     return "\n".join(lines)
@@ -327,10 +377,43 @@ REQUIRED_PARTS = ("summary.json", "index.html", "report.html", "versions.json",
                   "plots/cpu.png", "prometheus/snapshot.tar.gz", "logs/manager.log")
 
 
-def check_bundle(bundle: Path) -> list[str]:
+VERDICTS = ("failing", "load-generator-bound", "fabric-bound", "headroom", "inconclusive")
+JUDGED = ("load-generator-bound", "fabric-bound", "headroom")
+
+
+def verdict_problems(r: RoundSummary) -> list[str]:
+    """What is wrong with a round's verdict: none of the five; a verdict that rests on
+    missing data without saying so (a rule without data and no explanation of what is
+    missing, or headroom / fabric-bound with a required rule unevaluated); inconclusive
+    or failing without their evidence. Older bundles (no `missing`) fail here when they
+    had missing data."""
+    v = r.verdict.get("verdict")
+    where = f"round {r.label}"
+    if v not in VERDICTS:
+        return [f"{where}: verdict {v}"]
+    out = []
+    explained = r.verdict.get("missing") or {}
+    silent = [m for m in r.verdict.get("missing_data", []) if not explained.get(m)]
+    if silent:
+        out.append(f"{where}: verdict {v} with rules that had no data and no word on what "
+                   f"is missing: {', '.join(silent)}")
+    required = [c["rule"] for c in r.verdict.get("checks", [])
+                if c.get("fired") is None and c.get("missing") and c.get("required", True)]
+    if v in ("fabric-bound", "headroom") and required:
+        out.append(f"{where}: verdict {v} although required rules had no data: "
+                   f"{', '.join(required)}")
+    if v == "inconclusive" and not explained:
+        out.append(f"{where}: inconclusive without saying what is missing")
+    if v == "failing" and not r.failed:
+        out.append(f"{where}: failing without failed transactions")
+    return out
+
+
+def check_bundle(bundle: Path, *, accept: Sequence[str] = JUDGED) -> list[str]:
     """What is wrong with a published bundle (empty: nothing): a part missing, a
-    summary.json round that disagrees with report.html's table, a round without a verdict,
-    a ledger cross-check beyond its tolerance, a private key."""
+    summary.json round that disagrees with report.html's table, a verdict not in `accept`
+    (default: the three that judge the round) or resting on missing data without saying so
+    (verdict_problems), a ledger cross-check beyond its tolerance, a private key."""
 
     problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
     if not list(bundle.glob("logs/*/caliper-worker@*.log")):
@@ -354,8 +437,10 @@ def check_bundle(bundle: Path) -> list[str]:
             if mine != theirs:
                 problems.append(f"round {r.label}: summary.json {mine} != report.html {theirs}")
     for r in summary.rounds:
-        if r.verdict.get("verdict") not in ("load-generator-bound", "fabric-bound", "headroom"):
-            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}")
+        problems += verdict_problems(r)
+        if r.verdict.get("verdict") in VERDICTS and r.verdict.get("verdict") not in accept:
+            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}: "
+                            f"{r.verdict.get('summary', '')}")
         if r.ledger.get("flagged"):
             problems.append(f"round {r.label}: ledger cross-check {ledger_text(r.ledger)}")
     problems += [f"private key in {p.relative_to(bundle)}" for p in scan_private_keys(bundle)]

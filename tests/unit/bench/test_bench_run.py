@@ -50,6 +50,12 @@ class FakePrometheus:
         if expr == prometheus.LEDGER_QUERY:
             return RECORDED.ledger_before if at == RECORDED.window.start \
                 else RECORDED.ledger_after
+        if expr.startswith("ledger_transaction_count{") and at is not None:
+            # the recorded samples, moved to the round asked about
+            shift = at - RECORDED.ledger_at
+            return {"resultType": "matrix", "result": [
+                {**s, "values": [[t + shift, v] for t, v in s["values"]]}
+                for s in RECORDED.ledger_samples["result"]]}
         kind, name = self.by_expr.get(self.norm(expr), ("", ""))
         if kind == "instant":
             return RECORDED.instant[name]
