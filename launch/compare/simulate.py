@@ -155,8 +155,6 @@ def bisect_trials(policy: Policy, noise: Noise, trials: int, seed: int, work: Pa
     right = steps = runs = 0
     outcomes: dict[str, int] = {}
     for t in range(trials):
-        counter = {"runs": 0}
-
         class Sim:
             def check(self, commits: Sequence[str]) -> None:
                 pass
@@ -165,7 +163,6 @@ def bisect_trials(policy: Policy, noise: Noise, trials: int, seed: int, work: Pa
                 return bisect.Built(commit[:12])
 
             def once(self, commit: str, built: bisect.Built) -> bisect.Sample:
-                counter["runs"] += 1
                 v = truth[commit] * float(noise(rng, (1,))[0])
                 return bisect.Sample(v, "headroom", "")
 
@@ -176,5 +173,5 @@ def bisect_trials(policy: Policy, noise: Noise, trials: int, seed: int, work: Pa
         outcomes[out.status] = outcomes.get(out.status, 0) + 1
         right += int(out.status == "found" and out.first_bad == names[bad_from - 1])
         steps += len(out.measured)
-        runs += counter["runs"]
+        runs += out.runs
     return BisectRates(right, trials, steps / trials, runs / trials, outcomes)
