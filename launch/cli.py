@@ -674,6 +674,10 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect
 @click.option("--from-calibration", "from_file", default=None,
               type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Propose from a recorded calibration.json; nothing is run.")
+@click.option("--verify", is_flag=True,
+              help="With --from-calibration, on the environment with the proposal applied: "
+                   "run the proposal's `launch bench` at the target and say whether the "
+                   "target was met with headroom (verify.json in --out).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where calibration.json, proposal.yaml and the bundles go "
                    "[default: <results>/size/<UTC stamp>].")
@@ -684,7 +688,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect
 @verbosity_options
 def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
-             vcpus: int | None, from_file: Path | None, out: Path | None,
+             vcpus: int | None, from_file: Path | None, verify: bool, out: Path | None,
              thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
              output: str) -> None:
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
@@ -696,11 +700,34 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
+    if verify and from_file is None:
+        raise InputError.field(None, "--verify", "--from-calibration FILE (the calibration "
+                               "whose proposal the environment now carries)", "none")
     if from_file is not None:
         cal = sizing.load_calibration(from_file)
-        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus)
-        if out is not None:
+        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus,
+                                  environment=env.name, duration=duration)
+        if out is not None or verify:
             sizing.write_proposal(proposal, out_dir)
+        if verify:
+            import json as _json
+
+            from bake.atomic import write_atomic
+
+            root, bdir = _build_dir(build_dir)
+            real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
+                               progress=progress, threshold_pairs=thresholds)
+            checked = sizing.verify(real, proposal, cal.round, out_dir, duration=duration,
+                                    progress=progress)
+            write_atomic(out_dir / sizing.VERIFY,
+                         _json.dumps(checked.to_json(), indent=2) + "\n")
+            if output == "json":
+                emit_json({"proposal": proposal.to_json(), "verify": checked.to_json(),
+                           "out": str(out_dir)})
+                return
+            click.echo(proposal.patch_text(), nl=False)
+            click.echo(f"verify: {checked.answer} ({checked.bundle})")
+            return
     else:
         label = round_label or env.caliper.rounds[0].label
         _check_rounds(env_file, (label,))
