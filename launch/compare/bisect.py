@@ -185,7 +185,7 @@ def run(q: Question, measure: Measure, state_dir: Path, *,
         return got
 
     def sample(commit: str, b: Built, into: list[float], bundles: list[str]) -> None:
-        st.set(status="running", at=f"run {commit}")
+        st.doc.update(status="running", at=f"run {commit}")     # saved with the run
         try:
             s = measure.once(commit, b)
         except ExternalError as exc:
