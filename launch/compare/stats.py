@@ -53,9 +53,11 @@ Array = npt.NDArray[np.float64]
 
 def method(min_effect_pct: float = MIN_EFFECT_PCT, tests: int = 1, looks: int = 1) -> str:
     """The rule in one line (printed with every comparison)."""
+    over = (f"{tests} test{'s' if tests != 1 else ''}" if tests
+            else "every figure x round x group compared")
     return (f"Welch t on log values (change = ratio of geometric means); different: the "
             f"change is shown beyond +-{min_effect_pct:g} % (one-sided test, Holm over "
-            f"{tests} test{'s' if tests != 1 else ''}, alpha {ALPHA:g} split over {looks} "
+            f"{over}, alpha {ALPHA:g} split over {looks} "
             f"look{'s' if looks != 1 else ''}); same: the interval at alpha/(tests x looks) "
             f"lies inside +-{min_effect_pct:g} %; unknown otherwise or with fewer than "
             f"{MIN_REPEATS} repeats a side")
