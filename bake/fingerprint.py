@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake import profiles, render
+from bake import buildroot, prebuild, profiles, render
 from bake.catalog import ImageSpec, files_of
 from bake.profiles import AwsProfile, CommonProfile, OpenstackProfile, Provider, QemuProfile
+from fabkit.hashing import sha256_file
 
 # Bump when the meaning of the inputs changes (a new input, a new layout).
 SCHEME = "fabperf-fingerprint-2"   # 2: prebuild inputs; host-path versions by content
@@ -42,15 +43,6 @@ class Fingerprint:
     def name(self) -> str:
         """fabperf-<image>-<hash12>."""
         return render.image_name(self.image, self.digest)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (qcow2 artifacts are large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def base_identity(spec: ImageSpec, provider: Provider, profile: CommonProfile) -> dict[str, str]:
@@ -79,7 +71,6 @@ def inputs(root: Path, spec: ImageSpec, provider: Provider,
     goss = {rel(p): sha256_file(p) for p in spec.goss_paths(root)}
     cas = sorted(sha256_file(Path(c)) for c in profile.extra_ca_certs) \
         if not profile.remove_extra_ca_certs else []
-    from bake import buildroot, prebuild  # prebuild hashes files with sha256_file (here)
 
     # the template is hashed with host paths (FABRIC_SOURCE...) as the content they name:
     # the same tarball under another spelling or place is the same image

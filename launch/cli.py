@@ -6,7 +6,20 @@ from pathlib import Path
 
 import click
 
-from bake.clikit import emit_json, exits, output_option, progress, verbosity_options
+from bake import catalog
+from fabkit import layout, runner
+from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.errors import ExternalError, InputError
+from launch.bench import results, run, watch
+from launch.compare import ab, bisect, git, lab, page, sizing, table
+from launch.lifecycle import gc, preflight, up, validate
+from launch.machines import ssh
+from launch.machines.providers.base import check_settings
+from launch.machines.ready import Timeouts
+from launch.machines.state import check_env_name
+from launch.render import bundle
+from launch.spec import byof
+from launch.spec import env as spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,8 +43,6 @@ def cli() -> None:
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
-    from launch import bundle, spec
-    from launch.providers.base import check_settings
 
     env = spec.load(env_file)
     check_settings(env.provider.value, env.settings, env.source)
@@ -56,11 +67,9 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     click.echo(f"bundle: {out}")
 
 
-# --- up / status / ssh / validate / down (launch.up) ------------------------------------
+# --- up / status / ssh / validate / down (launch.lifecycle.up) ------------------------------------
 
 def _build_dir(override: Path | None) -> tuple[Path, Path]:
-    from bake import layout
-
     root = layout.find_repo_root()
     return root, layout.build_dir(root, override)
 
@@ -94,8 +103,6 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
     A second `up` of a running environment changes nothing.
     """
-    from launch import up
-    from launch.ready import Timeouts
 
     root, bdir = _build_dir(build_dir)
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
@@ -126,7 +133,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
         click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
-# --- byof (launch.byof, launch.preflight; launched by launch.up) -------------------------
+# --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
 @cli.command("byof")
 @click.argument("byof_file", metavar="BYOF.yaml",
@@ -147,7 +154,6 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
     The preflight runs first (and alone with --check); a failure creates nothing (exit 2).
     Then `launch status/bench/down NAME` work as for any environment.
     """
-    from launch import byof, preflight
 
     spec = byof.load(byof_file)
     if check_only:
@@ -183,7 +189,6 @@ def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
 @verbosity_options
 def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Show an environment's hosts: address, roles, phase, process, forwarded ports."""
-    from launch import up
 
     _, bdir = _build_dir(build_dir)
     state, rows = up.status(env, build_dir=bdir)
@@ -230,8 +235,6 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
     import os
     import shlex
 
-    from bake import runner
-    from launch import ssh, up
 
     _, bdir = _build_dir(build_dir)
     target = up.target(env, host, build_dir=bdir)
@@ -255,7 +258,6 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
 @verbosity_options
 def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -> None:
     """Run the images' runtime checks on every live host of an environment."""
-    from launch import validate
 
     _, bdir = _build_dir(build_dir)
     results = validate.validate(env, build_dir=bdir, goss_specs=not no_goss)
@@ -268,8 +270,6 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                 mark = "ok  " if c.ok else "FAIL"
                 click.echo(f"{mark} {r.host:<20} {c.name}" + ("" if c.ok else f": {c.detail}"))
     if failed:
-        from bake.errors import ExternalError
-
         raise ExternalError(f"validate: {len(failed)} of {len(results)} hosts failed: "
                             + ", ".join(r.host for r in failed))
 
@@ -281,7 +281,6 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
 @verbosity_options
 def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
-    from launch import up
 
     _, bdir = _build_dir(build_dir)
     result = up.down(env, build_dir=bdir)
@@ -302,14 +301,12 @@ def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
 # --- bench / results (launch.bench) ----------------------------------------------------
 
 def _results_root(override: Path | None) -> Path:
-    from bake import layout
-
     return override if override is not None else layout.find_repo_root() / "results"
 
 
 _threshold_option = click.option(
     "--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-    help="Override a verdict threshold (launch.bench.verdict.Thresholds; repeatable), after "
+    help="Override a verdict threshold (launch.spec.thresholds.Thresholds; repeatable), after "
          "the spec's bench.thresholds.")
 
 _results_option = click.option(
@@ -350,12 +347,11 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
               output: str) -> None:
     """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
     results bundle (results/<env>/<stamp>/) with a verdict per round."""
-    from launch.bench import results, run
 
     root, bdir = _build_dir(build_dir)
     options = run.Options(rounds=rounds, tps=tps, duration=duration,
                           threshold_pairs=thresholds,
-                          timeouts=run.Timeouts(register=register_timeout))
+                          timeouts=watch.Timeouts(register=register_timeout))
     result = run.bench(env, options, build_dir=bdir, repo_root=root,
                        results_root=_results_root(results_dir),
                        workers_per_vm=workers_per_vm, on_progress=progress)
@@ -368,8 +364,6 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
         click.echo(f"results: {result.bundle}")
     failed = [r.label for r in result.summary.rounds if r.status != "completed"]
     if failed:
-        from bake.errors import ExternalError
-
         raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
                             f"{result.bundle}/logs/manager.log)")
 
@@ -386,7 +380,6 @@ def results_group() -> None:
 @verbosity_options
 def results_list_cmd(environment: str | None, results_dir: Path | None, output: str) -> None:
     """Every results bundle, oldest first: status, rounds and their verdicts."""
-    from launch.bench import results
 
     found = results.list_bundles(_results_root(results_dir), environment)
     if output == "json":
@@ -414,7 +407,6 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
 @verbosity_options
 def results_show_cmd(bundle: Path, output: str) -> None:
     """One bundle's summary table, verdicts and evidence."""
-    from launch.bench import results
 
     summary = results.load(bundle)
     if output == "json":
@@ -458,7 +450,6 @@ def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir
     launch.compare.stats' rule: same, different (beyond --min-effect, Holm-corrected over
     the report) or unknown; rounds that are not headroom/fabric-bound, or fail too many
     transactions, are not comparable."""
-    from launch.compare import page, table
 
     comparison = table.load(dirs, rounds, min_effect_pct=min_effect, looks=looks)
     index = None
@@ -482,8 +473,6 @@ def _utc_stamp() -> str:
 # --- compare / bisect / size (launch.compare) -------------------------------------------
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    from bake.errors import InputError
-
     out = {}
     for v in values:
         key, sep, val = v.partition("=")
@@ -494,9 +483,6 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
-    from bake.errors import InputError
-    from launch import spec
-
     labels = [r.label for r in spec.load(spec_path).caliper.rounds]
     for label in rounds:
         if label not in labels:
@@ -541,8 +527,6 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     rounds N times interleaving the refs, and compare them (launch results compare)."""
     import os
 
-    from bake.errors import InputError
-    from launch.compare import ab, lab, table
 
     root, bdir = _build_dir(build_dir)
     # Relative to the repository root, as bake reads it: the fingerprint covers the path as
@@ -613,10 +597,6 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect
     first one whose round's goodput is lower than good's beyond --min-effect, good measured
     afresh and interleaved at each step. Resumable: run the same command again; a commit
     whose compile fails is skipped, any other error stops the bisect."""
-    from bake import catalog
-    from launch import spec
-    from launch.compare import bisect, git, lab
-    from launch.state import check_env_name
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -694,9 +674,6 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
     propose worker VMs x processes for --target-tps (planned at 70 % of the measured
     capacity) as a spec patch (proposal.yaml)."""
-    from bake.errors import InputError
-    from launch import spec
-    from launch.compare import lab, sizing
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
@@ -710,17 +687,11 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
         if out is not None or verify:
             sizing.write_proposal(proposal, out_dir)
         if verify:
-            import json as _json
-
-            from bake.atomic import write_atomic
-
             root, bdir = _build_dir(build_dir)
             real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
                                progress=progress, threshold_pairs=thresholds)
             checked = sizing.verify(real, proposal, cal.round, out_dir, duration=duration,
                                     progress=progress)
-            write_atomic(out_dir / sizing.VERIFY,
-                         _json.dumps(checked.to_json(), indent=2) + "\n")
             if output == "json":
                 emit_json({"proposal": proposal.to_json(), "verify": checked.to_json(),
                            "out": str(out_dir)})
@@ -771,7 +742,6 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
            dry_run: bool, build_dir: Path | None, output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
-    from launch import gc
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)

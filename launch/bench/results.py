@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
+from launch.bench import report
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"
@@ -330,7 +331,6 @@ def check_bundle(bundle: Path) -> list[str]:
     """What is wrong with a published bundle (empty: nothing): a part missing, a
     summary.json round that disagrees with report.html's table, a round without a verdict,
     a ledger cross-check beyond its tolerance, a private key."""
-    from launch.bench import report
 
     problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
     if not list(bundle.glob("logs/*/caliper-worker@*.log")):

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bake.errors import ExternalError, InputError
-from launch.compare import stats
+from fabkit.errors import ExternalError, InputError
+from launch.compare import figures, git, stats
+from launch.compare.lab import Variant
 from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.bisect/2"
@@ -348,9 +349,6 @@ class LabMeasure:
         self.variants: dict[str, Any] = {}
 
     def _variant(self, commit: str) -> Any:
-        from launch.compare import git
-        from launch.compare.lab import Variant
-
         if commit not in self.variants:
             tarball = git.archive(self.gitdir, commit,
                                   self.work_dir / "src" / f"{commit}.tar.gz")
@@ -358,8 +356,6 @@ class LabMeasure:
         return self.variants[commit]
 
     def check(self, commits: Sequence[str]) -> None:
-        from launch.compare import git
-
         git.check_offline(self.gitdir, commits)
         # the bake's own inputs (base image, goss binary, the source tarball): planning the
         # good commit's image checks them without building anything
@@ -379,8 +375,6 @@ class LabMeasure:
         return Built(image.name)
 
     def once(self, commit: str, built: Built) -> Sample:
-        from launch.compare import figures
-
         v = self._variant(commit)
         self.lab.launch(v, self.images[commit])
         b = self.lab.bench(self.work_dir / "results" / commit[:12], (self.round,))

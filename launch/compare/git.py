@@ -1,4 +1,4 @@
-"""The few git questions bisect asks of a Fabric repository, through bake.runner."""
+"""The few git questions bisect asks of a Fabric repository, through fabkit.runner."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from bake import runner
-from bake.errors import ExternalError, InputError
+from fabkit import runner
+from fabkit.errors import ExternalError, InputError
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 

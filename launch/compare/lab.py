@@ -8,10 +8,10 @@ module's RealLab drives the existing Python APIs, the unit tests give a fake one
     launch   a derived spec (the environment file with images.fabric-node = the artifact,
              and fabric.version = the ref's release when the ref names one, v2.5.12 -> 2.5.12:
              the channel capabilities follow it) in <work>/specs/<label>.yaml, then
-             launch.up.up(only=<the Fabric hosts>, recreate=True): the peers and orderers are
-             destroyed and created anew from the image and the channel is bootstrapped anew;
-             the Caliper workers and the monitor keep running. An environment that is not up
-             yet is brought up whole.
+             launch.lifecycle.up.up(only=<the Fabric hosts>, recreate=True): the peers and
+             orderers are destroyed and created anew from the image and the channel is
+             bootstrapped anew; the Caliper workers and the monitor keep running. An
+             environment that is not up yet is brought up whole.
     bench    launch.bench.run.bench on the environment (results_root chosen by the caller)
 
 Why the artifact goes into the derived spec: bake's manifest holds one entry per image and
@@ -29,10 +29,20 @@ from typing import Any, Protocol
 
 import yaml
 
-from bake import inputs
-from bake.atomic import write_atomic
-from bake.errors import InputError
+from bake import build, profiles
+from fabkit import inputs
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
+from launch.bench import door as bench_door
+from launch.bench import lab as bench_lab
+from launch.bench import run
 from launch.bench.results import Summary
+from launch.lifecycle import up
+from launch.machines.state import StateStore
+from launch.render import plan as plan_mod
+from launch.render.plan import ARTIFACT_ID
+from launch.spec import env as spec_mod
+from launch.spec.thresholds import Thresholds
 
 IMAGE = "fabric-node"
 RELEASE_RE = re.compile(r"^v?(\d+\.\d+\.\d+)$")
@@ -149,13 +159,11 @@ def derived_spec(raw: dict[str, Any], v: Variant, artifact_id: str) -> dict[str,
 
 
 class RealLab:
-    """The Lab of a spec on this machine, through bake.build, launch.up and launch.bench."""
+    """The Lab of a spec on this machine, through bake.build, launch.lifecycle.up and
+    launch.bench."""
 
     def __init__(self, spec_path: Path, *, build_dir: Path, repo_root: Path, work_dir: Path,
                  progress: Callable[[str], None], threshold_pairs: Sequence[str] = ()) -> None:
-        from launch import spec as spec_mod
-        from launch.bench.verdict import Thresholds
-
         self.spec_path = spec_path
         self.spec = spec_mod.load(spec_path)
         self.raw = inputs.load_yaml_file(spec_path, what="environment file")
@@ -175,7 +183,6 @@ class RealLab:
             base=Thresholds.from_mapping(self.spec.bench_thresholds, source=spec_path))
 
     def _targets(self, v: Variant):  # type: ignore[no-untyped-def]
-        from bake import build, profiles
 
         overrides = profiles.make_overrides(os.environ.get("FABPERF_CONFIG"), ())
         return build.plan(self.repo_root, self.build_dir, profiles.Provider(self.bake_provider),
@@ -190,9 +197,6 @@ class RealLab:
         return True     # a cloud image: bake.build checks the cloud when it is baked again
 
     def bake(self, v: Variant) -> Image:
-        from bake import build
-        from launch.plan import ARTIFACT_ID
-
         targets = self._targets(v)
         self.progress(f"{v.label}: bake {IMAGE} ({' '.join(v.version_sets())})")
         outcome = build.build_targets(targets, self.repo_root, self.build_dir,
@@ -210,11 +214,6 @@ class RealLab:
         return path
 
     def launch(self, v: Variant, image: Image) -> None:
-        from launch import plan as plan_mod
-        from launch import spec as spec_mod
-        from launch import up
-        from launch.state import StateStore
-
         path = self.spec_for(v, image)
         spec = spec_mod.load(path)
         hosts = fabric_hosts(plan_mod.build(spec, manifest_root=self.repo_root))
@@ -229,8 +228,6 @@ class RealLab:
 
     def bench(self, results_root: Path, rounds: Sequence[str] = (), tps: int | None = None,
               duration: int | None = None, workers_per_vm: int | None = None) -> Bench:
-        from launch.bench import run
-
         options = run.Options(rounds=tuple(rounds), tps=tps, duration=duration,
                               threshold_pairs=self.threshold_pairs)
         result = run.bench(self.environment, options, build_dir=self.build_dir,
@@ -239,9 +236,7 @@ class RealLab:
         return Bench(result.bundle, result.summary)
 
     def worker_vcpus(self) -> dict[str, int]:
-        from launch.bench import run
-
-        lab, targets = run.open_lab(self.environment, build_dir=self.build_dir,
-                                    repo_root=self.repo_root)
-        return run.worker_vcpus(run.SshDoor(targets, lab.env_dir / "logs" / "size-ssh.log"),
-                                lab)
+        lab, targets = bench_lab.open_lab(self.environment, build_dir=self.build_dir,
+                                          repo_root=self.repo_root)
+        return bench_lab.worker_vcpus(
+            bench_door.SshDoor(targets, lab.env_dir / "logs" / "size-ssh.log"), lab)

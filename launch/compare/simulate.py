@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from launch.compare import stats
+from launch.compare import bisect, stats
 
 Noise = Callable[[np.random.Generator, tuple[int, ...]], stats.Array]
 
@@ -145,8 +145,6 @@ def bisect_trials(policy: Policy, noise: Noise, trials: int, seed: int, work: Pa
                   base_tps: float = 100.0) -> BisectRates:
     """launch.compare.bisect.run on a simulated line of `commits` commits after good,
     commit number `bad_from` (1-based) and those after it `drop` slower."""
-    from launch.compare import bisect
-
     rng = np.random.default_rng(seed)
     names = [f"{i:040x}" for i in range(1, commits + 1)]
     good = f"{0:040x}"

@@ -39,7 +39,9 @@ proposal says so. It ends with the exact `launch bench` command that checks it, 
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,12 +49,16 @@ from typing import Any
 
 import yaml
 
-from bake.errors import InputError
+from fabkit import inputs
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
+from fabkit.inputs import Rule, check_fields
 from launch.compare import figures
+from launch.spec.thresholds import Thresholds
 
 HEADROOM = 0.7
-MAX_PROCESSES = 64          # launch.spec: processes per VM
-MAX_VMS = 128               # launch.spec: Caliper VMs
+MAX_PROCESSES = 64          # launch.spec.env: processes per VM
+MAX_VMS = 128               # launch.spec.env: Caliper VMs
 LOAD_BOUND = "load-generator-bound"
 SCHEMA = "fabperf.size.calibration/1"
 EXTRAPOLATION = 2
@@ -108,8 +114,6 @@ class Calibration:
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Calibration:
-        from bake.inputs import Rule, check_fields
-
         if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
             raise InputError.field(where, "schema", SCHEMA,
                                    doc.get("schema") if isinstance(doc, Mapping) else doc)
@@ -131,7 +135,6 @@ class Calibration:
                                  Rule("repeat", bool, default=False)],
                              source=where, path=f"steps[{i}]")
             steps.append(Step(**{**f, "evidence": tuple(str(e) for e in f["evidence"])}))
-        from launch.bench.verdict import Thresholds
 
         changed = Thresholds.from_mapping(top["thresholds"], source=where,
                                           path="thresholds").changed()
@@ -242,8 +245,6 @@ class Proposal:
         return self.planned_per_vm * self.vms
 
     def verify_text(self) -> str:
-        import shlex
-
         return shlex.join(self.verify)
 
     def patch(self) -> dict[str, Any]:
@@ -361,7 +362,6 @@ def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float]
     """Run the round at each rate on the lab's one worker VM until load-generator-bound.
     `record` gets the calibration after every step (to keep it on disk). The thresholds it
     records are those the steps' bundles say they were judged with."""
-    from launch.bench.verdict import Thresholds
 
     vcpus = lab.worker_vcpus()
     if len(vcpus) != 1:
@@ -425,15 +425,12 @@ PROPOSAL = "proposal.yaml"
 
 def write_proposal(p: Proposal, out_dir: Path) -> Path:
     """out_dir/proposal.yaml: the spec patch with its explanation as comments."""
-    from bake.atomic import write_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_dir / PROPOSAL, p.patch_text())
 
 
 def load_calibration(path: Path) -> Calibration:
-    from bake import inputs
-
     return Calibration.from_json(inputs.load_json_file(path, what="calibration"), str(path))
 
 
@@ -443,10 +440,6 @@ def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
         progress: Callable[[str], None] = lambda _: None) -> tuple[Calibration, Proposal]:
     """`launch size`: calibrate (bundles under out_dir/<env>/, the steps in
     out_dir/calibration.json after each), propose, write out_dir/proposal.yaml."""
-    import json
-
-    from bake.atomic import write_atomic
-
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def keep(cal: Calibration) -> None:
@@ -493,7 +486,18 @@ def verify(lab: Any, proposal: Proposal, round_label: str, results_root: Path, *
     """Run the proposal's `launch bench` (the round at the target, the proposed processes
     per VM) on a lab whose spec carries the proposal, and judge it: met when the round
     completed, sent >= send_ratio x the target and its goodput reached send_ratio x the
-    target; with headroom when its verdict is also headroom."""
+    target; with headroom when its verdict is also headroom. The answer is kept in
+    results_root/verify.json (the bundle under results_root/<env>/)."""
+    v = _verify(lab, proposal, round_label, results_root, duration=duration,
+                send_ratio=send_ratio, progress=progress)
+    results_root.mkdir(parents=True, exist_ok=True)
+    write_atomic(results_root / VERIFY, json.dumps(v.to_json(), indent=2) + "\n")
+    return v
+
+
+def _verify(lab: Any, proposal: Proposal, round_label: str, results_root: Path, *,
+            duration: int | None, send_ratio: float,
+            progress: Callable[[str], None]) -> Verification:
     vms = lab.worker_vcpus()
     if len(vms) != proposal.vms:
         raise InputError(f"{lab.environment} has {len(vms)} worker VM(s), the proposal "

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from bench_scenarios import ROUND_S, SCENARIOS, manager_log, openmetrics, report_html, totals
 
-from bake import runner
+from fabkit import runner
 from launch.bench import prometheus, report, signals, summarize, verdict
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
-from launch.caliper import LATENCY_BUCKETS
+from launch.render.caliper import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -205,10 +205,10 @@ def test_grafana_panels_against_prometheus(prom: Prometheus) -> None:
 
 @NEEDS
 def test_live_progress_rates(prom: Prometheus) -> None:
-    from launch.bench import run
+    from launch.bench import watch
 
     s = SCENARIOS["fabric-bound"]
-    rates = run.live_rates(prom, 0, T0 + 600 + 30)
+    rates = watch.live_rates(prom, 0, T0 + 600 + 30)
     assert rates["send"] == pytest.approx(s.send, rel=0.05)
     assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
     assert rates["finished"] == pytest.approx(s.commit, rel=0.1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fakelab import FakeLab, external
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 from launch.compare import bisect, git, simulate, stats
 
 GOOD = "0" * 40
