@@ -88,8 +88,17 @@ def check_offline(gitdir: Path, commits: Sequence[str]) -> None:
     res = runner.run(["git", "-C", str(gitdir), "cat-file", "--batch-check"],
                      input="\n".join(asks) + "\n", what="git cat-file --batch-check")
     missing = [line.split()[0] for line in res.stdout.splitlines() if line.endswith(" missing")]
-    if missing:
-        shown = ", ".join(m[:12] + m[40:] for m in missing[:8])
-        raise InputError(f"{gitdir}: {len(missing)} object(s) a bisect bake needs are not in "
-                         f"the repository: {shown}" + (" ..." if len(missing) > 8 else ""),
+    commits_missing = [m[:12] for m in missing if m.endswith("^{commit}")]
+    gomod_missing = [m[:12] for m in missing if m.endswith(":go.mod")]
+    if commits_missing:
+        raise InputError(f"{gitdir}: {len(commits_missing)} commit(s) a bisect bake needs are "
+                         f"not in the repository: {', '.join(commits_missing[:8])}"
+                         + (" ..." if len(commits_missing) > 8 else ""),
                          hint="fetch the full history (git fetch --unshallow) before bisecting")
+    if gomod_missing:
+        raise InputError(f"{gitdir}: {len(gomod_missing)} commit(s) have no go.mod, where the "
+                         f"bake reads the Go version to build with: "
+                         f"{', '.join(gomod_missing[:8])}"
+                         + (" ..." if len(gomod_missing) > 8 else ""),
+                         hint="is --source a Fabric repository? give a --good at or after "
+                              "the first commit with go.mod")
