@@ -79,6 +79,8 @@ class Trials:
     """(trials, tests): the final answer of each compared figure"""
     repeats: npt.NDArray[np.int64]
     """(trials,): runs per group when the policy stopped"""
+    sign: npt.NDArray[np.float64]
+    """(trials, tests): the sign of each figure's estimated change when it stopped"""
 
 
 def compare_trials(policy: Policy, shifts: Sequence[float], noise: Noise, trials: int,
@@ -91,6 +93,7 @@ def compare_trials(policy: Policy, shifts: Sequence[float], noise: Noise, trials
     floor = float(np.log1p(policy.min_effect_pct / 100))
     final = np.full((trials, k), stats.UNKNOWN, dtype="<U9")
     used = np.zeros(trials, dtype=np.int64)
+    sign = np.zeros((trials, k))
     active = np.ones(trials, dtype=bool)
     for n in stats.look_sizes(policy.repeat, cap):
         idx = np.flatnonzero(active)
@@ -99,9 +102,10 @@ def compare_trials(policy: Policy, shifts: Sequence[float], noise: Noise, trials
         t = stats.welch(stats.moments(a[idx, :, :n]), stats.moments(b[idx, :, :n]), floor)
         ans = stats.answers(t, looks=policy.looks, axis=-1)
         final[idx] = ans
+        sign[idx] = np.sign(t.estimate)
         used[idx] = n
         active[idx] = (ans == stats.UNKNOWN).any(axis=-1)
-    return Trials(final, used)
+    return Trials(final, used, sign)
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,8 @@ def power(policy: Policy, shift: float, tests: int, noise: Noise, trials: int,
     direction), mean repeats used."""
     r = compare_trials(policy, [shift] + [0.0] * (tests - 1), noise, trials,
                        np.random.default_rng(seed))
-    return float((r.answers[:, 0] == stats.DIFFERENT).mean()), float(r.repeats.mean())
+    hit = (r.answers[:, 0] == stats.DIFFERENT) & (r.sign[:, 0] == np.sign(shift))
+    return float(hit.mean()), float(r.repeats.mean())
 
 
 # --- bisect -------------------------------------------------------------------------------
