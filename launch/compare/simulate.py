@@ -99,7 +99,8 @@ def compare_trials(policy: Policy, shifts: Sequence[float], noise: Noise, trials
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        t = stats.welch(stats.moments(a[idx, :, :n]), stats.moments(b[idx, :, :n]), floor)
+        la, lb = a[idx, :, :n], b[idx, :, :n]
+        t = stats.welch(stats.moments(la), stats.moments(lb), floor, stats.resolution(la, lb))
         ans = stats.answers(t, looks=policy.looks, axis=-1)
         final[idx] = ans
         sign[idx] = np.sign(t.estimate)

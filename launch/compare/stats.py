@@ -173,10 +173,25 @@ class Tests:
     """two one-sided tests: H0 |change| >= floor"""
 
 
-def welch(a: Moments, b: Moments, floor_log: float) -> Tests:
-    """The minimum-effect and equivalence tests of B against A at a floor (log ratio)."""
+def resolution(la: Array, lb: Array, axis: int = -1) -> Array:
+    """The smallest step between distinct values of both groups (log scale): what the
+    figures can resolve (0 when all are equal)."""
+    pooled = np.sort(np.concatenate([la, lb], axis=axis), axis=axis)
+    gaps = np.diff(pooled, axis=axis)
+    q = np.where(gaps > 1e-12, gaps, np.inf).min(axis=axis)
+    return np.where(np.isfinite(q), q, 0.0)
+
+
+def welch(a: Moments, b: Moments, floor_log: float, step: Array | float = 0.0) -> Tests:
+    """The minimum-effect and equivalence tests of B against A at a floor (log ratio).
+
+    `step` is resolution(): no group's variance is taken below step^2 / 12, the variance of
+    rounding to that step. Without it, repeats that happen to agree (latency measured to
+    10 ms, a figure that takes few values) would have a spread of 0 and make any change
+    look certain."""
     est = b.mean - a.mean
-    va, vb = a.var / a.n, b.var / b.n
+    least = np.asarray(step, float) ** 2 / 12
+    va, vb = np.maximum(a.var, least) / a.n, np.maximum(b.var, least) / b.n
     se = np.sqrt(va + vb)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
@@ -297,7 +312,8 @@ def prepare(a: Sequence[float], b: Sequence[float],
     if la.size < MIN_REPEATS or lb.size < MIN_REPEATS:
         return Pending(delta, None, f"fewer than {MIN_REPEATS} repeats "
                                     f"({la.size} and {lb.size})")
-    return Pending(delta, welch(moments(la), moments(lb), math.log1p(min_effect_pct / 100)))
+    return Pending(delta, welch(moments(la), moments(lb), math.log1p(min_effect_pct / 100),
+                                resolution(la, lb)))
 
 
 def judge_all(pending: Sequence[Pending], *, looks: int = 1, alpha: float = ALPHA
