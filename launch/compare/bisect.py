@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from fabkit.errors import ExternalError, InputError
 from launch.compare import figures, git, stats
-from launch.compare.lab import Variant
+from launch.compare.lab import Image, Lab, Variant
 from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.bisect/2"
@@ -341,14 +341,14 @@ class LabMeasure:
     """Measure on a launch.compare.lab.Lab: git archive the commit, bake fabric-node from it,
     and for each run put the Fabric hosts on it anew and run the round."""
 
-    def __init__(self, lab: Any, gitdir: Path, work_dir: Path, round_label: str,
+    def __init__(self, lab: Lab, gitdir: Path, work_dir: Path, round_label: str,
                  progress: Callable[[str], None] = lambda _: None) -> None:
         self.lab, self.gitdir, self.work_dir = lab, gitdir, work_dir
         self.round, self.progress = round_label, progress
-        self.images: dict[str, Any] = {}
-        self.variants: dict[str, Any] = {}
+        self.images: dict[str, Image] = {}
+        self.variants: dict[str, Variant] = {}
 
-    def _variant(self, commit: str) -> Any:
+    def _variant(self, commit: str) -> Variant:
         if commit not in self.variants:
             tarball = git.archive(self.gitdir, commit,
                                   self.work_dir / "src" / f"{commit}.tar.gz")
