@@ -20,6 +20,7 @@ from launch.machines.state import check_env_name
 from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
+from launch.spec.common import SpecKind
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,7 +136,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 # --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
-@cli.command("byof")
+@cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--check", "check_only", is_flag=True,
