@@ -399,7 +399,11 @@ def format_table(c: Comparison) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.append("")
-    lines.append(f"answer: {c.answer()}; baseline: {c.baseline.label}; [min-max] over the "
+    apart = [f"{r.label}" for r in c.rounds if r.not_comparable] + [
+        f"{r.label} {g.group}" for r in c.rounds if not r.not_comparable
+        for g in r.groups[1:] if not g.comparable]
+    answer = c.answer() + (f" (not comparable: {', '.join(apart)})" if apart else "")
+    lines.append(f"answer: {answer}; baseline: {c.baseline.label}; [min-max] over the "
                  f"repeats; goodput = succeeded / window (Caliper's throughput counts "
                  f"failures: shown, not compared)")
     lines.append(f"method: {c.method}")

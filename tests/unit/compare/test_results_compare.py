@@ -91,6 +91,7 @@ def test_rounds_that_are_not_headroom_or_fabric_bound_are_not_comparable(
     assert c.round("read").groups[1].differences          # the other round still compared
     text = table.format_table(c)
     assert "create lg: not comparable: 1 of 4 repeats: verdict load-generator-bound" in text
+    assert "answer: unknown (not comparable: create lg);" in text
     assert "not comparable" in table.table_rows(c)[1][4]
     # the baseline itself not comparable: the round is not compared at all
     c = table.load([_copy_with(tmp_path, "lg2", lg), A])
