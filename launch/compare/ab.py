@@ -185,7 +185,7 @@ def run(lab: Lab, request: Request, run_dir: Path, *,
 
 def _comparison(request: Request, run_dir: Path) -> table.Comparison | None:
     """The comparison of what is measured so far (None while a ref has no bundle)."""
-    if not all((run_dir / v.label).is_dir() and table._bundles_under(run_dir / v.label)
+    if not all((run_dir / v.label).is_dir() and table.bundles_under(run_dir / v.label)
                for v in request.variants):
         return None
     return table.compare([table.load_group(run_dir / v.label, v.label)

@@ -67,7 +67,8 @@ class Group:
     summaries: tuple[Summary, ...]
 
 
-def _bundles_under(root: Path) -> list[Path]:
+def bundles_under(root: Path) -> list[Path]:
+    """The bundles at or below root (MAX_DEPTH levels, hidden staging directories skipped)."""
     found: list[Path] = []
 
     def walk(d: Path, depth: int) -> None:
@@ -97,7 +98,7 @@ def load_group(path: Path, label: str | None = None) -> Group:
     if not path.is_dir():
         raise InputError.field(None, "DIR", "a results bundle or a directory of bundles",
                                str(path))
-    bundles = _bundles_under(path)
+    bundles = bundles_under(path)
     if not bundles:
         raise InputError(f"{path}: no results bundle (no summary.json within {MAX_DEPTH} "
                          "levels)", hint="give a bundle results/<env>/<stamp>/ or a "
