@@ -424,6 +424,13 @@ def results_show_cmd(bundle: Path, output: str) -> None:
         click.echo(f"note: {note}")
 
 
+_min_effect_option = click.option(
+    "--min-effect", "min_effect", type=click.FloatRange(0, 100, min_open=True, max_open=True),
+    default=3.0, show_default=True, metavar="PCT",
+    help="The smallest change worth a `different`: a figure is different only when its "
+         "change is shown beyond this (launch.compare.stats).")
+
+
 @results_group.command("compare")
 @click.argument("dirs", metavar="DIR_A DIR_B [DIR...]", nargs=-1, required=True)
 @click.option("--round", "rounds", multiple=True, metavar="LABEL",
@@ -432,19 +439,25 @@ def results_show_cmd(bundle: Path, output: str) -> None:
               default=None, metavar="DIR",
               help="Write the page here [default: <results>/compare/<UTC stamp>/].")
 @click.option("--no-html", is_flag=True, help="Only the table; no page, no plots.")
+@click.option("--looks", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="How many times the data was looked at while it was gathered (a "
+                   "`launch compare` run records its looks): each costs its share of alpha.")
+@_min_effect_option
 @_results_option
 @output_option
 @verbosity_options
 def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir: Path | None,
-                        no_html: bool, results_dir: Path | None, output: str) -> None:
+                        no_html: bool, looks: int, min_effect: float,
+                        results_dir: Path | None, output: str) -> None:
     """Compare groups of results bundles round by round, the first group the baseline.
 
     Each DIR is a bundle, or a directory of bundles (the repeats of one variant);
-    LABEL=DIR names the group. Differences are judged against run-to-run noise
-    (launch.compare.stats: a seeded bootstrap interval of the difference of medians;
-    fewer than 3 repeats: "not enough repeats")."""
+    LABEL=DIR names the group. Goodput and latency p50/p95 are judged by
+    launch.compare.stats' rule: same, different (beyond --min-effect, Holm-corrected over
+    the report) or unknown; rounds that are not headroom/fabric-bound, or fail too many
+    transactions, are not comparable."""
 
-    comparison = table.load(dirs, rounds)
+    comparison = table.load(dirs, rounds, min_effect_pct=min_effect, looks=looks)
     index = None
     if not no_html:
         out = html_dir or _results_root(results_dir) / "compare" / _utc_stamp()
@@ -493,8 +506,12 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 @click.option("--fabric-version", "versions", multiple=True, metavar="REF=X.Y.Z",
               help="The spec's fabric.version for REF [default: the ref's release when it "
                    "names one (v2.5.12 -> 2.5.12), else the spec's].")
-@click.option("--repeat", "repeats", type=click.IntRange(1, 50), default=3, show_default=True,
-              help="Runs per ref, interleaved (A B A B ...).")
+@click.option("--repeat", "repeats", type=click.IntRange(3, 50), default=5, show_default=True,
+              help="The first batch of runs per ref, interleaved (A B A B ...).")
+@click.option("--max-repeat", "max_repeats", type=click.IntRange(3, 50), default=20,
+              show_default=True, help="The cap: batches of --repeat more runs per ref are "
+                                      "added while a compared figure is unknown.")
+@_min_effect_option
 @click.option("--round", "rounds", multiple=True, metavar="LABEL",
               help="Only these rounds of the spec (repeatable).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -508,7 +525,8 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 @output_option
 @verbosity_options
 def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
-                versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
+                versions: tuple[str, ...], repeats: int, max_repeats: int, min_effect: float,
+                rounds: tuple[str, ...],
                 out: Path | None, dry_run: bool, thresholds: tuple[str, ...],
                 results_dir: Path | None, build_dir: Path | None, output: str) -> None:
     """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
@@ -532,7 +550,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
                                    given[key])
     _check_rounds(env_file, rounds)
     request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
-                               for r in refs), repeats, rounds)
+                               for r in refs), repeats, rounds, max_repeats, min_effect)
     request.check()
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
@@ -542,12 +560,16 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
             click.echo(line)
         click.echo(f"run directory: {run_dir}")
         return
-    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} -> {run_dir}")
+    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} (up to "
+             f"{max_repeats}) -> {run_dir}")
     result = ab.run(real, request, run_dir, progress=progress)
     if output == "json":
         emit_json({**result.comparison.to_json(), "run": str(result.run_dir),
-                   "page": str(result.page), "failed_steps": list(result.failed_steps)})
+                   "page": str(result.page), "failed_steps": list(result.failed_steps),
+                   "repeats_used": result.repeats, "looks_taken": result.looks})
         return
+    click.echo(f"repeats needed: {result.repeats} per ref ({result.looks} of "
+               f"{request.looks} looks)")
     click.echo(table.format_table(result.comparison))
     for s in result.failed_steps:
         click.echo(f"failed: {s['label']} repeat {s['repeat']}: "
@@ -561,11 +583,11 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 @click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
 @click.option("--round", "round_label", required=True, metavar="LABEL",
               help="The spec's round whose throughput is compared.")
-@click.option("--threshold", type=click.FloatRange(0, 100), default=5.0, show_default=True,
-              metavar="PCT", help="Worse: the median throughput lower than good's by more "
-                                  "than this (and beyond run-to-run noise).")
-@click.option("--repeat", "repeats", type=click.IntRange(1, 20), default=3, show_default=True,
-              help="Runs of the round per commit (fewer than 3: the threshold alone decides).")
+@_min_effect_option
+@click.option("--repeat", "repeats", type=click.IntRange(3, 50), default=5, show_default=True,
+              help="The first batch of runs of good and of each candidate, interleaved.")
+@click.option("--max-repeat", "max_repeats", type=click.IntRange(3, 50), default=20,
+              show_default=True, help="The cap of runs per side while the answer is unknown.")
 @click.option("--source", "gitdir", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="GITDIR",
               help="A Fabric git repository [default: a bare clone of the image's "
@@ -574,12 +596,13 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 @_build_dir_option
 @output_option
 @verbosity_options
-def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold: float,
-               repeats: int, gitdir: Path | None, name: str | None, build_dir: Path | None,
-               output: str) -> None:
+def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect: float,
+               repeats: int, max_repeats: int, gitdir: Path | None, name: str | None,
+               build_dir: Path | None, output: str) -> None:
     """Bake and measure commits between --good and --bad (first-parent line) until the
-    first one whose round is slower beyond the threshold and the noise. Resumable: run the
-    same command again; commits that do not build are skipped."""
+    first one whose round's goodput is lower than good's beyond --min-effect, good measured
+    afresh and interleaved at each step. Resumable: run the same command again; a commit
+    whose compile fails is skipped, any other error stops the bisect."""
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -592,24 +615,26 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     git.check_repo(gitdir)
     g, b = git.resolve(gitdir, good), git.resolve(gitdir, bad)
     question = bisect.Question(g, b, round_label, tuple(git.first_parent_range(gitdir, g, b)),
-                               threshold)
+                               min_effect, repeats, max_repeats)
+    question.check()
     progress(f"launch bisect {env_name}: {len(question.commits)} commits after {g[:12]} "
              f"up to {b[:12]} (first-parent), round {round_label}; state {state_dir}")
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=state_dir,
                        progress=progress)
-    measure = bisect.lab_measure(real, gitdir, state_dir, round_label, repeats, progress)
+    measure = bisect.LabMeasure(real, gitdir, state_dir, round_label, progress)
     out = bisect.run(question, measure, state_dir, progress=progress)
     if output == "json":
         emit_json({"status": out.status, "first_bad": out.first_bad,
                    "candidates": list(out.candidates), "explanation": out.explanation,
-                   "measured_now": list(out.measured), "record": out.record,
-                   "state": str(out.state_path)})
+                   "measured_now": list(out.measured), "runs_now": out.runs,
+                   "record": out.record, "state": str(out.state_path)})
         return
     for c in (g, *question.commits):
         rec = out.record.get(c)
         if rec is None:
             continue
-        what = rec.get("why", "") if rec["kind"] == "measured" else f"skipped: {rec['reason']}"
+        what = (rec.get("why", "") if rec["kind"] == "measured"
+                else f"skipped (compile failed): {rec['reason']}")
         click.echo(f"{c[:12]}  {git.subject(gitdir, c)[:50]:<50}  {what}")
     click.echo(out.explanation)
     click.echo(f"state: {out.state_path}")
@@ -635,6 +660,10 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @click.option("--from-calibration", "from_file", default=None,
               type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Propose from a recorded calibration.json; nothing is run.")
+@click.option("--verify", is_flag=True,
+              help="With --from-calibration, on the environment with the proposal applied: "
+                   "run the proposal's `launch bench` at the target and say whether the "
+                   "target was met with headroom (verify.json in --out).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where calibration.json, proposal.yaml and the bundles go "
                    "[default: <results>/size/<UTC stamp>].")
@@ -645,7 +674,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @verbosity_options
 def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
-             vcpus: int | None, from_file: Path | None, out: Path | None,
+             vcpus: int | None, from_file: Path | None, verify: bool, out: Path | None,
              thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
              output: str) -> None:
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
@@ -654,11 +683,28 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
+    if verify and from_file is None:
+        raise InputError.field(None, "--verify", "--from-calibration FILE (the calibration "
+                               "whose proposal the environment now carries)", "none")
     if from_file is not None:
         cal = sizing.load_calibration(from_file)
-        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus)
-        if out is not None:
+        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus,
+                                  environment=env.name, duration=duration)
+        if out is not None or verify:
             sizing.write_proposal(proposal, out_dir)
+        if verify:
+            root, bdir = _build_dir(build_dir)
+            real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
+                               progress=progress, threshold_pairs=thresholds)
+            checked = sizing.verify(real, proposal, cal.round, out_dir, duration=duration,
+                                    progress=progress)
+            if output == "json":
+                emit_json({"proposal": proposal.to_json(), "verify": checked.to_json(),
+                           "out": str(out_dir)})
+                return
+            click.echo(proposal.patch_text(), nl=False)
+            click.echo(f"verify: {checked.answer} ({checked.bundle})")
+            return
     else:
         label = round_label or env.caliper.rounds[0].label
         _check_rounds(env_file, (label,))
