@@ -107,8 +107,8 @@ class RoundSummary:
         if self.goodput_tps is not None:
             return self.goodput_tps
         seconds = (self.window or {}).get("seconds")
-        return round(self.succeeded / seconds, 3) if seconds and self.status == "completed" \
-            else None
+        # not rounded: comparisons take medians and intervals of it
+        return self.succeeded / seconds if seconds and self.status == "completed" else None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ complete) is "not comparable", with the reason, in compare, bisect and size alik
 from __future__ import annotations
 
 from launch.bench.results import RoundSummary
+from launch.spec.thresholds import Thresholds
 
 COMPARABLE_VERDICTS = ("headroom", "fabric-bound")
-MAX_FAILED_PCT = 1.0
+MAX_FAILED_PCT = 100.0 * Thresholds().failure_share
 """a round whose failed transactions exceed this share (percent) of all it finished is not
 comparable: its latency is that of the survivors and its goodput a different workload"""
 
@@ -29,18 +30,13 @@ def _window(r: RoundSummary) -> float | None:
 
 def goodput(r: RoundSummary) -> float | None:
     """Succeeded transactions per second of the window (TPS)."""
-    v = getattr(r, "goodput_tps", None)
-    if v is not None:
-        return float(v)
-    w = _window(r)
-    return r.succeeded / w if w and r.status == "completed" else None
+    return r.goodput()
 
 
 def ledger_goodput(r: RoundSummary) -> float | None:
     """VALID committed transactions on the round's channel per second (TPS)."""
-    v = getattr(r, "ledger_goodput_tps", None)
-    if v is not None:
-        return float(v)
+    if r.ledger_goodput_tps is not None:
+        return float(r.ledger_goodput_tps)
     w, committed = _window(r), (r.ledger or {}).get("committed")
     if not w or committed is None or not (r.ledger or {}).get("applicable", True):
         return None
