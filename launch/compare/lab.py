@@ -144,7 +144,7 @@ class Lab(Protocol):
         ...
 
 
-def fabric_hosts(plan: Any) -> list[str]:
+def fabric_hosts(plan: plan_mod.Plan) -> list[str]:
     """The plan's hosts that run a peer or an orderer."""
     return [h.name for h in plan.hosts if {r.value for r in h.roles} & {"peer", "orderer"}]
 

@@ -37,6 +37,7 @@ from launch.machines import ssh
 from launch.machines.providers.base import (
     PROVIDERS,
     DestroyReport,
+    HostRequest,
     Leaked,
     Provider,
     ProviderContext,
@@ -55,7 +56,9 @@ from launch.machines.state import (
 )
 from launch.render import bundle as bundle_mod
 from launch.render import plan as plan_mod
+from launch.render.bundle import Bundle
 from launch.render.cloudinit import UserData
+from launch.render.plan import Plan
 from launch.spec import byof
 from launch.spec.byof import ByofSpec, Spec
 from launch.spec.common import SpecKind
@@ -122,17 +125,81 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
     that stay must get the same user-data from it (else InputError). How `launch compare`
-    puts the Fabric hosts on another image while the workers and the monitor keep running."""
+    puts the Fabric hosts on another image while the workers and the monitor keep running.
 
+    The phases, in order: check every input (nothing is written before), recreate, settle
+    (nothing to do?), record, reserve, render, create, wait, bootstrap; a failure after
+    record rolls back what this `up` created."""
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
     if recreate and not only:
         raise InputError.field(None, "--only", "the hosts to recreate", None)
+    run = _check_inputs(spec_path, build_dir=build_dir, repo_root=repo_root, only=only,
+                        wait=wait)
+    with run.store.lock():
+        before = run.store.load()
+        if before is not None and recreate:
+            before = _recreate(run, before)
+        if before is not None:
+            settled = _settled(run, before, recreate)
+            if settled is not None:
+                return settled
+        nonce = _record(run, before)
+        created: list[str] = []
+        try:
+            _reserve(run)
+            bundle = _render(run, nonce)
+            _create(run, bundle, created)
+            reports = _wait(run, bundle, timeouts)
+            _bootstrap_phase(run, bundle, timeouts)
+        except BaseException:
+            _undo(run, before, created, keep_on_failure)
+            raise
+        state = run.store.load()
+        assert state is not None
+        run.timings["total"] = round(time.monotonic() - run.t0, 1)
+        return UpResult(run.name, True, tuple(state.hosts[n] for n in run.wanted),
+                        tuple(reports), run.timings, (*run.checked, *bundle.warnings),
+                        waited=wait)
+
+
+@dataclass
+class _Up:
+    """One `up` under way: what its phases share."""
+
+    spec: Spec
+    spec_path: Path
+    spec_sha: str
+    plan: Plan
+    provider: Provider
+    store: StateStore
+    edir: Path
+    repo_root: Path
+    requests: list[HostRequest]
+    wait: str
+    checked: tuple[str, ...]
+    t0: float
+    timings: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def wanted(self) -> list[str]:
+        return [r.name for r in self.requests]
+
+    def timed(self, phase: str, since: float) -> None:
+        self.timings[phase] = round(time.monotonic() - since, 1)
+
+
+def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str],
+                  wait: str) -> _Up:
+    """Every input checked before anything is written (bad input changes nothing): the
+    spec, the provider's settings, the plan, a BYOF spec's preflight, the hosts asked."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = byof.load_any(spec_path)
-    name = spec.name
-    # Every input is checked before anything is written (bad input changes nothing).
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
@@ -140,122 +207,155 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         report = preflight.check(spec)
         checked = tuple(f"preflight: {w}" for w in report.warnings)
         timings["preflight"] = round(time.monotonic() - t0, 1)
-    edir = env_dir(build_dir, name)
+    edir = env_dir(build_dir, spec.name)
     store = StateStore(edir)
-    provider = _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr,
-                         build_dir=build_dir, repo_root=repo_root)
-    requests = provider.host_requests(plan, only)
-    wanted = [r.name for r in requests]
-    spec_sha = _sha256(spec_path)
-    with store.lock():
-        before = store.load()
-        if before is not None and recreate:
-            # the hosts that stay must be what this spec makes of them: checked on a trial
-            # render beside the bundle (same crypto, same nonce) before anything is removed
-            _check_kept(before, wanted, _trial_user_data(spec, edir, before.nonce,
-                                                         repo_root), spec_path)
-            gone = [n for n in wanted if n in before.hosts]
-            log.info("%s: recreating %s", name, ", ".join(gone) if gone else
-                     f"{', '.join(wanted)} (not in the state: created anew)")
-            removed = provider.destroy_hosts(gone)
-            if removed.errors:
-                raise ExternalError(f"environment {name}: could not remove "
-                                    f"{', '.join(gone)}:\n  " + "\n  ".join(removed.errors))
-            store.update(bootstrap={})
-            before = store.load()
-        if before is not None:
-            alive = {h.name for h in before.hosts.values() if provider.alive(h)}
-            if recreate:
-                alive -= set(wanted)
-            elif before.spec_sha256 and before.spec_sha256 != spec_sha and alive:
-                raise InputError(
-                    f"environment {name} runs from a different version of {spec_path} "
-                    f"(hosts {sorted(alive)} are up)",
-                    hint=f"`launch down {name}` first, then `launch up` again")
-            bootstrapped = (wait != "ready" or not provider.follows_hosts
-                            or plan.bootstrap is None or plan.bootstrap.name not in wanted
-                            or before.bootstrap.get("nonce") == before.nonce != "")
-            if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[wait]
-                                    for n in wanted):
-                log.info("%s: every host is up (%s); nothing to do", name, wait)
-                return UpResult(name, False, tuple(before.hosts[n] for n in wanted),
-                                timings={"total": round(time.monotonic() - t0, 1)},
-                                warnings=checked, waited=wait)
+    provider = _provider(spec.provider.value, spec.name, edir, store, settings,
+                         cidr=spec.cidr, build_dir=build_dir, repo_root=repo_root)
+    return _Up(spec=spec, spec_path=spec_path, spec_sha=_sha256(spec_path), plan=plan,
+               provider=provider, store=store, edir=edir, repo_root=repo_root,
+               requests=provider.host_requests(plan, only), wait=wait, checked=checked,
+               t0=t0, timings=timings)
 
-        keys = ssh.ensure_keypair(edir / "ssh", f"fabperf-{name}")
-        nonce = before.nonce if before is not None and before.nonce else None
-        if before is None:
-            store.save(EnvState(environment=name, provider=spec.provider.value,
+
+def _recreate(run: _Up, before: EnvState) -> EnvState | None:
+    """Remove the hosts to recreate, once the hosts that stay are shown to be what this spec
+    makes of them (a trial render beside the bundle: same crypto, same nonce)."""
+    wanted = run.wanted
+    _check_kept(before, wanted, _trial_user_data(run.spec, run.edir, before.nonce,
+                                                 run.repo_root), run.spec_path)
+    gone = [n for n in wanted if n in before.hosts]
+    log.info("%s: recreating %s", run.name, ", ".join(gone) if gone else
+             f"{', '.join(wanted)} (not in the state: created anew)")
+    removed = run.provider.destroy_hosts(gone)
+    if removed.errors:
+        raise ExternalError(f"environment {run.name}: could not remove "
+                            f"{', '.join(gone)}:\n  " + "\n  ".join(removed.errors))
+    run.store.update(bootstrap={})
+    return run.store.load()
+
+
+def _settled(run: _Up, before: EnvState, recreate: bool) -> UpResult | None:
+    """The result when every host asked is already as far as `wait` (and bootstrapped when
+    that is waited for): nothing to do. A running environment of another spec version is an
+    error."""
+    provider, wanted = run.provider, run.wanted
+    alive = {h.name for h in before.hosts.values() if provider.alive(h)}
+    if recreate:
+        alive -= set(wanted)
+    elif before.spec_sha256 and before.spec_sha256 != run.spec_sha and alive:
+        raise InputError(
+            f"environment {run.name} runs from a different version of {run.spec_path} "
+            f"(hosts {sorted(alive)} are up)",
+            hint=f"`launch down {run.name}` first, then `launch up` again")
+    bootstrap = run.plan.bootstrap
+    bootstrapped = (run.wait != "ready" or not provider.follows_hosts
+                    or bootstrap is None or bootstrap.name not in wanted
+                    or before.bootstrap.get("nonce") == before.nonce != "")
+    if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[run.wait]
+                            for n in wanted):
+        log.info("%s: every host is up (%s); nothing to do", run.name, run.wait)
+        return UpResult(run.name, False, tuple(before.hosts[n] for n in wanted),
+                        timings={"total": round(time.monotonic() - run.t0, 1)},
+                        warnings=run.checked, waited=run.wait)
+    return None
+
+
+def _record(run: _Up, before: EnvState | None) -> str | None:
+    """The environment's key pair and its state (spec, key, kind) written; the nonce an
+    interrupted `up` left, to resume with the same certificates."""
+    keys = ssh.ensure_keypair(run.edir / "ssh", f"fabperf-{run.name}")
+    if before is None:
+        run.store.save(EnvState(environment=run.name, provider=run.spec.provider.value,
                                 network={}))
-        store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
-                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind.value)
+    run.store.update(spec_path=str(Path(run.spec_path).resolve()), spec_sha256=run.spec_sha,
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER,
+                     kind=run.spec.kind.value)
+    return before.nonce if before is not None and before.nonce else None
 
-        created: list[str] = []
-        try:
-            # Addresses before certificates: the plan's addresses are reserved first.
-            t = time.monotonic()
-            reserved = provider.reserve(requests)
-            for r in requests:
-                if r.address and reserved[r.name] != r.address:
-                    raise ExternalError(f"host {r.name}: the provider reserved "
-                                        f"{reserved[r.name]} but the plan (and its "
-                                        f"certificates) use {r.address}")
-            timings["reserve"] = round(time.monotonic() - t, 1)
 
-            t = time.monotonic()
-            bundle = bundle_mod.render(spec, edir / "bundle", nonce=nonce,
-                                       manifest_root=repo_root)
-            store.update(nonce=bundle.nonce)
-            timings["render"] = round(time.monotonic() - t, 1)
+def _reserve(run: _Up) -> None:
+    """Addresses before certificates: the plan's addresses are reserved first."""
+    t = time.monotonic()
+    reserved = run.provider.reserve(run.requests)
+    for r in run.requests:
+        if r.address and reserved[r.name] != r.address:
+            raise ExternalError(f"host {r.name}: the provider reserved "
+                                f"{reserved[r.name]} but the plan (and its "
+                                f"certificates) use {r.address}")
+    run.timed("reserve", t)
 
-            t = time.monotonic()
-            todo = []
-            for r in requests:
-                current = store.load().hosts.get(r.name)  # type: ignore[union-attr]
-                if current is not None and provider.alive(current):
-                    continue
-                todo.append((r, bundle.user_data[r.name].data))
 
-            def started(r: Any) -> None:
-                log.info("%s: creating %s (%s%s)", name, r.name, ",".join(r.roles),
-                         f", {r.size}" if r.size else f", {r.memory_mb} MB, {r.cpus} vCPU")
-                created.append(r.name)
+def _render(run: _Up, nonce: str | None) -> Bundle:
+    t = time.monotonic()
+    bundle = bundle_mod.render(run.spec, run.edir / "bundle", nonce=nonce,
+                               manifest_root=run.repo_root)
+    run.store.update(nonce=bundle.nonce)
+    run.timed("render", t)
+    return bundle
 
-            create_all(provider, todo, on_start=started)
-            timings["create"] = round(time.monotonic() - t, 1)
-            t = time.monotonic()
-            reports: list[HostReadiness] = []
-            if wait == "ready":
-                log.info("%s: waiting for %s to be ready", name, ", ".join(wanted))
-                reports = provider.wait_ready(wanted, bundle.nonce, timeouts)
-            elif wait == "running":
-                log.info("%s: waiting for %s to run (not for readiness)", name,
-                         ", ".join(wanted))
-                provider.wait_running(wanted)
-            timings[f"wait_{wait}"] = round(time.monotonic() - t, 1)
-            if wait == "ready" and provider.follows_hosts and plan.bootstrap is not None \
-                    and plan.bootstrap.name in wanted:
-                t = time.monotonic()
-                done = _bootstrap(provider, store, plan.bootstrap.name, bundle.nonce,
-                                  timeouts or Timeouts())
-                timings["bootstrap"] = round(time.monotonic() - t, 1)
-                timings["bootstrap_job"] = done.get("seconds", 0)
-        except BaseException:
-            if keep_on_failure:
-                log.warning("%s: keeping what failed (--keep-on-failure); "
-                            "`launch down %s` removes it", name, name)
-            else:
-                _rollback(provider, before, created, name)
-                if before is None or not before.hosts:
-                    # nothing of the environment is left: its secrets go too
-                    for sub in ("bundle", "ssh"):
-                        shutil.rmtree(edir / sub, ignore_errors=True)
-            raise
-        state = store.load()
-        assert state is not None
-        timings["total"] = round(time.monotonic() - t0, 1)
-        return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
-                        timings, (*checked, *bundle.warnings), waited=wait)
+
+def _create(run: _Up, bundle: Bundle, created: list[str]) -> None:
+    """Every asked host that does not run, created (a bounded number at once); `created`
+    names them as they start, for the rollback."""
+    t = time.monotonic()
+    todo = []
+    state = run.store.load()
+    hosts = state.hosts if state is not None else {}
+    for r in run.requests:
+        current = hosts.get(r.name)
+        if current is not None and run.provider.alive(current):
+            continue
+        todo.append((r, bundle.user_data[r.name].data))
+
+    def started(r: HostRequest) -> None:
+        log.info("%s: creating %s (%s%s)", run.name, r.name, ",".join(r.roles),
+                 f", {r.size}" if r.size else f", {r.memory_mb} MB, {r.cpus} vCPU")
+        created.append(r.name)
+
+    create_all(run.provider, todo, on_start=started)
+    run.timed("create", t)
+
+
+def _wait(run: _Up, bundle: Bundle, timeouts: Timeouts | None) -> list[HostReadiness]:
+    """As far as `wait` says: every readiness layer, the VMs running, or nothing."""
+    t = time.monotonic()
+    reports: list[HostReadiness] = []
+    if run.wait == "ready":
+        log.info("%s: waiting for %s to be ready", run.name, ", ".join(run.wanted))
+        reports = run.provider.wait_ready(run.wanted, bundle.nonce, timeouts)
+    elif run.wait == "running":
+        log.info("%s: waiting for %s to run (not for readiness)", run.name,
+                 ", ".join(run.wanted))
+        run.provider.wait_running(run.wanted)
+    run.timed(f"wait_{run.wait}", t)
+    return reports
+
+
+def _bootstrap_phase(run: _Up, bundle: Bundle, timeouts: Timeouts | None) -> None:
+    """The channel bootstrap followed on its node, when that node was part of this `up`."""
+    node = run.plan.bootstrap
+    if run.wait != "ready" or not run.provider.follows_hosts or node is None \
+            or node.name not in run.wanted:
+        return
+    t = time.monotonic()
+    done = _bootstrap(run.provider, run.store, node.name, bundle.nonce, timeouts or Timeouts())
+    run.timed("bootstrap", t)
+    run.timings["bootstrap_job"] = done.get("seconds", 0)
+
+
+def _undo(run: _Up, before: EnvState | None, created: list[str],
+          keep_on_failure: bool) -> None:
+    """After a failure or an interruption: remove what this `up` created (unless
+    keep_on_failure), and the environment's secrets when nothing of it is left."""
+    if keep_on_failure:
+        log.warning("%s: keeping what failed (--keep-on-failure); "
+                    "`launch down %s` removes it", run.name, run.name)
+        return
+    _rollback(run.provider, before, created, run.name)
+    if before is None or not before.hosts:
+        # nothing of the environment is left: its secrets go too
+        for sub in ("bundle", "ssh"):
+            shutil.rmtree(run.edir / sub, ignore_errors=True)
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -20,6 +20,7 @@ from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
 from launch.spec.byof import ByofSpec, identity_pems
+from launch.spec.common import Round
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
 
@@ -138,7 +139,7 @@ ASSET_WORKLOADS = frozenset({"workloads/create-asset.js", "workloads/read-asset.
                              "workloads/update-asset.js"})
 
 
-def _round(plan: Plan, rnd: Any, default_contract: str,
+def _round(plan: Plan, rnd: Round, default_contract: str,
            run_id: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"label": rnd.label}
     if rnd.duration is not None:
@@ -185,10 +186,10 @@ def worker_benchmark_text(plan: Plan) -> str:
     return yaml.safe_dump(worker_benchmark(plan), sort_keys=False)
 
 
-def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
+def benchmark(plan: Plan, *, rounds: Sequence[Round] | None = None,
               workers: int | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The manager's benchmark config: every worker process of every VM (`workers`, default
-    the spec's), the spec's rounds (or `rounds`, launch.spec.common.Round values), the Pushgateway
+    the spec's), the spec's rounds (or `rounds`), the Pushgateway
     observer and Prometheus resource queries for the report. `run_id` (launch bench's
     stamp) makes fabperf's asset workloads' ids unique to the run (ASSET_WORKLOADS) unless
     the round sets `idPrefix` itself."""
