@@ -15,6 +15,7 @@ import datetime as _dt
 import functools
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -138,6 +139,28 @@ def output_option(f: F) -> F:
         show_default=True,
         help="json prints one machine-readable document on stdout.",
     )(f)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinity: NaN passes every range check (each
+    comparison with it is false) and would switch off whatever it bounds. Use it for every
+    float option, with or without a range."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (NaN and infinity are refused)",
+                      param, ctx)
+        return number
+
+
+def finite_float(min: float | None = None, max: float | None = None, *,
+                 min_open: bool = False, max_open: bool = False) -> FiniteFloat:
+    """The click type of a float option (click.FloatRange's arguments)."""
+    return FiniteFloat(min, max, min_open=min_open, max_open=max_open)
 
 
 def emit_json(doc: Any) -> None:

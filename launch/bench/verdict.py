@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bake import inputs
 from bake.errors import InputError
 from launch.bench.signals import RoundSignals, slope
 
@@ -80,7 +81,10 @@ class Thresholds:
         for key, value in raw.items():
             if key not in known:
                 raise InputError.field(source, f"{path}.{key}", f"one of {sorted(known)}", key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            # the Rule engine refuses NaN and infinity (NaN passes every comparison below)
+            value = inputs.check_value(value, inputs.Rule(key, float, doc="a positive number"),
+                                       source=source, path=f"{path}.{key}")
+            if value <= 0:
                 raise InputError.field(source, f"{path}.{key}", "a positive number", value)
             if key in SHARES and value > 1:
                 raise InputError.field(source, f"{path}.{key}", "a share between 0 and 1",
