@@ -81,7 +81,7 @@ test-unit: venv ## unit tests only (seconds, no subprocess)
 	$(BIN)/pytest tests/unit
 
 lint: venv ## ruff + shellcheck
-	$(BIN)/ruff check bake launch tests benchmarks
+	$(BIN)/ruff check bake launch fabkit tests benchmarks
 	find packer/scripts packer/files -name '*.sh' -print0 | xargs -0 -r shellcheck
 
 clean: ## remove build outputs (not the venv)

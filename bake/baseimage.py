@@ -50,10 +50,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bake import runner
-from bake.atomic import write_atomic
-from bake.errors import ExternalError, InputError
-from bake.fingerprint import sha256_file
+from bake.chroot import chroot_mounts, remove_tree, umount, unlink_tree
+from fabkit import runner
+from fabkit.atomic import write_atomic
+from fabkit.errors import ExternalError, InputError
+from fabkit.hashing import sha256_file
 
 log = logging.getLogger("fabperf.baseimage")
 
@@ -374,21 +375,12 @@ def _scrub(root: Path) -> None:
         d = root / sub
         if d.exists():
             for child in d.iterdir():
-                _rm(child)
+                unlink_tree(child)
     (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     for logf in (root / "var/log").rglob("*"):
         if logf.is_file():
             logf.write_bytes(b"")
     (root / "root/.bash_history").unlink(missing_ok=True)
-
-
-def _rm(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        for child in p.iterdir():
-            _rm(child)
-        p.rmdir()
-    else:
-        p.unlink()
 
 
 @contextmanager
@@ -418,50 +410,6 @@ def _mounted(dev: str, mnt: Path, log_path: Path) -> Iterator[None]:
         yield
     finally:
         umount(mnt, log_path)
-
-
-@contextmanager
-def chroot_mounts(root: Path, log_path: Path) -> Iterator[None]:
-    done: list[Path] = []
-    try:
-        for sub in ("dev", "dev/pts", "proc", "sys"):
-            runner.run(["mount", "--bind", f"/{sub}", root / sub], log_path=log_path,
-                       what=f"bind-mount /{sub}")
-            done.append(root / sub)
-        yield
-    finally:
-        for m in reversed(done):
-            umount(m, log_path)
-
-
-def umount(path: Path, log_path: Path) -> None:
-    res = runner.run(["umount", path], log_path=log_path, what="umount", check=False)
-    if not res.ok:
-        runner.run(["umount", "-l", path], log_path=log_path, what="lazy umount", check=False)
-
-
-def remove_tree(work: Path, log_path: Path) -> None:
-    """Remove a work dir, first undoing any mounts and loop devices left inside it."""
-    if not work.exists():
-        return
-    mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
-              if ln.split()[1].startswith(str(work.resolve()))]
-    for m in sorted(mounts, key=len, reverse=True):
-        umount(Path(m), log_path)
-    still = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
-             if ln.split()[1].startswith(str(work.resolve()))]
-    if still:
-        # Never recurse into a bind-mounted /dev or /sys of the host.
-        raise ExternalError(f"cannot clean {work}: still mounted: {', '.join(still)}",
-                            hint=f"umount them by hand; log: {log_path}")
-    raw = work / "disk.raw"
-    if raw.exists():
-        res = runner.run(["losetup", "-j", raw], log_path=log_path, what="find loop devices",
-                         check=False)
-        for line in res.stdout.splitlines():
-            runner.run(["losetup", "-d", line.split(":")[0]], log_path=log_path,
-                       what="detach loop device", check=False)
-    _rm(work)
 
 
 def describe(image: BaseImage) -> dict[str, object]:

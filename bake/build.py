@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bake import catalog, imagescan, manifest, packer, prebuild, profiles, render
-from bake.atomic import write_atomic
 from bake.catalog import ImageSpec
-from bake.errors import ExternalError, InputError
-from bake.fingerprint import Fingerprint, fingerprint, sha256_file
+from bake.fingerprint import Fingerprint, fingerprint
 from bake.profiles import CommonProfile, Overrides, Provider, QemuProfile
+from fabkit.atomic import write_atomic
+from fabkit.errors import ExternalError, InputError
+from fabkit.hashing import sha256_file
 
 log = logging.getLogger("fabperf.bake")
 

@@ -29,11 +29,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import runner
-from bake.atomic import write_atomic
-from bake.baseimage import DEFAULT_MIRROR, SUITE, chroot_mounts, remove_tree, umount
-from bake.errors import ExternalError
-from bake.fingerprint import sha256_file
+from bake.baseimage import DEFAULT_MIRROR, SUITE
+from bake.chroot import chroot_mounts, remove_tree, umount
+from fabkit import runner
+from fabkit.atomic import write_atomic
+from fabkit.errors import ExternalError
+from fabkit.hashing import sha256_file
 
 log = logging.getLogger("fabperf.buildroot")
 

@@ -13,8 +13,8 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bake import inputs
-from bake.errors import InputError
+from fabkit import inputs
+from fabkit.errors import InputError
 
 SCRIPTS_DIR = "packer/scripts"
 IMAGES_DIR = "images"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bake.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +40,8 @@ def base_image(out: Path | None, mirror: str | None, extra_cas: tuple[Path, ...]
     Needs root. Cached by content: the same inputs return the existing image at once.
     Writes build/base/base-image.json, which the qemu bake reads.
     """
-    from bake import baseimage, layout
+    from bake import baseimage
+    from fabkit import layout
 
     root = layout.find_repo_root()
     build_dir = layout.build_dir(root, build_dir)
@@ -99,7 +100,8 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
            placeholder_base: bool = False,
            version_sets: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """Everything is checked here, before any command writes a file."""
-    from bake import build, layout, profiles
+    from bake import build, profiles
+    from fabkit import layout
 
     root = layout.find_repo_root()
     bdir = layout.build_dir(root, build_dir)
@@ -129,8 +131,9 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
 def list_images(providers: tuple[str, ...], config_file: str | None, var_texts: tuple[str, ...],
                 version_sets: tuple[str, ...], build_dir: Path | None, output: str) -> None:
     """Images, their fingerprints, and what is built per provider (from build/manifest.json)."""
-    from bake import build, catalog, layout, profiles
-    from bake.errors import InputError
+    from bake import build, catalog, profiles
+    from fabkit import layout
+    from fabkit.errors import InputError
 
     root = layout.find_repo_root()
     bdir = layout.build_dir(root, build_dir)
@@ -268,7 +271,7 @@ def goss_validate(hostspec: str, ssh_key: str | None, specs: tuple[Path, ...], v
     import json
 
     from bake import goss
-    from bake.errors import ExternalError, InputError
+    from fabkit.errors import ExternalError, InputError
 
     try:
         variables = json.loads(vars_json)
@@ -307,7 +310,7 @@ def imagescan_cmd(target: Path, output: str) -> None:
     never ship: private keys, SSH host keys, machine-id, cloud-init state. Exit 1 on findings.
     """
     from bake import imagescan
-    from bake.errors import ExternalError
+    from fabkit.errors import ExternalError
 
     findings = imagescan.scan(target)
     if output == "json":

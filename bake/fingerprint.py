@@ -20,6 +20,7 @@ from typing import Any
 from bake import profiles, render
 from bake.catalog import ImageSpec, files_of
 from bake.profiles import AwsProfile, CommonProfile, OpenstackProfile, Provider, QemuProfile
+from fabkit.hashing import sha256_file
 
 # Bump when the meaning of the inputs changes (a new input, a new layout).
 SCHEME = "fabperf-fingerprint-2"   # 2: prebuild inputs; host-path versions by content
@@ -42,15 +43,6 @@ class Fingerprint:
     def name(self) -> str:
         """fabperf-<image>-<hash12>."""
         return render.image_name(self.image, self.digest)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (qcow2 artifacts are large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def base_identity(spec: ImageSpec, provider: Provider, profile: CommonProfile) -> dict[str, str]:

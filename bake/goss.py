@@ -7,7 +7,7 @@ use, with goss semantics, and refuses anything else: an unknown type or attribut
 InputError, never a silent pass.
 
 Hosts: ``ssh://USER@HOST:PORT`` (with an identity file), ``local://`` and ``chroot:///ROOT``.
-All commands go through bake.runner (logged), via testinfra backends whose ``run_local`` is
+All commands go through fabkit.runner (logged), via testinfra backends whose ``run_local`` is
 routed there. In a chroot the network namespace, /proc and the init system are the host's,
 so ``port``, ``process``, ``kernel-param`` and ``service.running`` checks are reported as
 skipped there (with that reason) rather than answered about the wrong machine.
@@ -36,8 +36,8 @@ from typing import Any
 
 import jinja2
 
-from bake import inputs, runner
-from bake.errors import ExternalError, InputError
+from fabkit import inputs, runner
+from fabkit.errors import ExternalError, InputError
 
 # type -> attributes this runner understands (goss names).
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -181,7 +181,7 @@ def load_spec(path: Path, variables: Mapping[str, Any] | None = None) -> list[Ch
 # --- hosts -----------------------------------------------------------------------------
 
 def _runner_backend(base_cls: type) -> type:
-    """A testinfra backend class whose commands run through bake.runner (and are logged)."""
+    """A testinfra backend class whose commands run through fabkit.runner (and are logged)."""
     from testinfra.backend import base
 
     class RunnerBackend(base_cls):  # type: ignore[misc, valid-type]
@@ -461,6 +461,6 @@ if __name__ == "__main__":
     import sys
 
     from bake.cli import goss_cli
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
 
     sys.exit(run_main(goss_cli))

@@ -4,7 +4,7 @@ Finds private keys (PEM / OpenSSH key files outside the allowlist
 packer/files/common/private-key-allowlist), SSH host keys, authorized_keys, a non-empty
 machine-id, cloud-init instance state and per-environment material launch writes. Works on a
 root filesystem directory or a qcow2 disk (converted to raw, attached with losetup -P, the root
-partition mounted read-only; root needed; every command through bake.runner).
+partition mounted read-only; root needed; every command through fabkit.runner).
 
     python -m bake.imagescan ROOTFS_DIR_OR_QCOW2
 """
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from bake import runner
-from bake.errors import ExternalError, InputError
+from fabkit import runner
+from fabkit.errors import ExternalError, InputError
 
 ALLOWLIST = Path(__file__).resolve().parents[1] / "packer/files/common/private-key-allowlist"
 # A key file has the armour header on a line of its own (documentation and parsers that merely
@@ -273,6 +273,6 @@ if __name__ == "__main__":
     import sys
 
     from bake.cli import imagescan_cmd
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
 
     sys.exit(run_main(imagescan_cmd))

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake import inputs
-from bake.atomic import write_atomic
-from bake.errors import InputError
-from bake.inputs import Rule
+from fabkit import inputs
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
+from fabkit.inputs import Rule
 
 FILE_NAME = "manifest.json"
 HISTORY_LIMIT = 16     # earlier artifacts kept per image and provider

@@ -1,4 +1,4 @@
-"""Packer through bake.runner: version detection, validate, build with machine-readable output.
+"""Packer through fabkit.runner: version detection, validate, build with machine-readable output.
 
 `packer build -machine-readable` prints ``timestamp,target,type,data...`` lines in which
 commas inside data are written ``%!(PACKER_COMMA)``; ``ui`` lines become progress lines and
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bake import runner
-from bake.errors import ExternalError
+from fabkit import runner
+from fabkit.errors import ExternalError
 
 Version = tuple[int, int, int]
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bake import buildroot
-from bake.atomic import write_atomic
 from bake.catalog import SCRIPTS_DIR, ImageSpec, files_of
-from bake.errors import InputError
-from bake.fingerprint import sha256_file
 from bake.packer import format_seconds
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
+from fabkit.hashing import sha256_file
 
 log = logging.getLogger("fabperf.prebuild")
 

@@ -18,9 +18,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bake import inputs
 from bake.catalog import Base
-from bake.errors import InputError
+from fabkit import inputs
+from fabkit.errors import InputError
 
 
 class Provider(StrEnum):

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bake import build, layout, manifest, profiles, runner
+from bake import build, manifest, profiles
+from fabkit import layout, runner
 
 
 def prepare(root: Path, build_dir: Path) -> list[str]:

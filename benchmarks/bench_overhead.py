@@ -65,7 +65,7 @@ def from_bundle(bundle: Path) -> dict[str, float]:
 
 
 def live(env: str) -> dict[str, float]:
-    from bake import runner
+    from fabkit import runner
 
     start = time.monotonic()
     res = runner.run([str(Path(sys.executable).parent / "launch"), "bench", env,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import aws_double as dbl  # noqa: E402
 
-from launch import up  # noqa: E402
+from launch.lifecycle import up  # noqa: E402
 
 
 def main() -> None:

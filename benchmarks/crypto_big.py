@@ -1,4 +1,4 @@
-"""Time launch.crypto on the big topology: 8 orgs x 16 peers x 50 users + 5 orderers.
+"""Time launch.render.crypto on the big topology: 8 orgs x 16 peers x 50 users + 5 orderers.
 
     .venv/bin/python benchmarks/crypto_big.py [--repeat N] [--cryptogen PATH] [--dir DIR]
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bake import runner  # noqa: E402
-from launch import crypto  # noqa: E402
+from fabkit import runner  # noqa: E402
+from launch.render import crypto  # noqa: E402
 
 ORGS, PEERS, USERS, ORDERERS = 8, 16, 50, 5
 
@@ -106,9 +106,9 @@ def main() -> None:
         if gen:
             gfiles, gkeys = count_files(Path(tmp) / "cryptogen0")
     print(f"topology: {ORGS} orgs x {PEERS} peers x {USERS} users (+Admin) + {ORDERERS} orderers")
-    print(f"launch.crypto tree: {files} files, {keys} private keys")
-    rows = [("launch.crypto fresh", fresh), ("launch.crypto re-render (keep)", reuse),
-            ("launch.crypto rotate", rotate)]
+    print(f"launch.render.crypto tree: {files} files, {keys} private keys")
+    rows = [("launch.render.crypto fresh", fresh), ("launch.render.crypto re-render (keep)", reuse),
+            ("launch.render.crypto rotate", rotate)]
     if gen:
         print(f"cryptogen tree:     {gfiles} files, {gkeys} private keys")
         rows.append(("cryptogen generate (fresh)", gen))

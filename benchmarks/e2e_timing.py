@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parent.parent
 

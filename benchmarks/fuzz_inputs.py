@@ -5,7 +5,7 @@
 Each input is a mutation of a real file of the repository, either of its parsed document
 (a value replaced by a random or hostile one, a key deleted, renamed or duplicated) or of
 its text and bytes (bytes flipped, a line duplicated, an alias bomb, deep nesting,
-non-UTF-8). Specs go through launch.spec.load + launch.plan.build, image.yaml through
+non-UTF-8). Specs go through launch.spec.env.load + launch.render.plan.build, image.yaml through
 bake.catalog.load_image (in a scratch copy of images/ and packer/). The run prints how many
 inputs it tried, how many were accepted and how many raised InputError; any other
 exception is printed with its input and makes the exit code 1.
@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bake import catalog  # noqa: E402
-from bake.errors import InputError  # noqa: E402
-from launch import plan, spec  # noqa: E402
+from fabkit.errors import InputError  # noqa: E402
+from launch.render import plan  # noqa: E402
+from launch.spec import env as spec  # noqa: E402
 
 HOSTILE: list[Any] = [
     None, True, False, 0, -1, 1, 2, 63, 64, 65, 10**9, 2**63, -2**63, 1.5, float("inf"),

@@ -25,8 +25,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bake import runner  # noqa: E402
-from launch import bundle, plan, spec  # noqa: E402
+from fabkit import runner  # noqa: E402
+from launch.render import bundle, plan  # noqa: E402
+from launch.spec import env as spec  # noqa: E402
 
 
 def crypto_config(env: spec.EnvSpec) -> dict:

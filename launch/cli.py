@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from bake.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.clikit import (
+    emit_json,
+    exits,
+    finite_float,
+    finite_float_list,
+    output_option,
+    progress,
+    verbosity_options,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,8 +38,9 @@ def cli() -> None:
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
-    from launch import bundle, spec
-    from launch.providers.base import check_settings
+    from launch.machines.providers.base import check_settings
+    from launch.render import bundle
+    from launch.spec import env as spec
 
     env = spec.load(env_file)
     check_settings(env.provider.value, env.settings, env.source)
@@ -56,10 +65,10 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     click.echo(f"bundle: {out}")
 
 
-# --- up / status / ssh / validate / down (launch.up) ------------------------------------
+# --- up / status / ssh / validate / down (launch.lifecycle.up) ------------------------------------
 
 def _build_dir(override: Path | None) -> tuple[Path, Path]:
-    from bake import layout
+    from fabkit import layout
 
     root = layout.find_repo_root()
     return root, layout.build_dir(root, override)
@@ -94,8 +103,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
     A second `up` of a running environment changes nothing.
     """
-    from launch import up
-    from launch.ready import Timeouts
+    from launch.lifecycle import up
+    from launch.machines.ready import Timeouts
 
     root, bdir = _build_dir(build_dir)
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
@@ -126,7 +135,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
         click.echo(f"  {h.name:<20} {h.address:<15} {where}")
 
 
-# --- byof (launch.byof, launch.preflight; launched by launch.up) -------------------------
+# --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
 @cli.command("byof")
 @click.argument("byof_file", metavar="BYOF.yaml",
@@ -147,7 +156,8 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
     The preflight runs first (and alone with --check); a failure creates nothing (exit 2).
     Then `launch status/bench/down NAME` work as for any environment.
     """
-    from launch import byof, preflight
+    from launch.lifecycle import preflight
+    from launch.spec import byof
 
     spec = byof.load(byof_file)
     if check_only:
@@ -183,7 +193,7 @@ def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
 @verbosity_options
 def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Show an environment's hosts: address, roles, phase, process, forwarded ports."""
-    from launch import up
+    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     state, rows = up.status(env, build_dir=bdir)
@@ -230,8 +240,9 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
     import os
     import shlex
 
-    from bake import runner
-    from launch import ssh, up
+    from fabkit import runner
+    from launch.lifecycle import up
+    from launch.machines import ssh
 
     _, bdir = _build_dir(build_dir)
     target = up.target(env, host, build_dir=bdir)
@@ -255,7 +266,7 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
 @verbosity_options
 def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -> None:
     """Run the images' runtime checks on every live host of an environment."""
-    from launch import validate
+    from launch.lifecycle import validate
 
     _, bdir = _build_dir(build_dir)
     results = validate.validate(env, build_dir=bdir, goss_specs=not no_goss)
@@ -268,7 +279,7 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                 mark = "ok  " if c.ok else "FAIL"
                 click.echo(f"{mark} {r.host:<20} {c.name}" + ("" if c.ok else f": {c.detail}"))
     if failed:
-        from bake.errors import ExternalError
+        from fabkit.errors import ExternalError
 
         raise ExternalError(f"validate: {len(failed)} of {len(results)} hosts failed: "
                             + ", ".join(r.host for r in failed))
@@ -281,7 +292,7 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
 @verbosity_options
 def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
-    from launch import up
+    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     result = up.down(env, build_dir=bdir)
@@ -302,14 +313,14 @@ def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
 # --- bench / results (launch.bench) ----------------------------------------------------
 
 def _results_root(override: Path | None) -> Path:
-    from bake import layout
+    from fabkit import layout
 
     return override if override is not None else layout.find_repo_root() / "results"
 
 
 _threshold_option = click.option(
     "--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-    help="Override a verdict threshold (launch.bench.verdict.Thresholds; repeatable), after "
+    help="Override a verdict threshold (launch.spec.thresholds.Thresholds; repeatable), after "
          "the spec's bench.thresholds.")
 
 _results_option = click.option(
@@ -368,7 +379,7 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
         click.echo(f"results: {result.bundle}")
     failed = [r.label for r in result.summary.rounds if r.status != "completed"]
     if failed:
-        from bake.errors import ExternalError
+        from fabkit.errors import ExternalError
 
         raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
                             f"{result.bundle}/logs/manager.log)")
@@ -469,7 +480,7 @@ def _utc_stamp() -> str:
 # --- compare / bisect / size (launch.compare) -------------------------------------------
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    from bake.errors import InputError
+    from fabkit.errors import InputError
 
     out = {}
     for v in values:
@@ -481,8 +492,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
-    from bake.errors import InputError
-    from launch import spec
+    from fabkit.errors import InputError
+    from launch.spec import env as spec
 
     labels = [r.label for r in spec.load(spec_path).caliper.rounds]
     for label in rounds:
@@ -523,7 +534,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     rounds N times interleaving the refs, and compare them (launch results compare)."""
     import os
 
-    from bake.errors import InputError
+    from fabkit.errors import InputError
     from launch.compare import ab, lab, table
 
     root, bdir = _build_dir(build_dir)
@@ -571,7 +582,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 @click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
 @click.option("--round", "round_label", required=True, metavar="LABEL",
               help="The spec's round whose throughput is compared.")
-@click.option("--threshold", type=click.FloatRange(0, 100), default=5.0, show_default=True,
+@click.option("--threshold", type=finite_float(0, 100), default=5.0, show_default=True,
               metavar="PCT", help="Worse: the median throughput lower than good's by more "
                                   "than this (and beyond run-to-run noise).")
 @click.option("--repeat", "repeats", type=click.IntRange(1, 20), default=3, show_default=True,
@@ -591,9 +602,9 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     first one whose round is slower beyond the threshold and the noise. Resumable: run the
     same command again; commits that do not build are skipped."""
     from bake import catalog
-    from launch import spec
     from launch.compare import bisect, git, lab
-    from launch.state import check_env_name
+    from launch.machines.state import check_env_name
+    from launch.spec import env as spec
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -631,18 +642,20 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 
 @cli.command("size")
 @click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target-tps", type=click.FloatRange(min=0, min_open=True), required=True,
+@click.option("--target-tps", type=finite_float(min=0, min_open=True), required=True,
               help="The total rate the fleet must send without being the limit.")
 @click.option("--round", "round_label", default=None, metavar="LABEL",
               help="The spec's round (its workload) to calibrate with [default: the first].")
-@click.option("--rates", default=None, metavar="R,R,...",
+@click.option("--rates", type=finite_float_list(min=1), default=None, metavar="R,R,...",
               help="The calibration's rates [default: --start x --factor^k, --steps of them].")
-@click.option("--start", type=click.FloatRange(min=1), default=50, show_default=True)
-@click.option("--factor", type=float, default=1.5, show_default=True)
+@click.option("--start", type=finite_float(min=1), default=50, show_default=True)
+@click.option("--factor", type=finite_float(min=1, min_open=True), default=1.5,
+              show_default=True)
 @click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True)
 @click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="Seconds per step [default: the round's].")
-@click.option("--headroom", type=float, default=0.7, show_default=True,
+@click.option("--headroom", type=finite_float(0, 1, min_open=True), default=0.7,
+              show_default=True,
               help="Plan each VM at this share of its measured capacity.")
 @click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
               help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
@@ -657,7 +670,8 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @_build_dir_option
 @output_option
 @verbosity_options
-def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
+def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
+             rates: tuple[float, ...] | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
              vcpus: int | None, from_file: Path | None, out: Path | None,
              thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
@@ -665,9 +679,8 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
     propose worker VMs x processes for --target-tps (planned at 70 % of the measured
     capacity) as a spec patch (proposal.yaml)."""
-    from bake.errors import InputError
-    from launch import spec
     from launch.compare import lab, sizing
+    from launch.spec import env as spec
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
@@ -679,13 +692,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     else:
         label = round_label or env.caliper.rounds[0].label
         _check_rounds(env_file, (label,))
-        try:
-            steps_at = (tuple(float(r) for r in rates.split(",")) if rates
-                        else sizing.step_rates(start, factor, steps))
-        except ValueError:
-            raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
-        if not steps_at or any(r < 1 for r in steps_at):
-            raise InputError.field(None, "--rates", "rates >= 1", rates)
+        steps_at = rates or sizing.step_rates(start, factor, steps)
         root, bdir = _build_dir(build_dir)
         real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
                            progress=progress, threshold_pairs=thresholds)
@@ -719,7 +726,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
            dry_run: bool, build_dir: Path | None, output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
-    from launch import gc
+    from launch.lifecycle import gc
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,7 +16,7 @@ OPT_IN = ("subprocess", "integration", "e2e")
 
 @pytest.fixture(autouse=True)
 def _subprocess_door(request: pytest.FixtureRequest):
-    """Close bake.runner for tests not marked subprocess/integration/e2e."""
+    """Close fabkit.runner for tests not marked subprocess/integration/e2e."""
     allowed = any(request.node.get_closest_marker(m) for m in OPT_IN)
     runner.allow_subprocesses(allowed)
     if allowed:

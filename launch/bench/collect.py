@@ -19,7 +19,7 @@ import yaml
 
 from launch.bench import plots, report, results, summarize
 from launch.bench.prometheus import RoundResponses
-from launch.bench.verdict import Thresholds
+from launch.spec.thresholds import Thresholds
 
 
 @dataclass(frozen=True)

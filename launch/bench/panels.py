@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake.errors import FabperfError
+from fabkit.errors import FabperfError
 from launch.bench.prometheus import Prometheus
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bake.errors import ExternalError
+from fabkit.errors import ExternalError
 
 SCRAPE_INTERVAL_S = 5            # packer/files/monitor/prometheus.yml global.scrape_interval
 RATE_WINDOW = "15s"              # three scrapes: rate() of the range series

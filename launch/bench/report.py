@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 COLUMNS = ("Name", "Succ", "Fail", "Send Rate (TPS)", "Max Latency (s)", "Min Latency (s)",
            "Avg Latency (s)", "Throughput (TPS)")

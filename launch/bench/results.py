@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bake import inputs
-from bake.errors import ExternalError, InputError
-from bake.inputs import Rule, check_fields, check_value
+from fabkit import inputs
+from fabkit.errors import ExternalError, InputError
+from fabkit.inputs import Rule, check_fields, check_value
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"

@@ -24,7 +24,7 @@ round (a few % of one core at the rates a lab reaches; its process is in the `ca
 process group of that VM, so the worker-VM CPU the verdict reads includes it - the safe
 side for a load-generator verdict).
 
-Every remote command goes through a Door (SshDoor: bake.runner + ssh); unit tests give a
+Every remote command goes through a Door (SshDoor: fabkit.runner + ssh); unit tests give a
 fake one. Clocks: round windows are the manager VM's journal times, Prometheus' are the
 monitor's; the lab's VMs share the host clock (qemu) or NTP (clouds).
 """
@@ -49,16 +49,17 @@ from typing import Any, Protocol
 
 import yaml
 
-from bake import runner
-from bake.atomic import write_atomic
-from bake.errors import ExternalError, FabperfError, InputError
-from launch import caliper as caliper_cfg
-from launch import contract, ssh
+from fabkit import runner
+from fabkit.atomic import write_atomic
+from fabkit.errors import ExternalError, FabperfError, InputError
 from launch.bench import collect, prometheus, report
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
 from launch.bench.results import Summary
 from launch.bench.signals import vector
-from launch.bench.verdict import Thresholds
+from launch.machines import ssh
+from launch.render import caliper as caliper_cfg
+from launch.spec import contract
+from launch.spec.thresholds import Thresholds
 
 log = logging.getLogger("fabperf.bench")
 
@@ -79,7 +80,7 @@ class Door(Protocol):
 
 
 class SshDoor:
-    """The real Door: ssh/scp through bake.runner, logged to one file."""
+    """The real Door: ssh/scp through fabkit.runner, logged to one file."""
 
     def __init__(self, targets: Mapping[str, ssh.Target], log_path: Path) -> None:
         self.targets = dict(targets)
@@ -126,7 +127,7 @@ class Lab:
     name: str
     env_dir: Path
     spec_path: Path
-    plan: Any                          # launch.plan.Plan
+    plan: Any                          # launch.render.plan.Plan
     prometheus_url: str
     pushgateway_url: str
     workers: Mapping[str, int]         # worker VM -> worker processes
@@ -149,7 +150,7 @@ class BenchResult:
 def default_workers(vcpus: int) -> int:
     """About 1.5 worker processes per vCPU (one Node.js process is about one core), within
     the spec's bound on processes per VM."""
-    from launch.spec import MAX_PROCESSES
+    from launch.spec.env import MAX_PROCESSES
 
     return min(MAX_PROCESSES, max(1, math.ceil(1.5 * vcpus)))
 
@@ -163,8 +164,9 @@ def endpoint(target: ssh.Target, ports: Mapping[str, int], guest_port: int) -> s
 def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
              workers_per_vm: int | None = None) -> tuple[Lab, dict[str, ssh.Target]]:
     """The environment ENV names, checked up and ready; InputError (exit 2) otherwise."""
-    from launch import byof, up
-    from launch import plan as plan_mod
+    from launch.lifecycle import up
+    from launch.render import plan as plan_mod
+    from launch.spec import byof
 
     state, rows = up.status(arg, build_dir=build_dir)
     down = [f"{r.name} ({r.phase}{'' if r.alive else ', not running'})" for r in rows

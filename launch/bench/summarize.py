@@ -12,7 +12,8 @@ from launch.bench.prometheus import RoundResponses
 from launch.bench.report import ManagerLog, RoundLog, RoundResult
 from launch.bench.results import Latency, RoundSummary, Summary
 from launch.bench.signals import RoundSignals, from_responses
-from launch.bench.verdict import RoundNumbers, Thresholds, judge
+from launch.bench.verdict import RoundNumbers, judge
+from launch.spec.thresholds import Thresholds
 
 PERCENTILE_SOURCE = (
     "p50/p95/p99 are Prometheus histogram_quantile over the round window of the workers' "
@@ -34,7 +35,7 @@ class RoundPlan:
 
 
 def round_plans(benchmark: Mapping[str, Any]) -> list[RoundPlan]:
-    """The rounds of a rendered benchmark config (launch.caliper.benchmark)."""
+    """The rounds of a rendered benchmark config (launch.render.caliper.benchmark)."""
     out = []
     for i, r in enumerate(benchmark["test"]["rounds"]):
         rc = r.get("rateControl", {})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 from launch.compare import page, table
 from launch.compare.lab import Image, Lab, Variant
 from launch.compare.record import Record, open_record

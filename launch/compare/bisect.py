@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 from launch.compare import stats
 from launch.compare.record import Record, open_record
 

@@ -1,12 +1,12 @@
-"""The few git questions bisect asks of a Fabric repository, through bake.runner."""
+"""The few git questions bisect asks of a Fabric repository, through fabkit.runner."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from bake import runner
-from bake.errors import ExternalError, InputError
+from fabkit import runner
+from fabkit.errors import ExternalError, InputError
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 

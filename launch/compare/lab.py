@@ -8,10 +8,10 @@ module's RealLab drives the existing Python APIs, the unit tests give a fake one
     launch   a derived spec (the environment file with images.fabric-node = the artifact,
              and fabric.version = the ref's release when the ref names one, v2.5.12 -> 2.5.12:
              the channel capabilities follow it) in <work>/specs/<label>.yaml, then
-             launch.up.up(only=<the Fabric hosts>, recreate=True): the peers and orderers are
-             destroyed and created anew from the image and the channel is bootstrapped anew;
-             the Caliper workers and the monitor keep running. An environment that is not up
-             yet is brought up whole.
+             launch.lifecycle.up.up(only=<the Fabric hosts>, recreate=True): the peers and
+             orderers are destroyed and created anew from the image and the channel is
+             bootstrapped anew; the Caliper workers and the monitor keep running. An
+             environment that is not up yet is brought up whole.
     bench    launch.bench.run.bench on the environment (results_root chosen by the caller)
 
 Why the artifact goes into the derived spec: bake's manifest holds one entry per image and
@@ -29,9 +29,9 @@ from typing import Any, Protocol
 
 import yaml
 
-from bake import inputs
-from bake.atomic import write_atomic
-from bake.errors import InputError
+from fabkit import inputs
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
 from launch.bench.results import Summary
 
 IMAGE = "fabric-node"
@@ -149,12 +149,13 @@ def derived_spec(raw: dict[str, Any], v: Variant, artifact_id: str) -> dict[str,
 
 
 class RealLab:
-    """The Lab of a spec on this machine, through bake.build, launch.up and launch.bench."""
+    """The Lab of a spec on this machine, through bake.build, launch.lifecycle.up and
+    launch.bench."""
 
     def __init__(self, spec_path: Path, *, build_dir: Path, repo_root: Path, work_dir: Path,
                  progress: Callable[[str], None], threshold_pairs: Sequence[str] = ()) -> None:
-        from launch import spec as spec_mod
-        from launch.bench.verdict import Thresholds
+        from launch.spec import env as spec_mod
+        from launch.spec.thresholds import Thresholds
 
         self.spec_path = spec_path
         self.spec = spec_mod.load(spec_path)
@@ -191,7 +192,7 @@ class RealLab:
 
     def bake(self, v: Variant) -> Image:
         from bake import build
-        from launch.plan import ARTIFACT_ID
+        from launch.render.plan import ARTIFACT_ID
 
         targets = self._targets(v)
         self.progress(f"{v.label}: bake {IMAGE} ({' '.join(v.version_sets())})")
@@ -210,10 +211,10 @@ class RealLab:
         return path
 
     def launch(self, v: Variant, image: Image) -> None:
-        from launch import plan as plan_mod
-        from launch import spec as spec_mod
-        from launch import up
-        from launch.state import StateStore
+        from launch.lifecycle import up
+        from launch.machines.state import StateStore
+        from launch.render import plan as plan_mod
+        from launch.spec import env as spec_mod
 
         path = self.spec_for(v, image)
         spec = spec_mod.load(path)

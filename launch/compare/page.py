@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bake.atomic import write_atomic
+from fabkit.atomic import write_atomic
 from launch.bench import plots as bench_plots
 from launch.compare import stats, table
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake import inputs
-from bake.atomic import write_atomic
-from bake.errors import InputError
+from fabkit import inputs
+from fabkit.atomic import write_atomic
+from fabkit.errors import InputError
 
 
 @dataclass

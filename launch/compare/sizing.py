@@ -37,11 +37,11 @@ from typing import Any
 
 import yaml
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 HEADROOM = 0.7
-MAX_PROCESSES = 64          # launch.spec: processes per VM
-MAX_VMS = 128               # launch.spec: Caliper VMs
+MAX_PROCESSES = 64          # launch.spec.env: processes per VM
+MAX_VMS = 128               # launch.spec.env: Caliper VMs
 LOAD_BOUND = "load-generator-bound"
 SCHEMA = "fabperf.size.calibration/1"
 
@@ -78,7 +78,7 @@ class Calibration:
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Calibration:
-        from bake.inputs import Rule, check_fields
+        from fabkit.inputs import Rule, check_fields
 
         if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
             raise InputError.field(where, "schema", SCHEMA,
@@ -99,7 +99,7 @@ class Calibration:
                                  Rule("bundle", str, default="")],
                              source=where, path=f"steps[{i}]")
             steps.append(Step(**{**f, "evidence": tuple(str(e) for e in f["evidence"])}))
-        from launch.bench.verdict import Thresholds
+        from launch.spec.thresholds import Thresholds
 
         changed = Thresholds.from_mapping(top["thresholds"], source=where,
                                           path="thresholds").changed()
@@ -246,7 +246,7 @@ def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float]
     """Run the round at each rate on the lab's one worker VM until load-generator-bound.
     `record` gets the calibration after every step (to keep it on disk). The thresholds it
     records are those the steps' bundles say they were judged with."""
-    from launch.bench.verdict import Thresholds
+    from launch.spec.thresholds import Thresholds
 
     vcpus = lab.worker_vcpus()
     if len(vcpus) != 1:
@@ -288,14 +288,14 @@ PROPOSAL = "proposal.yaml"
 
 def write_proposal(p: Proposal, out_dir: Path) -> Path:
     """out_dir/proposal.yaml: the spec patch with its explanation as comments."""
-    from bake.atomic import write_atomic
+    from fabkit.atomic import write_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_dir / PROPOSAL, p.patch_text())
 
 
 def load_calibration(path: Path) -> Calibration:
-    from bake import inputs
+    from fabkit import inputs
 
     return Calibration.from_json(inputs.load_json_file(path, what="calibration"), str(path))
 
@@ -308,7 +308,7 @@ def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
     out_dir/calibration.json after each), propose, write out_dir/proposal.yaml."""
     import json
 
-    from bake.atomic import write_atomic
+    from fabkit.atomic import write_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
 

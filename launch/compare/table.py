@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 from launch.bench import results
 from launch.bench.results import RoundSummary, Summary
 from launch.compare import stats

@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from launch import cloudinit, ssh
-from launch.providers.base import HostRequest, ProviderContext
-from launch.providers.qemu import QemuProvider, scan_processes
-from launch.ready import Layer, NotReady, Timeouts
-from launch.state import StateStore
+from fabkit import runner
+from launch.machines import ssh
+from launch.machines.providers.base import HostRequest, ProviderContext
+from launch.machines.providers.qemu import QemuProvider, scan_processes
+from launch.machines.ready import Layer, NotReady, Timeouts
+from launch.machines.state import StateStore
+from launch.render import cloudinit
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """moto's server mode (a real HTTP endpoint on 127.0.0.1) and fault injection for boto3.
 
 Faults go in through botocore's own event hooks on the clients the provider makes
-(launch.providers.aws.CLIENT_HOOKS): `before-send` returns an HTTP error response, so
+(launch.machines.providers.aws.CLIENT_HOOKS): `before-send` returns an HTTP error response, so
 botocore's retry logic sees exactly what a real EC2/S3 error would give it.
 """
 
@@ -181,7 +181,7 @@ class Faults:
 
 @contextmanager
 def faults() -> Iterator[Faults]:
-    from launch.providers import aws
+    from launch.machines.providers import aws
 
     f = Faults()
     aws.CLIENT_HOOKS.append(f.hook)

@@ -27,7 +27,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from launch.caliper import LATENCY_BUCKETS
+from launch.render.caliper import LATENCY_BUCKETS
 
 STEP = 5
 ROUND_S = 60

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bake import runner  # noqa: E402
+from fabkit import runner  # noqa: E402
 
 CACHE_DIR = Path(os.environ.get("FABPERF_ROOTFS_CACHE", "/work/scratch/images-helper"))
 MIRROR = os.environ.get("FABPERF_DEBIAN_MIRROR", "http://deb.debian.org/debian")

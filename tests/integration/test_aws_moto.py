@@ -16,11 +16,11 @@ import aws_double as dbl
 import pytest
 from aws_double import REPO
 
-from bake.clikit import run_main
-from bake.errors import ExternalError
-from launch import up
+from fabkit.clikit import run_main
+from fabkit.errors import ExternalError
 from launch.cli import cli
-from launch.state import StateStore
+from launch.lifecycle import up
+from launch.machines.state import StateStore
 
 pytest.importorskip("moto")
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def test_up_status_down(aws, capsys):
 
 
 def test_user_data_over_16k_goes_through_a_private_encrypted_s3_object(aws, monkeypatch):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     srv = aws["server"]
     monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)   # the peers exceed it
@@ -145,7 +145,7 @@ def test_user_data_over_16k_goes_through_a_private_encrypted_s3_object(aws, monk
 
 
 def test_ami_found_by_fingerprint_tag(aws, monkeypatch):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     srv, net = aws["server"], aws["net"]
     ec2 = srv.client("ec2")
@@ -188,7 +188,7 @@ def test_settings_typo_is_exit_2_in_render_and_up(aws, capsys):
     ("s3.PutObject", 1), ("s3.PutObject", 3),
 ])
 def test_an_error_at_the_kth_create_leaves_nothing(aws, monkeypatch, op, k):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     srv = aws["server"]
     monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
@@ -207,7 +207,7 @@ def test_an_error_at_the_kth_create_leaves_nothing(aws, monkeypatch, op, k):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_ctrl_c_at_a_random_point_leaves_nothing(aws, monkeypatch, seed):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     srv = aws["server"]
     monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
@@ -269,7 +269,7 @@ def test_state_deleted_mid_run_is_recovered_by_down_through_tags(aws):
 
 
 def test_gc_removes_what_a_vanished_environment_left(aws, capsys):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     srv = aws["server"]
     spec = dbl.aws_spec(aws["tmp"], srv, aws["net"])
@@ -316,7 +316,7 @@ def test_100_hosts_with_the_concurrency_bound(aws):
 @pytest.mark.subprocess
 def test_a_host_failing_readiness_names_its_console_output_and_rolls_back(aws):
     """--wait ready through a jump host that refuses: NotReady with the console output."""
-    from launch.ready import Timeouts
+    from launch.machines.ready import Timeouts
 
     srv = aws["server"]
     spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], workers=1, readiness="jump",
@@ -338,14 +338,14 @@ def test_ssh_target_of_a_cloud_host(aws):
     state = StateStore(aws["build"] / "environments" / "awslab").load()
     assert (t.address, t.port, t.jump) == (state.hosts["monitor"].address, 22,
                                            "ops@bastion.example.org")
-    from launch import ssh
+    from launch.machines import ssh
 
     assert ["-J", "ops@bastion.example.org"] == ssh.ssh_argv(t)[-3:-1]
     up.down("awslab", build_dir=aws["build"])
 
 
 def test_a_fresh_instance_profile_not_yet_usable_is_waited_for(aws, monkeypatch):
-    from launch.providers import aws as aws_mod
+    from launch.machines.providers import aws as aws_mod
 
     monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
     spec = dbl.aws_spec(aws["tmp"], aws["server"], aws["net"], workers=1, max_parallel=1)

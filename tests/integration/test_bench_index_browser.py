@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from bench_scenarios import SCENARIOS, report_html, totals
 
-from bake import runner
+from fabkit import runner
 from launch.bench import collect, prometheus
-from launch.bench.verdict import Thresholds
+from launch.spec.thresholds import Thresholds
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

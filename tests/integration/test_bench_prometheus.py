@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from bench_scenarios import ROUND_S, SCENARIOS, manager_log, openmetrics, report_html, totals
 
-from bake import runner
+from fabkit import runner
 from launch.bench import prometheus, report, signals, summarize, verdict
 from launch.bench.prometheus import Prometheus, Pushgateway, Window
-from launch.caliper import LATENCY_BUCKETS
+from launch.render.caliper import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """launch bisect's real driver over a synthetic Fabric history made here with git (through
-bake.runner): a file decides each commit's "throughput", one commit does not "build", a
+fabkit.runner): a file decides each commit's "throughput", one commit does not "build", a
 side branch is merged (first-parent), and a run is interrupted and resumed."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
-from bake.errors import InputError
+from fabkit import runner
+from fabkit.errors import InputError
 from launch.compare import bisect, git
 
 pytestmark = pytest.mark.integration
@@ -178,7 +178,7 @@ def test_archive_of_a_commit(tmp_path: Path) -> None:
 
 
 def test_cli_bisect_and_resume(tmp_path: Path, monkeypatch, capsys) -> None:
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
     from launch.cli import cli
     from launch.compare import lab
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from launch import byof, byof_bundle, cloudinit
+from fabkit import runner
+from launch.render import byof_bundle, cloudinit
+from launch.spec import byof
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "launch"))
 from byof_testlib import export, spec_doc, user_network, write  # noqa: E402

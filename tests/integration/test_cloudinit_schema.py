@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
-from launch import bundle, cloudinit, spec
+from fabkit import runner
+from launch.render import bundle, cloudinit
+from launch.spec import env as spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""launch.crypto output checked by the real OpenSSL: chains, purposes, SANs, subjects."""
+"""launch.render.crypto output checked by the real OpenSSL: chains, purposes, SANs, subjects."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
-from launch import crypto
-from launch.crypto import NodeIdentity, OrgCrypto
+from fabkit import runner
+from launch.render import crypto
+from launch.render.crypto import NodeIdentity, OrgCrypto
 
 pytestmark = [
     pytest.mark.integration,

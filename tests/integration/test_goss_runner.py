@@ -13,7 +13,8 @@ from pathlib import Path
 import chroot_rootfs
 import pytest
 
-from bake import goss, runner
+from bake import goss
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 

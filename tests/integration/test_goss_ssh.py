@@ -13,7 +13,7 @@ from pathlib import Path
 import chroot_rootfs
 import pytest
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 

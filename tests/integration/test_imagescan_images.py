@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bake import imagescan, runner
+from bake import imagescan
 from bake.imagescan import Kind
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 SEAL = REPO / "packer/files/common/fabperf-seal"

@@ -16,11 +16,11 @@ import openstack_double as od
 import pytest
 import yaml
 
-from bake.clikit import run_main
-from bake.errors import ExternalError
-from launch import up
+from fabkit.clikit import run_main
+from fabkit.errors import ExternalError
 from launch.cli import cli
-from launch.state import StateStore
+from launch.lifecycle import up
+from launch.machines.state import StateStore
 
 pytest.importorskip("openstack")
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_up_status_down(osd, capsys):
 
 
 def test_image_found_by_its_fingerprint_tag(osd, monkeypatch):
-    from launch.providers import openstack as os_mod
+    from launch.machines.providers import openstack as os_mod
 
     monkeypatch.setattr(os_mod.OpenStackProvider, "_fingerprint", lambda self, image: image)
     lib_up(osd, spec(osd, images=False))

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bake import build, packer, profiles, runner
+from bake import build, packer, profiles
 from bake.cli import cli
-from bake.clikit import run_main
 from bake.profiles import Provider
+from fabkit import runner
+from fabkit.clikit import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "bake"))
 from bake_fakerepo import make_repo  # noqa: E402

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from launch import fabric
+from fabkit import runner
+from launch.render import fabric
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bake import runner
+from fabkit import runner
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ import chroot_rootfs
 import pytest
 import yaml
 
-from bake import goss, imagescan, runner
+from bake import goss, imagescan
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 FABRIC_SRC = Path(os.environ.get("FABPERF_FABRIC_SRC", "/nonexistent/fabric"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 READY = REPO / "packer/files/common/fabperf-node-ready"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
+from fabkit import runner
 
 REPO = Path(__file__).resolve().parents[2]
 SHELL_FILES = sorted((REPO / "packer/scripts").rglob("*.sh")) + sorted(

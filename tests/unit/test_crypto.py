@@ -1,4 +1,4 @@
-"""launch.crypto: cryptogen layout, key modes, certificate profile, reuse and rotation."""
+"""launch.render.crypto: cryptogen layout, key modes, certificate profile, reuse and rotation."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bake.errors import InputError
-from launch import crypto
-from launch.crypto import NodeIdentity, OrgCrypto
+from fabkit.errors import InputError
+from launch.render import crypto
+from launch.render.crypto import NodeIdentity, OrgCrypto
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 

@@ -22,7 +22,7 @@ from test_bench_results import fetched  # noqa: E402
 
 from launch.bench import collect  # noqa: E402
 from launch.bench.results import Latency, Summary  # noqa: E402
-from launch.bench.verdict import Thresholds  # noqa: E402
+from launch.spec.thresholds import Thresholds  # noqa: E402
 
 # group -> [(stamp, status, {round: (throughput, send, p50, p95, failed, verdict, status)})]
 RUNS = {

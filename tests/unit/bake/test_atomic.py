@@ -1,4 +1,4 @@
-"""bake.atomic.write_atomic: exact mode, no partial file, no leftover temporary."""
+"""fabkit.atomic.write_atomic: exact mode, no partial file, no leftover temporary."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bake.atomic import write_atomic
+from fabkit.atomic import write_atomic
 
 
 def test_writes_with_the_exact_mode_even_under_a_permissive_umask(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bake import baseimage
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 

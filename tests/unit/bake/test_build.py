@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import build, manifest, packer, profiles, runner
-from bake.errors import InputError
+from bake import build, manifest, packer, profiles
 from bake.profiles import Provider
+from fabkit import runner
+from fabkit.errors import InputError
 
 
 def _targets(root: Path, build_dir: Path, provider: Provider = Provider.QEMU,
@@ -252,7 +253,7 @@ def test_machine_readable_parsing() -> None:
 
 def test_one_failing_image_does_not_stop_the_others(fake_repo: Path, build_dir: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from bake.errors import ExternalError
+    from fabkit.errors import ExternalError
 
     targets = _targets(fake_repo, build_dir)
     tried: list[str] = []

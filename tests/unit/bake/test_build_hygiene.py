@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bake import build, imagescan
-from bake.errors import ExternalError
+from fabkit.errors import ExternalError
 
 
 def _image(tmp_path: Path) -> Path:

@@ -10,7 +10,7 @@ from bake_fakerepo import edit_yaml
 
 from bake import catalog
 from bake.catalog import Base
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 
 def test_loads_the_three_images(fake_repo: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bake.cli import cli
-from bake.clikit import run_main
+from fabkit.clikit import run_main
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""bake.clikit: the catch-all (internal error + log, exit 1) and SIGTERM/SIGHUP as Ctrl-C."""
+"""fabkit.clikit: the catch-all (internal error + log, exit 1) and SIGTERM/SIGHUP as Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from bake import clikit
-from bake.clikit import run_main
+from fabkit import clikit
+from fabkit.clikit import run_main
 
 
 def _group(action) -> click.Group:  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from bake import catalog, fingerprint, prebuild, profiles
-from bake.errors import InputError
 from bake.profiles import Provider
+from fabkit.errors import InputError
 
 ROOT_ID = "bookworm-000000000000"
 

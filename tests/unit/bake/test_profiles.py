@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bake import profiles
-from bake.errors import InputError
 from bake.profiles import AwsProfile, OpenstackProfile, Provider, QemuProfile
+from fabkit.errors import InputError
 
 
 def _resolve(provider: Provider, vars_: list[str] = (), env: dict[str, str] | None = None,

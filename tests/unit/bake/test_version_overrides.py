@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from bake import catalog
 from bake.cli import cli
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 REPO = Path(__file__).resolve().parents[3]
 

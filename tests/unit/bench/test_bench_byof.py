@@ -11,11 +11,11 @@ import pytest
 import yaml
 from test_bench_run import RECORDED, Clock, FakeDoor, FakePrometheus, FakePushgateway
 
-from launch import byof
-from launch import plan as plan_mod
 from launch.bench import ledger, run
 from launch.bench.results import check_bundle
 from launch.bench.run import Lab, Options, Timeouts
+from launch.render import plan as plan_mod
+from launch.spec import byof
 
 pytestmark = pytest.mark.subprocess   # matplotlib's font cache (fc-list), as in test_bench_run
 REPO = Path(__file__).resolve().parents[3]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from launch import caliper, fabric, plan, spec
+from launch.render import caliper, fabric, plan
+from launch.spec import env as spec
 
 REPO = Path(__file__).resolve().parents[3]
 

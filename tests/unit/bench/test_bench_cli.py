@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake.clikit import run_main
-from launch import spec
+from fabkit.clikit import run_main
 from launch.bench import collect, prometheus
-from launch.bench.verdict import Thresholds
 from launch.cli import cli
+from launch.spec import env as spec
+from launch.spec.thresholds import Thresholds
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests/data/bench/fabric-bound"
@@ -71,7 +71,7 @@ def test_spec_bench_thresholds(tmp_path: Path) -> None:
     doc["bench"] = {"thresholds": {"worker_cpu": 0.9}}
     env = spec.parse(doc, Path("env.yaml"))
     assert Thresholds.from_mapping(env.bench_thresholds, source=None).worker_cpu == 0.9
-    from bake.errors import InputError
+    from fabkit.errors import InputError
 
     doc["bench"] = {"thresholds": {"worker_cpu": 2}}
     with pytest.raises(InputError, match=r"env.yaml: bench.thresholds.worker_cpu: expected a "
@@ -87,7 +87,7 @@ def test_spec_bench_thresholds(tmp_path: Path) -> None:
 
 def test_bench_of_an_environment_that_is_not_up_is_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from launch.state import EnvState, HostState, Phase, StateStore
+    from launch.machines.state import EnvState, HostState, Phase, StateStore
 
     store = StateStore(tmp_path / "environments" / "local")
     store.save(EnvState(environment="local", provider="none", spec_path="/nonexistent.yaml",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 from launch.bench import report
 
 DATA = Path(__file__).resolve().parents[2] / "data/bench"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 from launch.bench import collect, prometheus, results
-from launch.bench.verdict import Thresholds
+from launch.spec.thresholds import Thresholds
 
 # matplotlib's font manager runs fc-list once to build its font cache
 pytestmark = pytest.mark.subprocess

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from bake.errors import ExternalError, InputError
-from launch import plan as plan_mod
-from launch import spec as spec_mod
+from fabkit import runner
+from fabkit.errors import ExternalError, InputError
 from launch.bench import prometheus, run
 from launch.bench.run import Lab, Options, Timeouts
+from launch.render import plan as plan_mod
+from launch.spec import env as spec_mod
 
 # the bundle's plots: matplotlib's font manager runs fc-list once to build its font cache
 pytestmark = pytest.mark.subprocess

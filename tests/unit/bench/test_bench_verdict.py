@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 from launch.bench import prometheus, report, signals, summarize
 from launch.bench.signals import RoundSignals
-from launch.bench.verdict import RoundNumbers, Thresholds, Verdict, judge
+from launch.bench.verdict import RoundNumbers, Verdict, judge
+from launch.spec.thresholds import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "data/bench"
 

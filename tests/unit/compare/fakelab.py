@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bake.errors import ExternalError
+from fabkit.errors import ExternalError
 from launch.bench import results
 from launch.compare.lab import Bench, Image, Variant
 

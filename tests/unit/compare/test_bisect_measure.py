@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fakelab import FakeLab, external
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 from launch.compare import bisect, git
 
 GOOD = bisect.Measurement((100.0, 101.0, 99.0))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fakelab import FakeLab, external
 
-from bake.errors import ExternalError, InputError
+from fabkit.errors import ExternalError, InputError
 from launch.compare import ab, lab
 
 pytestmark = pytest.mark.subprocess   # matplotlib's font cache (fc-list) for the page

@@ -1,4 +1,4 @@
-"""launch.compare.lab.RealLab's wiring to bake.build, launch.up and launch.bench (their
+"""launch.compare.lab.RealLab's wiring to bake.build, launch.lifecycle.up and launch.bench (their
 functions replaced: no bake, no VM)."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from bake import build
-from launch import spec, up
 from launch.bench import run as bench_run
 from launch.compare import lab
-from launch.state import EnvState, HostState, StateStore
+from launch.lifecycle import up
+from launch.machines.state import EnvState, HostState, StateStore
+from launch.spec import env as spec
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC = REPO / "environments" / "local.yaml"
@@ -91,7 +92,7 @@ def test_bench_runs_the_rounds_into_the_given_root(real, monkeypatch, tmp_path) 
 
 
 def test_thresholds_reach_every_bench_and_are_checked_up_front(monkeypatch, tmp_path) -> None:
-    from bake.errors import InputError
+    from fabkit.errors import InputError
 
     seen = []
     monkeypatch.setattr(bench_run, "bench", lambda env, options, **kw: seen.append(

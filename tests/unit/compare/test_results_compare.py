@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bake.clikit import run_main
-from bake.errors import InputError
+from fabkit.clikit import run_main
+from fabkit.errors import InputError
 from launch.cli import cli
 from launch.compare import stats, table
 

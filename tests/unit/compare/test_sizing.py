@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fakelab import FakeLab, recorded
 
-from bake.errors import InputError
+from fabkit.errors import InputError
 from launch.bench import results
 from launch.compare import sizing
 from launch.compare.lab import Bench
@@ -169,7 +169,7 @@ def test_run_keeps_the_calibration_and_writes_the_patch(tmp_path: Path) -> None:
 
 
 def test_cli_from_a_recorded_calibration(tmp_path: Path, capsys) -> None:
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
     from launch.cli import cli
 
     spec = Path(__file__).resolve().parents[3] / "environments/local.yaml"
@@ -202,7 +202,7 @@ def test_non_default_thresholds_are_recorded_and_said(tmp_path: Path) -> None:
 
 
 def test_cli_checks_thresholds_before_anything_runs(tmp_path: Path, capsys) -> None:
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
     from launch.cli import cli
 
     spec = Path(__file__).resolve().parents[3] / "environments/local.yaml"

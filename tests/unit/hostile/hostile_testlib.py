@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pytest
 
-from bake.clikit import run_main
+from fabkit.clikit import run_main
 
 REPO = Path(__file__).resolve().parents[3]
 DEADLINE = 5.0

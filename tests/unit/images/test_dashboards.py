@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launch import contract
+from launch.spec import contract
 
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bake import goss
-from bake.errors import InputError
+from fabkit.errors import InputError
 
 REPO = Path(__file__).resolve().parents[3]
 # The resource types of goss itself (goss docs/gossfile.md), a superset of what the runner does.

@@ -1,5 +1,5 @@
 """Provisioning scripts and image files, checked as text (no subprocess): structure, the
-documented variables, and agreement with launch/contract.py."""
+documented variables, and agreement with launch/spec/contract.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launch import contract
+from launch.spec import contract
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPTS = sorted((REPO / "packer/scripts").rglob("*.sh"))

@@ -1,4 +1,4 @@
-"""bake.inputs: the one input boundary (reading, YAML/JSON, field rules, excerpts)."""
+"""fabkit.inputs: the one input boundary (reading, YAML/JSON, field rules, excerpts)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import inputs
-from bake.errors import InputError
-from bake.inputs import REQUIRED, Rule, check_fields, excerpt, load_yaml
+from fabkit import inputs
+from fabkit.errors import InputError
+from fabkit.inputs import REQUIRED, Rule, check_fields, excerpt, load_yaml
 
 
 def bomb(levels: int = 9, width: int = 9) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from launch import bundle, cloudinit, spec
+from launch.render import bundle, cloudinit
+from launch.spec import env as spec
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "environments"

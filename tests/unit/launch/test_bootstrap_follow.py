@@ -1,4 +1,5 @@
-"""launch.bootstrap: following the bootstrap job over SSH (fake SSH door, real parsing)."""
+"""launch.lifecycle.bootstrap: following the bootstrap job over SSH (fake SSH door, real
+parsing)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import json
 
 import pytest
 
-from bake import runner
-from launch import bootstrap
+from fabkit import runner
+from launch.lifecycle import bootstrap
 
 NONCE = "n" * 32
 

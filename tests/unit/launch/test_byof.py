@@ -1,5 +1,6 @@
-"""BYOF: the spec (launch.byof), its preflight (launch.preflight) against a real local TLS
-server, the rendered bundle (launch.byof_bundle) and `launch byof` through the CLI."""
+"""BYOF: the spec (launch.spec.byof), its preflight (launch.lifecycle.preflight) against a real
+local TLS server, the rendered bundle (launch.render.byof_bundle) and `launch byof` through the
+CLI."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import yaml
 from byof_testlib import export, free_port, spec_doc, tls_server, user_network, write
 from launch_testlib import EXAMPLES, cloud_config, files_of
 
-from bake.clikit import run_main
-from bake.errors import InputError
-from launch import byof, byof_bundle, preflight
-from launch import plan as planner
+from fabkit.clikit import run_main
+from fabkit.errors import InputError
 from launch.cli import cli
-from launch.contract import CALIPER_DIR, PROMETHEUS_FILE_SD
+from launch.lifecycle import preflight
+from launch.render import byof_bundle
+from launch.render import plan as planner
+from launch.spec import byof
+from launch.spec.contract import CALIPER_DIR, PROMETHEUS_FILE_SD
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,7 @@ def test_bad_specs_name_the_field(case: str, tmp_path: Path) -> None:
 
 
 def test_environment_files_and_byof_specs_are_told_apart(tmp_path: Path) -> None:
-    from launch import spec as env_spec
+    from launch.spec import env as env_spec
 
     assert byof.load_any(EXAMPLES / "byof.yaml").kind == "byof"
     assert byof.load_any(EXAMPLES / "local.yaml").kind == "environment"
@@ -321,7 +324,7 @@ def test_user_data_carries_aliases_identity_and_scrape_targets(bundle) -> None:
 
 
 def test_the_bundle_passes_cloud_init_owner_rules(bundle) -> None:
-    from launch.contract import IMAGE_USERS, Role
+    from launch.spec.contract import IMAGE_USERS, Role
 
     for host in bundle.plan.hosts:
         users = {u for role in host.roles for u in IMAGE_USERS[Role(role).image()]}
@@ -374,7 +377,7 @@ def test_launch_byof_check_json(files: Path, tmp_path: Path, capsys) -> None:
 def fake_provider(monkeypatch):
     import sys
 
-    from launch import up
+    from launch.lifecycle import up
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
     from test_launch_up import FakeProvider
@@ -398,8 +401,8 @@ def _launchable(files: Path, tmp: Path) -> Path:
 
 def test_up_of_a_byof_spec_creates_workers_and_monitor_only(files: Path, tmp_path: Path,
                                                             fake_provider) -> None:
-    from launch import up
-    from launch.state import StateStore
+    from launch.lifecycle import up
+    from launch.machines.state import StateStore
 
     path = _launchable(files, tmp_path)
     build = tmp_path / "build"
@@ -428,7 +431,7 @@ def test_up_of_a_byof_spec_creates_workers_and_monitor_only(files: Path, tmp_pat
 
 def test_a_failed_preflight_creates_nothing(files: Path, tmp_path: Path,
                                             fake_provider) -> None:
-    from launch import up
+    from launch.lifecycle import up
 
     path = _launchable(files, tmp_path)
     doc = yaml.safe_load(path.read_text())

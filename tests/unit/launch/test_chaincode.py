@@ -1,4 +1,5 @@
-"""launch.chaincode: the CCaaS package is deterministic, so its package ID is known at render."""
+"""launch.render.chaincode: the CCaaS package is deterministic, so its package ID is known at
+render."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import tarfile
 
 from launch_testlib import EXAMPLES, example
 
-from launch import chaincode, fabric, spec
-from launch import plan as planner
+from launch.render import chaincode, fabric
+from launch.render import plan as planner
+from launch.spec import env as spec
 
 
 def _members(data: bytes) -> dict[str, tarfile.TarInfo]:

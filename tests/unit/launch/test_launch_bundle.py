@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from launch_testlib import NONCE, cloud_config, example, files_of, render
 
-from bake.errors import InputError
-from launch import cloudinit, fabric
-from launch.contract import (
+from fabkit.errors import InputError
+from launch.render import cloudinit, fabric
+from launch.spec.contract import (
     BOOTSTRAP_DIR,
     CALIPER_DIR,
     GRAFANA_ENV,
@@ -237,7 +237,7 @@ def test_refuses_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
 
 def _too_big() -> dict:
     """One host running every Fabric node of a 32-organisation network plus bootstrap
-    (on OpenStack: EC2 takes what exceeds its limit through S3, launch.providers.aws)."""
+    (on OpenStack: EC2 takes what exceeds its limit through S3, launch.machines.providers.aws)."""
     doc = example("aws")
     doc["provider"] = "openstack"
     doc["organisations"] = [{"name": f"Org{i}", "domain": f"org{i}.example.com", "peers": 1}
@@ -265,14 +265,14 @@ def test_a_failed_rerender_keeps_the_earlier_bundle(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         render(_too_big(), out)
     # The rendered files are untouched; the crypto tree stays in place (brought up to date
-    # for the failed spec: a later render reuses it, see launch.bundle).
+    # for the failed spec: a later render reuses it, see launch.render.bundle).
     assert {p: p.read_bytes() for p in kept} == kept
     assert (out / "crypto/ordererOrganizations/example.com/ca/priv_sk").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 def test_fit_budgets() -> None:
-    from launch.spec import Provider
+    from launch.spec.env import Provider
 
     text = b"#cloud-config\n" + b"a" * 20000
     assert cloudinit.fit("h", text, Provider.QEMU).gzipped is False

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from launch_testlib import EXAMPLES, example, write_spec
 
-from bake.clikit import run_main
+from fabkit.clikit import run_main
 from launch.cli import cli
 
 

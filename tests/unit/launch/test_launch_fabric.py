@@ -8,8 +8,9 @@ import pytest
 import yaml
 from launch_testlib import REPO, cloud_config, example, files_of, render
 
-from launch import fabric, plan, spec
-from launch.contract import Role, env_file
+from launch.render import fabric, plan
+from launch.spec import env as spec
+from launch.spec.contract import Role, env_file
 
 KEYS_FILE = REPO / "tests" / "data" / "fabric-config-keys.txt"
 

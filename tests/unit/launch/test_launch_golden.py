@@ -12,7 +12,7 @@ import pytest
 import yaml
 from launch_testlib import GOLDEN, cloud_config, render, scrub
 
-from launch import cloudinit
+from launch.render import cloudinit
 
 UPDATE = os.environ.get("FABPERF_UPDATE_GOLDEN") == "1"
 

@@ -8,7 +8,7 @@ import pytest
 from launch_testlib import REPO, cloud_config, render
 
 from bake import catalog, goss
-from launch.contract import CALIPER_USER, FABRIC_USER, IMAGE_USERS, Role
+from launch.spec.contract import CALIPER_USER, FABRIC_USER, IMAGE_USERS, Role
 
 
 @pytest.mark.parametrize("example_name", ["local", "aws"])

@@ -8,9 +8,10 @@ import pytest
 from launch_testlib import EXAMPLES, example
 
 from bake import manifest
-from bake.errors import InputError
-from launch import plan, spec
-from launch.contract import Role
+from fabkit.errors import InputError
+from launch.render import plan
+from launch.spec import env as spec
+from launch.spec.contract import Role
 
 
 def _plan(doc: dict, **kw) -> plan.Plan:

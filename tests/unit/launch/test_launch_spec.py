@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from launch_testlib import EXAMPLES, example
 
-from bake.errors import InputError
-from launch import spec
-from launch.contract import Role
+from fabkit.errors import InputError
+from launch.spec import env as spec
+from launch.spec.contract import Role
 
 
 @pytest.mark.parametrize("name", ["local", "aws", "openstack", "big"])

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from launch_testlib import EXAMPLES, example, render, write_spec
 
-from bake.clikit import run_main
-from bake.errors import InputError
-from launch import bundle, cloudinit
+from fabkit.clikit import run_main
+from fabkit.errors import InputError
 from launch.cli import cli
+from launch.render import bundle, cloudinit
 
 
 def _ca(out: Path) -> bytes:
@@ -143,7 +143,7 @@ def test_modes_are_explicit_whatever_the_umask(tmp_path: Path) -> None:
 
 
 def test_ssh_public_key_is_not_world_writable_and_not_trusted(tmp_path: Path) -> None:
-    from launch import ssh
+    from launch.machines import ssh
 
     old = os.umask(0)
     try:

@@ -1,4 +1,4 @@
-"""launch.ssh.run: a connection that was never made is tried again (a loaded TCG guest
+"""launch.machines.ssh.run: a connection that was never made is tried again (a loaded TCG guest
 answers its banner late); a command that ran and failed, or a dropped session, is not."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import runner
-from bake.errors import ExternalError
-from launch import ssh
+from fabkit import runner
+from fabkit.errors import ExternalError
+from launch.machines import ssh
 
 TARGET = ssh.Target("caliper", "127.0.0.1", 2222, "fabperf", Path("/nonexistent/key"))
 BANNER = "Connection timed out during banner exchange\n"

@@ -23,9 +23,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bake.errors import InputError
-from bake.inputs import load_yaml
-from launch import bundle, cloudinit, spec
+from fabkit.errors import InputError
+from fabkit.inputs import load_yaml
+from launch.render import bundle, cloudinit
+from launch.spec import env as spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
 from launch_testlib import EXAMPLES, example  # noqa: E402

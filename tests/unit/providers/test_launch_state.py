@@ -1,4 +1,4 @@
-"""launch.state: atomic 0600 writes, host updates, the environment lock."""
+"""launch.machines.state: atomic 0600 writes, host updates, the environment lock."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import stat
 
 import pytest
 
-from bake.errors import ExternalError, InputError
-from launch.state import CorruptState, EnvState, HostState, Phase, StateStore, check_env_name
+from fabkit.errors import ExternalError, InputError
+from launch.machines.state import (
+    CorruptState,
+    EnvState,
+    HostState,
+    Phase,
+    StateStore,
+    check_env_name,
+)
 
 
 def test_save_is_0600_atomic_and_round_trips(tmp_path):

@@ -1,4 +1,4 @@
-"""launch.up: reconcile semantics over a fake provider (no VM, no subprocess)."""
+"""launch.lifecycle.up: reconcile semantics over a fake provider (no VM, no subprocess)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from bake.errors import ExternalError, InputError
-from launch import bootstrap, ssh, up
-from launch.providers.base import DestroyReport, HostRequest
-from launch.ready import HostReadiness, Layer, NotReady
-from launch.state import Phase, StateStore
+from fabkit import runner
+from fabkit.errors import ExternalError, InputError
+from launch.lifecycle import bootstrap, up
+from launch.machines import ssh
+from launch.machines.providers.base import DestroyReport, HostRequest
+from launch.machines.ready import HostReadiness, Layer, NotReady
+from launch.machines.state import Phase, StateStore
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,7 +37,7 @@ class FakeProvider:
         FakeProvider.instances.append(self)
 
     def host_requests(self, plan, only=()):
-        from launch.providers.qemu import QemuProvider
+        from launch.machines.providers.qemu import QemuProvider
 
         return QemuProvider(self.ctx).host_requests(plan, only)
 
@@ -83,8 +84,8 @@ class FakeProvider:
 
 
 class FakeBootstrapNode:
-    """The bootstrap node's answers to launch.bootstrap's poll: the job's journal lines and
-    its done (or failed) marker with this launch's nonce."""
+    """The bootstrap node's answers to launch.lifecycle.bootstrap's poll: the job's journal
+    lines and its done (or failed) marker with this launch's nonce."""
 
     def __init__(self, store: StateStore, failed: dict | None = None) -> None:
         self.store, self.failed, self.polls = store, failed, 0
@@ -222,7 +223,7 @@ def test_failed_resume_rolls_back_only_what_it_created(env):
 
 
 def test_settings_are_validated(tmp_path):
-    from launch.providers.base import check_settings
+    from launch.machines.providers.base import check_settings
 
     with pytest.raises(InputError, match="settings.accel"):
         check_settings("qemu", {"accel": "hvf"}, tmp_path / "e.yaml")
@@ -241,7 +242,7 @@ def test_per_host_overrides_are_validated(env):
 
 
 def test_unbaked_image_names_the_bake_command(tmp_path):
-    from launch.providers.qemu import image_path
+    from launch.machines.providers.qemu import image_path
 
     with pytest.raises(InputError, match="bake build --provider qemu --image monitor"):
         image_path("monitor", None, tmp_path, tmp_path)
@@ -261,7 +262,7 @@ def test_unbaked_qemu_images_exit_2_before_anything_is_written(tmp_path):
 
 
 def test_render_and_up_both_refuse_a_settings_typo(tmp_path, capsys):
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
     from launch.cli import cli
 
     doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
@@ -322,7 +323,7 @@ def test_external_errors_are_exit_1():
 
 
 def test_cli_down_unknown_exits_2_and_status_json(env, capsys):
-    from bake.clikit import run_main
+    from fabkit.clikit import run_main
     from launch.cli import cli
 
     assert run_main(cli, ["down", "never-seen", "--build-dir", str(env["build"])]) == 2

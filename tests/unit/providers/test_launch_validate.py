@@ -1,4 +1,4 @@
-"""launch.validate: goss is never skipped silently, and runs with the pins the image was
+"""launch.lifecycle.validate: goss is never skipped silently, and runs with the pins the image was
 baked with (the manifest), not those at HEAD."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 from bake import goss, manifest
-from launch import ssh, validate
-from launch.state import HostState
+from launch.lifecycle import validate
+from launch.machines import ssh
+from launch.machines.state import HostState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bake"))
 from bake_fakerepo import make_repo  # noqa: E402

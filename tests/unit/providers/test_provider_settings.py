@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import inputs
-from bake.errors import InputError
-from launch.gc import parse_duration
-from launch.providers import aws, base, openstack
+from fabkit import inputs
+from fabkit.errors import InputError
+from launch.lifecycle.gc import parse_duration
+from launch.machines.providers import aws, base, openstack
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,4 +1,4 @@
-"""launch.providers.qemu with the runner door closed: a fake runner and a fake /proc."""
+"""launch.machines.providers.qemu with the runner door closed: a fake runner and a fake /proc."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake import runner
-from bake.errors import InputError
-from launch.providers.base import HostRequest, ProviderContext, get_provider
-from launch.providers.qemu import Accel, QemuProvider, env_id, mac_address, vm_tag
-from launch.state import EnvState, Phase, StateStore
+from fabkit import runner
+from fabkit.errors import InputError
+from launch.machines.providers.base import HostRequest, ProviderContext, get_provider
+from launch.machines.providers.qemu import Accel, QemuProvider, env_id, mac_address, vm_tag
+from launch.machines.state import EnvState, Phase, StateStore
 
 
 class FakeSystem:
@@ -118,7 +118,7 @@ def test_accel_auto_prefers_tcg_under_a_hypervisor(tmp_path):
 
 
 def test_host_cpus_pins_that_vm_with_taskset_and_only_that_one(tmp_path, fake, image):
-    from launch.providers.qemu import host_cores
+    from launch.machines.providers.qemu import host_cores
 
     assert host_cores(None, "w") == ()
     assert host_cores("0-1,3", "w", frozenset({0, 1, 2, 3})) == (0, 1, 3)
@@ -304,7 +304,7 @@ def test_long_environment_paths_put_sockets_in_a_short_dir(tmp_path, fake):
 
 
 def test_wait_ready_records_phases(tmp_path, fake, image, monkeypatch):
-    from launch import ready
+    from launch.machines import ready
 
     p = make(tmp_path, fake)
     p.reserve(hosts(image))
@@ -331,9 +331,9 @@ def test_env_state_defaults():
                                     "{not json", "\xff\xfe"])
 def test_down_of_a_damaged_state_scans_and_removes_everything(tmp_path, fake, image,
                                                                monkeypatch, damage):
-    from bake.clikit import run_main
-    from launch import up
+    from fabkit.clikit import run_main
     from launch.cli import cli
+    from launch.lifecycle import up
 
     build = tmp_path / "build"
     edir = up.env_dir(build, "lab")

@@ -1,13 +1,13 @@
-"""launch.ready: the layers, their timeouts and the errors (fake probes, fake clock)."""
+"""launch.machines.ready: the layers, their timeouts and the errors (fake probes, fake clock)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bake import runner
-from bake.errors import ExternalError
-from launch.contract import FAILED_FILE, READY_FILE
-from launch.ready import Layer, NotReady, Probe, Timeouts, wait_all, wait_host
+from fabkit import runner
+from fabkit.errors import ExternalError
+from launch.machines.ready import Layer, NotReady, Probe, Timeouts, wait_all, wait_host
+from launch.spec.contract import FAILED_FILE, READY_FILE
 
 SERIAL = "\n".join(f"boot line {i}" for i in range(100)) + "\ncloud-init: stuck in runcmd"
 
@@ -173,7 +173,7 @@ def test_an_interrupt_stops_a_waiter_blocked_in_a_command(monkeypatch):
     import signal
     import threading
 
-    from bake import runner
+    from fabkit import runner
 
     in_command = threading.Event()
     terminated = threading.Event()

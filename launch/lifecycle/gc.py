@@ -1,0 +1,79 @@
+"""`launch gc`: find and remove what dead runs left in a cloud.
+
+A fabperf resource is garbage when its environment is gone (no state for that environment
+and environment id in this build directory) or its TTL passed (tags fabperf:created-at +
+fabperf:ttl-hours). Only resources older than ``older_than`` are considered; ``dry_run``
+lists them and removes nothing. Each cloud provider module has `collect` and
+`remove_garbage`; gc itself never looks at a provider's name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabkit.errors import FabperfError, InputError
+from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
+from launch.machines.state import StateStore
+
+CLOUDS = ("aws", "openstack")
+_UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90m', '6h', '2d', '1w' or '0' -> hours."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw]?)", text.strip())
+    if not m or (not m.group(2) and float(m.group(1)) != 0):
+        raise InputError.field(None, "--older-than", "a duration such as 90m, 6h, 2d, 1w",
+                               text)
+    return float(m.group(1)) * _UNITS.get(m.group(2), 1.0)
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What gc found, what it removed, and which providers it could not ask."""
+
+    garbage: tuple[Garbage, ...]
+    removed: tuple[str, ...]
+    skipped: tuple[str, ...]
+    dry_run: bool
+
+
+def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: float = 0.0,
+       dry_run: bool = False, spec_path: Path | None = None) -> GcResult:
+    """Collect garbage of each provider (settings from ``spec_path`` when given)."""
+    from launch.lifecycle.up import env_dir
+    from launch.spec import byof
+
+    settings: dict[str, object] = {}
+    explicit = list(providers)
+    if spec_path is not None:
+        spec = byof.load_any(spec_path)   # an environment file or a BYOF spec
+        settings = check_settings(spec.provider.value, spec.settings, spec.source)
+        explicit = explicit or [spec.provider.value]
+    for p in explicit:
+        if p not in CLOUDS:
+            raise InputError.field(None, "--provider", f"one of {list(CLOUDS)}", p)
+
+    def live(environment: str, eid: str) -> bool:
+        edir = env_dir(build_dir, environment)
+        return StateStore(edir).exists() and env_id(edir) == eid
+
+    found: list[Garbage] = []
+    removed: list[str] = []
+    skipped: list[str] = []
+    for name in explicit or CLOUDS:
+        cls = provider_class(name)
+        try:
+            items = cls.collect(settings, live, older_than_hours)
+        except FabperfError as exc:
+            if explicit:
+                raise
+            skipped.append(f"{name}: {exc.message}")
+            continue
+        found += items
+        if items and not dry_run:
+            removed += cls.remove_garbage(settings, items)
+    return GcResult(tuple(found), tuple(removed), tuple(skipped), dry_run)

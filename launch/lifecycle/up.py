@@ -1,0 +1,481 @@
+"""Bringing an environment up and down: spec -> plan -> reserve -> render -> create -> ready.
+
+Everything of an environment lives in <build>/environments/<env>/: state.json
+(launch.machines.state), the per-environment SSH key (ssh/), the rendered bundle (bundle/),
+the provider's files (for qemu: hosts/, run/) and logs/ (kept after `down`).
+
+`up` is a reconcile: a second `up` of a running, ready environment changes nothing; an `up`
+after an interrupted one resumes with the same nonce and certificates. On failure (or
+Ctrl-C) the hosts this `up` created are rolled back unless keep_on_failure; anything an
+interruption leaves behind is in the state file or carries the environment's tag, so
+`down` finds it.
+
+`up` never looks at the provider's name: the provider checks its own settings, sizes the
+hosts and finds their images (launch.machines.providers.base.Provider). `wait` says how far `up`
+goes: "ready" (every readiness layer), "running" (the machines run; for API doubles whose
+instances never boot) or "none" (created, not waited for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fabkit.errors import ExternalError, InputError
+from launch.lifecycle import bootstrap
+from launch.machines import ssh
+from launch.machines.providers.base import (
+    PROVIDERS,
+    DestroyReport,
+    Leaked,
+    Provider,
+    ProviderContext,
+    check_settings,
+    create_all,
+    get_provider,
+)
+from launch.machines.ready import HostReadiness, Timeouts
+from launch.machines.state import (
+    CorruptState,
+    EnvState,
+    HostState,
+    Phase,
+    StateStore,
+    check_env_name,
+)
+
+log = logging.getLogger("fabperf.up")
+
+ENVIRONMENTS = "environments"
+
+WAITS = ("ready", "running", "none")
+
+
+def env_dir(build_dir: Path, name: str) -> Path:
+    """<build>/environments/<env>."""
+    return build_dir / ENVIRONMENTS / name
+
+
+def resolve_env(arg: str, build_dir: Path) -> tuple[str, Path]:
+    """ENV on the command line: an environment name or the path of its spec file."""
+    p = Path(arg)
+    if arg.endswith((".yaml", ".yml")) or p.is_file():
+        from launch.spec import byof
+
+        name = byof.load_any(p).name
+    else:
+        name = check_env_name(arg)
+    return name, env_dir(build_dir, name)
+
+
+# --- up --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpResult:
+    """What `launch up` did."""
+
+    environment: str
+    changed: bool
+    hosts: tuple[HostState, ...]
+    readiness: tuple[HostReadiness, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    waited: str = "ready"               # how far `up` waited (WAITS)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _provider(name: str, environment: str, edir: Path, store: StateStore,
+              options: Mapping[str, object], **ctx: Any) -> Provider:
+    return get_provider(name, ProviderContext(environment, edir, store, dict(options), **ctx))
+
+
+_SETTLED = {"ready": (Phase.READY,), "running": (Phase.RUNNING, Phase.READY),
+            "none": tuple(Phase)}
+
+
+def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str] = (),
+       keep_on_failure: bool = False, timeouts: Timeouts | None = None,
+       wait: str = "ready", recreate: bool = False) -> UpResult:
+    """Bring the environment described by ``spec_path`` up (see the module docstring).
+
+    A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
+    preflight (launch.lifecycle.preflight) passed; its state is marked kind "byof".
+
+    ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
+    spec, even when it differs from the one the running hosts were launched with; the hosts
+    that stay must get the same user-data from it (else InputError). How `launch compare`
+    puts the Fabric hosts on another image while the workers and the monitor keep running."""
+    from launch.lifecycle import preflight
+    from launch.render import bundle as bundle_mod
+    from launch.render import byof_bundle
+    from launch.render import plan as plan_mod
+    from launch.spec import byof
+
+    if wait not in WAITS:
+        raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
+    if recreate and not only:
+        raise InputError.field(None, "--only", "the hosts to recreate", None)
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    spec = byof.load_any(spec_path)
+    name = spec.name
+    # Every input is checked before anything is written (bad input changes nothing).
+    settings = check_settings(spec.provider.value, spec.settings, spec.source)
+    plan = plan_mod.build(spec, manifest_root=repo_root)
+    checked: tuple[str, ...] = ()
+    render = bundle_mod.render
+    if spec.kind == "byof":
+        report = preflight.check(spec)  # type: ignore[arg-type]
+        checked = tuple(f"preflight: {w}" for w in report.warnings)
+        render = byof_bundle.render  # type: ignore[assignment]
+        timings["preflight"] = round(time.monotonic() - t0, 1)
+    edir = env_dir(build_dir, name)
+    store = StateStore(edir)
+    provider = _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr,
+                         build_dir=build_dir, repo_root=repo_root)
+    requests = provider.host_requests(plan, only)
+    wanted = [r.name for r in requests]
+    spec_sha = _sha256(spec_path)
+    with store.lock():
+        before = store.load()
+        if before is not None and recreate:
+            # the hosts that stay must be what this spec makes of them: checked on a trial
+            # render beside the bundle (same crypto, same nonce) before anything is removed
+            _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
+                                                         repo_root), spec_path)
+            gone = [n for n in wanted if n in before.hosts]
+            log.info("%s: recreating %s", name, ", ".join(gone) if gone else
+                     f"{', '.join(wanted)} (not in the state: created anew)")
+            report = provider.destroy_hosts(gone)
+            if report.errors:
+                raise ExternalError(f"environment {name}: could not remove "
+                                    f"{', '.join(gone)}:\n  " + "\n  ".join(report.errors))
+            store.update(bootstrap={})
+            before = store.load()
+        if before is not None:
+            alive = {h.name for h in before.hosts.values() if provider.alive(h)}
+            if recreate:
+                alive -= set(wanted)
+            elif before.spec_sha256 and before.spec_sha256 != spec_sha and alive:
+                raise InputError(
+                    f"environment {name} runs from a different version of {spec_path} "
+                    f"(hosts {sorted(alive)} are up)",
+                    hint=f"`launch down {name}` first, then `launch up` again")
+            bootstrapped = (wait != "ready" or not provider.follows_hosts
+                            or plan.bootstrap is None or plan.bootstrap.name not in wanted
+                            or before.bootstrap.get("nonce") == before.nonce != "")
+            if bootstrapped and all(n in alive and before.hosts[n].phase in _SETTLED[wait]
+                                    for n in wanted):
+                log.info("%s: every host is up (%s); nothing to do", name, wait)
+                return UpResult(name, False, tuple(before.hosts[n] for n in wanted),
+                                timings={"total": round(time.monotonic() - t0, 1)},
+                                warnings=checked, waited=wait)
+
+        keys = ssh.ensure_keypair(edir / "ssh", f"fabperf-{name}")
+        nonce = before.nonce if before is not None and before.nonce else None
+        if before is None:
+            store.save(EnvState(environment=name, provider=spec.provider.value,
+                                network={}))
+        store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind)
+
+        created: list[str] = []
+        try:
+            # Addresses before certificates: the plan's addresses are reserved first.
+            t = time.monotonic()
+            reserved = provider.reserve(requests)
+            for r in requests:
+                if r.address and reserved[r.name] != r.address:
+                    raise ExternalError(f"host {r.name}: the provider reserved "
+                                        f"{reserved[r.name]} but the plan (and its "
+                                        f"certificates) use {r.address}")
+            timings["reserve"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            bundle = render(spec, edir / "bundle", nonce=nonce,  # type: ignore[arg-type]
+                            manifest_root=repo_root)
+            store.update(nonce=bundle.nonce)
+            timings["render"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            todo = []
+            for r in requests:
+                current = store.load().hosts.get(r.name)  # type: ignore[union-attr]
+                if current is not None and provider.alive(current):
+                    continue
+                todo.append((r, bundle.user_data[r.name].data))
+
+            def started(r: Any) -> None:
+                log.info("%s: creating %s (%s%s)", name, r.name, ",".join(r.roles),
+                         f", {r.size}" if r.size else f", {r.memory_mb} MB, {r.cpus} vCPU")
+                created.append(r.name)
+
+            create_all(provider, todo, on_start=started)
+            timings["create"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            reports: list[HostReadiness] = []
+            if wait == "ready":
+                log.info("%s: waiting for %s to be ready", name, ", ".join(wanted))
+                reports = provider.wait_ready(wanted, bundle.nonce, timeouts)
+            elif wait == "running":
+                log.info("%s: waiting for %s to run (not for readiness)", name,
+                         ", ".join(wanted))
+                provider.wait_running(wanted)
+            timings[f"wait_{wait}"] = round(time.monotonic() - t, 1)
+            if wait == "ready" and provider.follows_hosts and plan.bootstrap is not None \
+                    and plan.bootstrap.name in wanted:
+                t = time.monotonic()
+                done = _bootstrap(provider, store, plan.bootstrap.name, bundle.nonce,
+                                  timeouts or Timeouts())
+                timings["bootstrap"] = round(time.monotonic() - t, 1)
+                timings["bootstrap_job"] = done.get("seconds", 0)
+        except BaseException:
+            if keep_on_failure:
+                log.warning("%s: keeping what failed (--keep-on-failure); "
+                            "`launch down %s` removes it", name, name)
+            else:
+                _rollback(provider, before, created, name)
+                if before is None or not before.hosts:
+                    # nothing of the environment is left: its secrets go too
+                    for sub in ("bundle", "ssh"):
+                        shutil.rmtree(edir / sub, ignore_errors=True)
+            raise
+        state = store.load()
+        assert state is not None
+        timings["total"] = round(time.monotonic() - t0, 1)
+        return UpResult(name, True, tuple(state.hosts[n] for n in wanted), tuple(reports),
+                        timings, (*checked, *bundle.warnings), waited=wait)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _trial_user_data(render: Callable[..., Any], spec: Any, edir: Path, nonce: str,
+                     repo_root: Path) -> Mapping[str, Any]:
+    """Every host's user-data as this spec renders it on a copy of the current bundle."""
+    with tempfile.TemporaryDirectory(prefix=".trial-", dir=edir) as tmp:
+        trial = Path(tmp) / "bundle"
+        if (edir / "bundle").is_dir():
+            shutil.copytree(edir / "bundle", trial, symlinks=True)
+        return dict(render(spec, trial, nonce=nonce or None, manifest_root=repo_root).user_data)
+
+
+def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],
+                spec_path: Path) -> None:
+    """The hosts a recreate keeps must be what the new spec would make of them."""
+    changed = sorted(n for n, h in before.hosts.items()
+                     if n not in recreated and h.user_data_sha256 and n in user_data
+                     and _sha256_bytes(user_data[n].data) != h.user_data_sha256)
+    if changed:
+        raise InputError(f"{spec_path}: the change reaches hosts that keep running "
+                         f"({', '.join(changed)} would get other user-data)",
+                         hint="recreate them too, or `launch down` and `launch up`")
+
+
+def _bootstrap(provider: Provider, store: StateStore, host: str, nonce: str,
+               timeouts: Timeouts) -> dict[str, Any]:
+    """The last readiness layer: the channel bootstrap on its node (relaying its progress)."""
+    state = store.load()
+    assert state is not None
+    run = bootstrap.ssh_runner(provider.target(state.hosts[host]))
+    log.info("%s: channel bootstrap on %s", state.environment, host)
+    done = bootstrap.wait(run, host, nonce, timeout=timeouts.bootstrap, poll=timeouts.poll,
+                          progress=lambda line: log.info("%s: %s", host, line))
+    store.update(bootstrap={**bootstrap.summary(done), "host": host})
+    return done
+
+
+def _rollback(provider: Provider, before: EnvState | None, created: Sequence[str],
+              name: str) -> None:
+    """Undo this `up`: everything when it started the environment, else its own hosts."""
+    try:
+        if before is None or not before.hosts:
+            log.warning("%s: rolling back (removing the environment)", name)
+            provider.destroy()
+        elif created:
+            log.warning("%s: rolling back hosts %s", name, ", ".join(created))
+            provider.destroy_hosts(created)
+    except Exception as exc:  # the original error matters more; the state still lists all
+        log.error("%s: rollback incomplete (%s); run `launch down %s`", name, exc, name)
+
+
+# --- down / status ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DownResult:
+    """What `launch down` removed."""
+
+    environment: str
+    report: DestroyReport
+    known: bool
+
+
+def _existing(arg: str, build_dir: Path) -> tuple[str, Path, StateStore, EnvState | None]:
+    name, edir = resolve_env(arg, build_dir)
+    store = StateStore(edir)
+    return name, edir, store, store.load()
+
+
+def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
+                       state: EnvState | None) -> Provider:
+    """The provider of an existing environment: from its state, else from its spec file
+    (a lost state file: the provider finds the resources by their tags), else qemu."""
+    if state is not None:
+        subnet = state.network.get("subnet")
+        return _provider(state.provider, name, edir, store, {},
+                         cidr=str(subnet) if subnet else None)
+    if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
+        from launch.spec import byof
+
+        spec = byof.load_any(Path(arg))
+        settings = check_settings(spec.provider.value, spec.settings, spec.source)
+        return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)
+    return _provider("qemu", name, edir, store, {})
+
+
+def down(arg: str, *, build_dir: Path) -> DownResult:
+    """Remove everything of an environment; idempotent. An environment never seen: exit 2.
+
+    A damaged state.json does not stop it: the provider's tag/process scan finds what runs,
+    everything found is removed, and so is the damaged file."""
+    name, edir = resolve_env(arg, build_dir)
+    store = StateStore(edir)
+    damaged = False
+    try:
+        state = store.load()
+    except CorruptState as exc:
+        log.warning("%s; removing what the provider's scan finds", exc.message)
+        store, state, damaged = StateStore(edir, tolerate_damage=True), None, True
+    if damaged:
+        provider = _provider(_damaged_state_provider(store), name, edir, store, {})
+    else:
+        provider = _recorded_provider(arg, name, edir, store, state)
+    leaked: list[Leaked] = provider.find_leaked()
+    if state is None and not leaked and not edir.exists():
+        raise InputError(f"unknown environment {name!r}: nothing recorded in {edir} and no "
+                         "running VM carries its tag")
+    with store.lock():
+        report = provider.destroy()
+        if report.errors:
+            raise ExternalError(f"environment {name}: could not remove everything:\n  "
+                                + "\n  ".join(report.errors),
+                                hint=f"the state file {store.path} still lists them")
+        # Secrets of the environment go with it; logs stay for post-mortems.
+        for sub in ("bundle", "ssh"):
+            shutil.rmtree(edir / sub, ignore_errors=True)
+        if damaged and store.path.exists():
+            store.remove()
+            report = replace(report, removed=(*report.removed, f"{store.path} (damaged)"))
+    (edir / ".lock").unlink(missing_ok=True)
+    return DownResult(name, report, state is not None or damaged)
+
+
+def _damaged_state_provider(store: StateStore) -> str:
+    """The provider a damaged state file still names (else qemu, the local default)."""
+    import json
+    import re
+
+    try:
+        text = store.path.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return "qemu"
+    try:
+        name = json.loads(text).get("provider")
+    except (ValueError, AttributeError):
+        m = re.search(r'"provider"\s*:\s*"([a-z]+)"', text)
+        name = m.group(1) if m else None
+    return name if isinstance(name, str) and name in PROVIDERS else "qemu"
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One row of `launch status`."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...]
+    phase: str
+    alive: bool
+    pid: int | None
+    ports: Mapping[str, int]
+    error: str
+    resources: Mapping[str, str] = field(default_factory=dict)
+
+
+def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
+    """The recorded state with a live check of every host; unknown environment: exit 2."""
+    name, edir, store, state = _existing(arg, build_dir)
+    if state is None:
+        raise InputError(f"unknown environment {name!r}: no state in {edir}",
+                         hint="`launch up ENV.yaml` creates it")
+    provider = _recorded_provider(arg, name, edir, store, state)
+    rows = [HostStatus(h.name, h.address, h.roles, h.phase.value, provider.alive(h), h.pid,
+                       dict(h.ports), h.error.splitlines()[0] if h.error else "",
+                       dict(h.resources))
+            for h in sorted(state.hosts.values(), key=_address_key)]
+    return state, rows
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One Fabric node of `launch status`: its role, state and height on one channel."""
+
+    node: str
+    role: str
+    channel: str
+    state: str
+    height: int | None
+
+
+def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
+    """Every Fabric node's channel height, asked of the bootstrap job on its node
+    ("" and no rows when the environment has no bootstrapped network to ask)."""
+    if state.kind == "byof":
+        return ("byof: the user's network (fabperf does not ask it; `launch bench` reads "
+                "its operations metrics)"), []
+    host = state.bootstrap.get("host")
+    hs = state.hosts.get(host) if host else None
+    if hs is None or state.bootstrap.get("nonce") != state.nonce:
+        return "not bootstrapped", []
+    edir = env_dir(build_dir, state.environment)
+    provider = _provider(state.provider, state.environment, edir, StateStore(edir), {})
+    if not provider.alive(hs):
+        return f"bootstrap node {host} is down", []
+    try:
+        found = bootstrap.heights(bootstrap.ssh_runner(provider.target(hs)))
+    except ExternalError as exc:
+        return f"cannot ask {host}: {exc.message.splitlines()[0]}", []
+    rows = [NodeStatus(node, str(info.get("role", "")), channel, str(info.get("status", "")),
+                       info.get("height"))
+            for channel, nodes in sorted(found.items()) for node, info in nodes.items()]
+    return "bootstrapped", rows
+
+
+def _address_key(h: HostState) -> tuple[int, str]:
+    try:
+        return int(ipaddress.ip_address(h.address)), h.name
+    except ValueError:
+        return 0, h.name
+
+
+def target(arg: str, host: str, *, build_dir: Path) -> ssh.Target:
+    """Where `launch ssh ENV HOST` connects."""
+    name, edir, _, state = _existing(arg, build_dir)
+    if state is None:
+        raise InputError(f"unknown environment {name!r}: no state in {edir}")
+    h = state.hosts.get(host)
+    if h is None:
+        raise InputError.field(None, "HOST", f"one of {sorted(state.hosts)}", host)
+    return _recorded_provider(arg, name, edir, StateStore(edir), state).target(h)
