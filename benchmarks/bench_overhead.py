@@ -28,7 +28,7 @@ def recorded() -> dict[str, float]:
     sys.path.insert(0, str(REPO / "tests/unit/bench"))
     import test_bench_run as t  # the fakes of the unit tests
 
-    from launch.bench import run
+    from launch.bench import run, watch
 
     marks: dict[str, float] = {}
 
@@ -47,7 +47,7 @@ def recorded() -> dict[str, float]:
         tmp_path = Path(tmp)
         clock = t.Clock(t.RECORDED.window.start - 30)
         begin = time.perf_counter()
-        run.run(t.lab(tmp_path), TimedDoor(), run.Options(timeouts=run.Timeouts(poll=5)),
+        run.run(t.lab(tmp_path), TimedDoor(), run.Options(timeouts=watch.Timeouts(poll=5)),
                 results_root=tmp_path / "results", prom=t.FakePrometheus(),
                 pushgateway=t.FakePushgateway(), clock=clock, sleep=clock.sleep,
                 local_versions=lambda: {"fabperf": "bench"})

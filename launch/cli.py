@@ -361,12 +361,12 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
               output: str) -> None:
     """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
     results bundle (results/<env>/<stamp>/) with a verdict per round."""
-    from launch.bench import results, run
+    from launch.bench import results, run, watch
 
     root, bdir = _build_dir(build_dir)
     options = run.Options(rounds=rounds, tps=tps, duration=duration,
                           threshold_pairs=thresholds,
-                          timeouts=run.Timeouts(register=register_timeout))
+                          timeouts=watch.Timeouts(register=register_timeout))
     result = run.bench(env, options, build_dir=bdir, repo_root=root,
                        results_root=_results_root(results_dir),
                        workers_per_vm=workers_per_vm, on_progress=progress)

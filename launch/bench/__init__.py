@@ -8,5 +8,11 @@
     results.py     the results bundle (summary.json schema, atomic write, list/show)
     plots.py       PNG plots and index.html
     panels.py      every Grafana panel's PromQL against a Prometheus (e2e helper)
-    run.py         the live orchestration over SSH (workers, manager, fetch, bundle)
+    door.py        how bench reaches a host (SshDoor; unit tests give a fake one)
+    lab.py         the launched environment as bench sees it, checked up and bootstrapped
+    control.py     the Caliper workers and manager on the worker VMs (start, stop, journal)
+    watch.py       the manager's journal polled to the end, progress lines, timeouts
+    gather.py      what a run left (logs, report, Prometheus answers, snapshot, versions)
+    collect.py     gathered parts -> the results bundle on disk
+    run.py         one run, in order: check, clean, workers, manager, watch, gather, bundle
 """

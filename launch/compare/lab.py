@@ -240,9 +240,10 @@ class RealLab:
         return Bench(result.bundle, result.summary)
 
     def worker_vcpus(self) -> dict[str, int]:
-        from launch.bench import run
+        from launch.bench import door as bench_door
+        from launch.bench import lab as bench_lab
 
-        lab, targets = run.open_lab(self.environment, build_dir=self.build_dir,
-                                    repo_root=self.repo_root)
-        return run.worker_vcpus(run.SshDoor(targets, lab.env_dir / "logs" / "size-ssh.log"),
-                                lab)
+        lab, targets = bench_lab.open_lab(self.environment, build_dir=self.build_dir,
+                                          repo_root=self.repo_root)
+        return bench_lab.worker_vcpus(
+            bench_door.SshDoor(targets, lab.env_dir / "logs" / "size-ssh.log"), lab)

@@ -205,10 +205,10 @@ def test_grafana_panels_against_prometheus(prom: Prometheus) -> None:
 
 @NEEDS
 def test_live_progress_rates(prom: Prometheus) -> None:
-    from launch.bench import run
+    from launch.bench import watch
 
     s = SCENARIOS["fabric-bound"]
-    rates = run.live_rates(prom, 0, T0 + 600 + 30)
+    rates = watch.live_rates(prom, 0, T0 + 600 + 30)
     assert rates["send"] == pytest.approx(s.send, rel=0.05)
     assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
     assert rates["finished"] == pytest.approx(s.commit, rel=0.1)

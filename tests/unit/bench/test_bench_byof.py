@@ -11,9 +11,12 @@ import pytest
 import yaml
 from test_bench_run import RECORDED, Clock, FakeDoor, FakePrometheus, FakePushgateway
 
+from launch.bench import lab as bench_lab
 from launch.bench import ledger, run
+from launch.bench.lab import Lab
 from launch.bench.results import check_bundle
-from launch.bench.run import Lab, Options, Timeouts
+from launch.bench.run import Options
+from launch.bench.watch import Timeouts
 from launch.render import plan as plan_mod
 from launch.spec import byof
 
@@ -138,12 +141,12 @@ def test_fabric_cpu_from_operations_endpoints_with_cpus() -> None:
 
 def test_the_notes_say_where_fabric_cpu_comes_from(tmp_path: Path) -> None:
     lab = byof_lab(tmp_path)
-    assert "fabric-cpu rule has no data" in run.byof_notes(lab, {"note": "x"})[1]
+    assert "fabric-cpu rule has no data" in bench_lab.byof_notes(lab, {"note": "x"})[1]
     doc = yaml.safe_load(lab.spec_path.read_text())
     doc["fabric"]["operations"][0]["cpus"] = 4
     lab.spec_path.write_text(yaml.safe_dump(doc))
     lab2 = Lab("byof", lab.env_dir, lab.spec_path, plan_mod.build(byof.load(lab.spec_path)),
                lab.prometheus_url, lab.pushgateway_url, lab.workers, lab.manager_host)
-    note = run.byof_notes(lab2, {"note": "x"})[1]
+    note = bench_lab.byof_notes(lab2, {"note": "x"})[1]
     assert "reads the operations endpoints' process CPU" in note
     assert "peer0.org1.example.com" in note

@@ -15,8 +15,11 @@ import yaml
 
 from fabkit import runner
 from fabkit.errors import ExternalError, InputError
+from launch.bench import lab as bench_lab
 from launch.bench import prometheus, run
-from launch.bench.run import Lab, Options, Timeouts
+from launch.bench.lab import Lab
+from launch.bench.run import Options
+from launch.bench.watch import Timeouts
 from launch.render import plan as plan_mod
 from launch.spec import env as spec_mod
 
@@ -288,8 +291,8 @@ def test_round_selection_and_overrides(tmp_path: Path) -> None:
 
 
 def test_default_workers_is_about_one_and_a_half_per_vcpu() -> None:
-    assert [run.default_workers(n) for n in (1, 2, 4, 8)] == [2, 3, 6, 12]
-    assert run.default_workers(192) == spec_mod.MAX_PROCESSES
+    assert [bench_lab.default_workers(n) for n in (1, 2, 4, 8)] == [2, 3, 6, 12]
+    assert bench_lab.default_workers(192) == spec_mod.MAX_PROCESSES
 
 
 class NprocDoor:
@@ -312,14 +315,14 @@ def test_the_spec_default_is_one_and_a_half_workers_per_vcpu_of_each_vm(tmp_path
     assert w.auto and w.processes == 1                 # one at boot, proven by readiness
     lab = Lab("local", tmp_path, path, p, "", "", {w.host: w.processes}, "caliper")
     door = NprocDoor({"caliper": "4\n"})
-    assert run.resolve_workers(door, lab, None).workers == {"caliper": 6}
-    assert run.resolve_workers(door, lab, 5).workers == {"caliper": 1}   # N is in the Lab
+    assert bench_lab.resolve_workers(door, lab, None).workers == {"caliper": 6}
+    assert bench_lab.resolve_workers(door, lab, 5).workers == {"caliper": 1}   # N is in the Lab
     # an explicit count in the spec is kept, and no VM is asked
     explicit = replace(lab, plan=plan_mod.build(spec_mod.load(REPO / "environments/local.yaml")))
     door.asked.clear()
-    assert run.resolve_workers(door, explicit, None).workers == {"caliper": 1}
+    assert bench_lab.resolve_workers(door, explicit, None).workers == {"caliper": 1}
     assert door.asked == []
-    assert run.resolve_workers(door, explicit, "auto").workers == {"caliper": 6}
+    assert bench_lab.resolve_workers(door, explicit, "auto").workers == {"caliper": 6}
 
 
 def test_ledger_is_read_before_the_next_round_starts(tmp_path: Path) -> None:

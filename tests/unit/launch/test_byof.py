@@ -416,9 +416,9 @@ def test_up_of_a_byof_spec_creates_workers_and_monitor_only(files: Path, tmp_pat
     _, rows = up.status("byof", build_dir=build)
     assert [r.name for r in rows] == ["caliper0", "caliper1", "monitor"]
     # `launch bench` opens it like any lab (no bootstrap host, the manager on caliper0)
-    from launch.bench import run as bench_run
+    from launch.bench import lab as bench_lab
 
-    lab, targets = bench_run.open_lab("byof", build_dir=build, repo_root=tmp_path)
+    lab, targets = bench_lab.open_lab("byof", build_dir=build, repo_root=tmp_path)
     assert lab.plan.kind == "byof" and lab.manager_host == "caliper0"
     assert lab.workers == {"caliper0": 2, "caliper1": 2} and set(targets) == {
         "caliper0", "caliper1", "monitor"}
