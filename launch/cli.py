@@ -558,6 +558,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
                        progress=progress, threshold_pairs=thresholds)
+    real.check_variants(request.variants)
     if dry_run:
         for line in ab.preview(real, request):
             click.echo(line)
