@@ -53,6 +53,10 @@ _CHANNEL = re.compile(r"[a-z][a-z0-9.-]{0,248}")  # Fabric's channel name rule
 _DURATION = re.compile(r"\d{1,6}(\.\d{1,6})?(ms|s|m|h)")
 _SIZE = re.compile(r"(\d{1,9})\s?(KB|MB)")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a chaincode version label
+# a workload module, relative to Caliper's workspace on the worker VM: no component starts
+# with "." (so no "..") and it is not absolute: it cannot name a file outside the workspace
+_WORKLOAD = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}/){0,15}"
+                       r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.js")
 
 # Upper bounds: what render and the providers handle in seconds, and more than any
 # benchmark lab this tool targets. Every bound says why in the error (hint).
@@ -558,7 +562,9 @@ def _caliper(top: _Map) -> Caliper:
                       why="a million transactions per second is beyond any Fabric network"),
             duration=duration,
             tx_number=tx_number,
-            workload_module=wl.str("module", "workloads/create-asset.js"),
+            workload_module=wl.str("module", "workloads/create-asset.js", pattern=_WORKLOAD,
+                                   what="a .js module inside Caliper's workspace (a relative "
+                                        "path such as workloads/create-asset.js, no '..')"),
             workload_arguments=dict(arguments),
             rate_control=dict(rate) if rate is not None else None,
         )
@@ -621,7 +627,8 @@ def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
             except ValueError:
                 raise h.fail("address", "an IPv4 address", address) from None
         host = PlacedHost(name=name, roles=tuple(roles), address=address,
-                          image=h.str("image", None))
+                          image=h.str("image", None, pattern=_LABEL,
+                                      what="an image name such as fabric-node (a-z, 0-9, -)"))
         h.done()
         if any(x.name == name for x in hosts):
             raise h.fail("name", "a host name no other host uses (duplicate hostname)", name)
@@ -714,6 +721,8 @@ def _images(top: _Map) -> tuple[dict[str, str], Path]:
     ):
         raise top.fail("images", "a mapping image name -> artifact id", images_raw)
     for image, artifact in images_raw.items():  # qemu artifacts are paths
+        if not isinstance(image, str) or not _LABEL.fullmatch(image):
+            raise top.fail("images", "image names such as fabric-node (a-z, 0-9, -)", image)
         inputs.check_path_text(artifact, source=top.file, path=f"images.{image}")
     manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
                                            source=top.file, path="manifest"))
