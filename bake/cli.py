@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
+from bake import baseimage, build, catalog, goss, imagescan, packer, profiles
+from bake.profiles import Provider
+from fabkit import layout
 from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.errors import ExternalError, InputError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,8 +44,6 @@ def base_image(out: Path | None, mirror: str | None, extra_cas: tuple[Path, ...]
     Needs root. Cached by content: the same inputs return the existing image at once.
     Writes build/base/base-image.json, which the qemu bake reads.
     """
-    from bake import baseimage
-    from fabkit import layout
 
     root = layout.find_repo_root()
     build_dir = layout.build_dir(root, build_dir)
@@ -65,7 +67,6 @@ _PROVIDERS = ["qemu", "aws", "openstack"]
 
 def _provider(ctx: click.Context, param: click.Parameter, value):  # type: ignore[no-untyped-def]
     """Check --provider with fabperf's own one-line message (exit 2), not click's usage text."""
-    from bake.profiles import Provider
 
     if isinstance(value, tuple):
         return tuple(Provider.parse(v).value for v in value)
@@ -100,8 +101,6 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
            placeholder_base: bool = False,
            version_sets: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """Everything is checked here, before any command writes a file."""
-    from bake import build, profiles
-    from fabkit import layout
 
     root = layout.find_repo_root()
     bdir = layout.build_dir(root, build_dir)
@@ -131,9 +130,6 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
 def list_images(providers: tuple[str, ...], config_file: str | None, var_texts: tuple[str, ...],
                 version_sets: tuple[str, ...], build_dir: Path | None, output: str) -> None:
     """Images, their fingerprints, and what is built per provider (from build/manifest.json)."""
-    from bake import build, catalog, profiles
-    from fabkit import layout
-    from fabkit.errors import InputError
 
     root = layout.find_repo_root()
     bdir = layout.build_dir(root, build_dir)
@@ -179,7 +175,6 @@ def render_cmd(provider: str, images: tuple[str, ...], config_file: str | None,
                build_dir: Path | None, out: Path | None,
                packer_version: str | None, output: str) -> None:
     """Write Packer HCL2 to <out>/<image>/<provider>/<image>.pkr.hcl."""
-    from bake import build, packer
 
     root, bdir, targets = _setup(provider, images, config_file, var_texts, build_dir,
                                  placeholder_base=True, version_sets=version_sets)
@@ -206,7 +201,6 @@ def validate_cmd(provider: str, images: tuple[str, ...], config_file: str | None
                  var_texts: tuple[str, ...], version_sets: tuple[str, ...],
                  build_dir: Path | None, output: str) -> None:
     """Render and run `packer validate` (openstack: -syntax-only, full needs the cloud)."""
-    from bake import build
 
     root, bdir, targets = _setup(provider, images, config_file, var_texts, build_dir,
                                  placeholder_base=True, version_sets=version_sets)
@@ -229,7 +223,6 @@ def build_cmd(provider: str, images: tuple[str, ...], config_file: str | None,
     """Render, validate, packer build (with goss) and record in the manifest; skip unchanged."""
     from dataclasses import asdict
 
-    from bake import build
 
     root, bdir, targets = _setup(provider, images, config_file, var_texts, build_dir,
                                  version_sets=version_sets)
@@ -270,8 +263,6 @@ def goss_validate(hostspec: str, ssh_key: str | None, specs: tuple[Path, ...], v
     """Validate SPECs against a host; exit 1 when any check fails."""
     import json
 
-    from bake import goss
-    from fabkit.errors import ExternalError, InputError
 
     try:
         variables = json.loads(vars_json)
@@ -309,8 +300,6 @@ def imagescan_cmd(target: Path, output: str) -> None:
     """Scan a final image (qcow2, needs root) or a root filesystem dir for things that must
     never ship: private keys, SSH host keys, machine-id, cloud-init state. Exit 1 on findings.
     """
-    from bake import imagescan
-    from fabkit.errors import ExternalError
 
     findings = imagescan.scan(target)
     if output == "json":

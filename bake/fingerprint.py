@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bake import profiles, render
+from bake import buildroot, prebuild, profiles, render
 from bake.catalog import ImageSpec, files_of
 from bake.profiles import AwsProfile, CommonProfile, OpenstackProfile, Provider, QemuProfile
 from fabkit.hashing import sha256_file
@@ -71,7 +71,6 @@ def inputs(root: Path, spec: ImageSpec, provider: Provider,
     goss = {rel(p): sha256_file(p) for p in spec.goss_paths(root)}
     cas = sorted(sha256_file(Path(c)) for c in profile.extra_ca_certs) \
         if not profile.remove_extra_ca_certs else []
-    from bake import buildroot, prebuild  # prebuild hashes files with sha256_file (here)
 
     # the template is hashed with host paths (FABRIC_SOURCE...) as the content they name:
     # the same tarball under another spelling or place is the same image

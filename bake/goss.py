@@ -458,6 +458,9 @@ def write_junit(results: Sequence[Result], path: Path, name: str = "goss") -> No
 
 
 if __name__ == "__main__":
+    # `python -m bake.goss validate ...` is what the Packer templates run on the build host
+    # (bake.render; the golden templates pin it): an entry point, above this module like
+    # bake.cli, so its imports run only when this file is the program.
     import sys
 
     from bake.cli import goss_cli

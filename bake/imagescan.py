@@ -267,12 +267,3 @@ def scan(target: Path) -> list[Finding]:
     if target.is_dir():
         return scan_root(target)
     return scan_qcow2(target)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from bake.cli import imagescan_cmd
-    from fabkit.clikit import run_main
-
-    sys.exit(run_main(imagescan_cmd))

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
+from fabkit import layout
 from fabkit.errors import FabperfError, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,8 +89,6 @@ def internal_error_log(exc: BaseException) -> Path:
 
 
 def _log_dirs() -> list[Path]:
-    from fabkit import layout
-
     dirs = []
     try:
         dirs.append(layout.build_dir(layout.find_repo_root()) / "logs")

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """A repr of ``value`` of at most ``limit`` characters (long values are cut with …)."""
+    try:
+        text = repr(value)
+    except RecursionError:  # a self-referencing structure
+        text = f"<{type(value).__name__}>"
+    if len(text) > limit:
+        keep = max(limit - 12, 8)
+        text = f"{text[:keep]}… ({len(text)} chars)"
+    return text
 
 
 class FabperfError(Exception):
@@ -35,8 +48,6 @@ class InputError(FabperfError):
         hint: str | None = None,
     ) -> InputError:
         """An error naming the file, the field path, what was expected and what was found."""
-        from fabkit.inputs import excerpt  # (fabkit.inputs imports this module)
-
         where = f"{file}: " if file is not None else ""
         return cls(f"{where}{path}: expected {expected}, found {excerpt(found)}", hint=hint)
 

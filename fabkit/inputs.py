@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from fabkit.errors import InputError
+from fabkit.errors import InputError, excerpt
 
 MAX_BYTES = 4 * 2**20
 
@@ -84,18 +84,6 @@ _KIND_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def excerpt(value: Any, limit: int = 80) -> str:
-    """A repr of ``value`` of at most ``limit`` characters (long values are cut with …)."""
-    try:
-        text = repr(value)
-    except RecursionError:  # a self-referencing structure
-        text = f"<{type(value).__name__}>"
-    if len(text) > limit:
-        keep = max(limit - 12, 8)
-        text = f"{text[:keep]}… ({len(text)} chars)"
-    return text
 
 
 def read_text(path: Path, *, what: str, max_bytes: int = MAX_BYTES) -> str:

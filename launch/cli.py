@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from bake import catalog
+from fabkit import layout, runner
 from fabkit.clikit import (
     emit_json,
     exits,
@@ -15,6 +17,17 @@ from fabkit.clikit import (
     progress,
     verbosity_options,
 )
+from fabkit.errors import ExternalError, InputError
+from launch.bench import results, run, watch
+from launch.compare import ab, bisect, git, lab, page, sizing, table
+from launch.lifecycle import gc, preflight, up, validate
+from launch.machines import ssh
+from launch.machines.providers.base import check_settings
+from launch.machines.ready import Timeouts
+from launch.machines.state import check_env_name
+from launch.render import bundle
+from launch.spec import byof
+from launch.spec import env as spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,9 +51,6 @@ def cli() -> None:
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
     per-host user-data, plan.json); nothing is launched."""
-    from launch.machines.providers.base import check_settings
-    from launch.render import bundle
-    from launch.spec import env as spec
 
     env = spec.load(env_file)
     check_settings(env.provider.value, env.settings, env.source)
@@ -68,8 +78,6 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
 # --- up / status / ssh / validate / down (launch.lifecycle.up) ------------------------------------
 
 def _build_dir(override: Path | None) -> tuple[Path, Path]:
-    from fabkit import layout
-
     root = layout.find_repo_root()
     return root, layout.build_dir(root, override)
 
@@ -103,8 +111,6 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
     A second `up` of a running environment changes nothing.
     """
-    from launch.lifecycle import up
-    from launch.machines.ready import Timeouts
 
     root, bdir = _build_dir(build_dir)
     timeouts = Timeouts(cloud_init=ready_timeout) if ready_timeout else None
@@ -156,8 +162,6 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
     The preflight runs first (and alone with --check); a failure creates nothing (exit 2).
     Then `launch status/bench/down NAME` work as for any environment.
     """
-    from launch.lifecycle import preflight
-    from launch.spec import byof
 
     spec = byof.load(byof_file)
     if check_only:
@@ -193,7 +197,6 @@ def _host_json(h) -> dict:  # type: ignore[no-untyped-def]
 @verbosity_options
 def status_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Show an environment's hosts: address, roles, phase, process, forwarded ports."""
-    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     state, rows = up.status(env, build_dir=bdir)
@@ -240,9 +243,6 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
     import os
     import shlex
 
-    from fabkit import runner
-    from launch.lifecycle import up
-    from launch.machines import ssh
 
     _, bdir = _build_dir(build_dir)
     target = up.target(env, host, build_dir=bdir)
@@ -266,7 +266,6 @@ def ssh_cmd(env: str, host: str, command: tuple[str, ...], build_dir: Path | Non
 @verbosity_options
 def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -> None:
     """Run the images' runtime checks on every live host of an environment."""
-    from launch.lifecycle import validate
 
     _, bdir = _build_dir(build_dir)
     results = validate.validate(env, build_dir=bdir, goss_specs=not no_goss)
@@ -279,8 +278,6 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                 mark = "ok  " if c.ok else "FAIL"
                 click.echo(f"{mark} {r.host:<20} {c.name}" + ("" if c.ok else f": {c.detail}"))
     if failed:
-        from fabkit.errors import ExternalError
-
         raise ExternalError(f"validate: {len(failed)} of {len(results)} hosts failed: "
                             + ", ".join(r.host for r in failed))
 
@@ -292,7 +289,6 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
 @verbosity_options
 def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
     """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
-    from launch.lifecycle import up
 
     _, bdir = _build_dir(build_dir)
     result = up.down(env, build_dir=bdir)
@@ -313,8 +309,6 @@ def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
 # --- bench / results (launch.bench) ----------------------------------------------------
 
 def _results_root(override: Path | None) -> Path:
-    from fabkit import layout
-
     return override if override is not None else layout.find_repo_root() / "results"
 
 
@@ -361,7 +355,6 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
               output: str) -> None:
     """Run the spec's Caliper rounds on a launched, bootstrapped environment and write a
     results bundle (results/<env>/<stamp>/) with a verdict per round."""
-    from launch.bench import results, run, watch
 
     root, bdir = _build_dir(build_dir)
     options = run.Options(rounds=rounds, tps=tps, duration=duration,
@@ -379,8 +372,6 @@ def bench_cmd(env: str, rounds: tuple[str, ...], tps: int | None, duration: int 
         click.echo(f"results: {result.bundle}")
     failed = [r.label for r in result.summary.rounds if r.status != "completed"]
     if failed:
-        from fabkit.errors import ExternalError
-
         raise ExternalError(f"rounds {', '.join(failed)} did not complete (see "
                             f"{result.bundle}/logs/manager.log)")
 
@@ -397,7 +388,6 @@ def results_group() -> None:
 @verbosity_options
 def results_list_cmd(environment: str | None, results_dir: Path | None, output: str) -> None:
     """Every results bundle, oldest first: status, rounds and their verdicts."""
-    from launch.bench import results
 
     found = results.list_bundles(_results_root(results_dir), environment)
     if output == "json":
@@ -425,7 +415,6 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
 @verbosity_options
 def results_show_cmd(bundle: Path, output: str) -> None:
     """One bundle's summary table, verdicts and evidence."""
-    from launch.bench import results
 
     summary = results.load(bundle)
     if output == "json":
@@ -456,7 +445,6 @@ def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir
     LABEL=DIR names the group. Differences are judged against run-to-run noise
     (launch.compare.stats: a seeded bootstrap interval of the difference of medians;
     fewer than 3 repeats: "not enough repeats")."""
-    from launch.compare import page, table
 
     comparison = table.load(dirs, rounds)
     index = None
@@ -480,8 +468,6 @@ def _utc_stamp() -> str:
 # --- compare / bisect / size (launch.compare) -------------------------------------------
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    from fabkit.errors import InputError
-
     out = {}
     for v in values:
         key, sep, val = v.partition("=")
@@ -492,9 +478,6 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
-    from fabkit.errors import InputError
-    from launch.spec import env as spec
-
     labels = [r.label for r in spec.load(spec_path).caliper.rounds]
     for label in rounds:
         if label not in labels:
@@ -534,8 +517,6 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     rounds N times interleaving the refs, and compare them (launch results compare)."""
     import os
 
-    from fabkit.errors import InputError
-    from launch.compare import ab, lab, table
 
     root, bdir = _build_dir(build_dir)
     # Relative to the repository root, as bake reads it: the fingerprint covers the path as
@@ -602,10 +583,6 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     """Bake and measure commits between --good and --bad (first-parent line) until the
     first one whose round is slower beyond the threshold and the noise. Resumable: run the
     same command again; commits that do not build are skipped."""
-    from bake import catalog
-    from launch.compare import bisect, git, lab
-    from launch.machines.state import check_env_name
-    from launch.spec import env as spec
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -680,8 +657,6 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
     propose worker VMs x processes for --target-tps (planned at 70 % of the measured
     capacity) as a spec patch (proposal.yaml)."""
-    from launch.compare import lab, sizing
-    from launch.spec import env as spec
 
     env = spec.load(env_file)
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
@@ -727,7 +702,6 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
 def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
            dry_run: bool, build_dir: Path | None, output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
-    from launch.lifecycle import gc
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)

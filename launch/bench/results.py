@@ -33,6 +33,7 @@ from typing import Any
 from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule, check_fields, check_value
+from launch.bench import report
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"
@@ -421,7 +422,6 @@ def check_bundle(bundle: Path) -> list[str]:
     """What is wrong with a published bundle (empty: nothing): a part missing, a
     summary.json round that disagrees with report.html's table, a round without a verdict,
     a ledger cross-check beyond its tolerance, a private key."""
-    from launch.bench import report
 
     problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
     if not list(bundle.glob("logs/*/caliper-worker@*.log")):

@@ -201,7 +201,12 @@ def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, resul
     `bench.thresholds` apply under options.thresholds' explicit overrides
     (--threshold NAME=VALUE pairs); `workers_per_vm`: a number, "auto" or None (the spec's)."""
     # every option is checked against the recorded spec before any machine is asked
-    spec_path, spec = recorded_spec(env, build_dir=build_dir)
+    try:
+        spec_path, spec = recorded_spec(env, build_dir=build_dir)
+    except InputError:
+        # what open_lab says comes first (the environment not up, then its spec gone)
+        open_lab(env, build_dir=build_dir, repo_root=repo_root)
+        raise
     select_rounds(spec, options)
     base = Thresholds.from_mapping(spec.bench_thresholds, source=spec_path)
     options = replace(options, thresholds=Thresholds.parse_pairs(options.threshold_pairs,

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from fabkit.errors import ExternalError, InputError
-from launch.compare import stats
+from launch.compare import git, stats
+from launch.compare.lab import Variant
 from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.bisect/1"
@@ -239,8 +240,6 @@ def lab_measure(lab: Any, gitdir: Path, work_dir: Path, round_label: str, repeat
     """measure(commit) on a launch.compare.lab.Lab: git archive the commit, bake fabric-node
     from it (a bake failure -> BuildFailed with its first lines), put the Fabric hosts on
     it, run the round `repeats` times; bundles under work_dir/results/<commit12>/."""
-    from launch.compare import git
-    from launch.compare.lab import Variant
 
     def measure(commit: str) -> Measurement | BuildFailed:
         tarball = git.archive(gitdir, commit, work_dir / "src" / f"{commit}.tar.gz")

@@ -29,10 +29,20 @@ from typing import Any, Protocol
 
 import yaml
 
+from bake import build, profiles
 from fabkit import inputs
 from fabkit.atomic import write_atomic
 from fabkit.errors import InputError
+from launch.bench import door as bench_door
+from launch.bench import lab as bench_lab
+from launch.bench import run
 from launch.bench.results import Summary
+from launch.lifecycle import up
+from launch.machines.state import StateStore
+from launch.render import plan as plan_mod
+from launch.render.plan import ARTIFACT_ID
+from launch.spec import env as spec_mod
+from launch.spec.thresholds import Thresholds
 
 IMAGE = "fabric-node"
 RELEASE_RE = re.compile(r"^v?(\d+\.\d+\.\d+)$")
@@ -154,9 +164,6 @@ class RealLab:
 
     def __init__(self, spec_path: Path, *, build_dir: Path, repo_root: Path, work_dir: Path,
                  progress: Callable[[str], None], threshold_pairs: Sequence[str] = ()) -> None:
-        from launch.spec import env as spec_mod
-        from launch.spec.thresholds import Thresholds
-
         self.spec_path = spec_path
         self.spec = spec_mod.load(spec_path)
         self.raw = inputs.load_yaml_file(spec_path, what="environment file")
@@ -178,8 +185,6 @@ class RealLab:
     def check_variants(self, variants: Sequence[Variant]) -> None:
         """Each variant's fabric.version in this spec, checked by the spec's own rules before
         anything is baked (a version the spec refuses would fail only after the bake)."""
-        from launch.spec import env as spec_mod
-
         for v in variants:
             if not v.fabric_version:
                 continue
@@ -194,7 +199,6 @@ class RealLab:
                     v.fabric_version, hint=exc.message) from None
 
     def _targets(self, v: Variant):  # type: ignore[no-untyped-def]
-        from bake import build, profiles
 
         overrides = profiles.make_overrides(os.environ.get("FABPERF_CONFIG"), ())
         return build.plan(self.repo_root, self.build_dir, profiles.Provider(self.bake_provider),
@@ -209,9 +213,6 @@ class RealLab:
         return True     # a cloud image: bake.build checks the cloud when it is baked again
 
     def bake(self, v: Variant) -> Image:
-        from bake import build
-        from launch.render.plan import ARTIFACT_ID
-
         targets = self._targets(v)
         self.progress(f"{v.label}: bake {IMAGE} ({' '.join(v.version_sets())})")
         outcome = build.build_targets(targets, self.repo_root, self.build_dir,
@@ -229,11 +230,6 @@ class RealLab:
         return path
 
     def launch(self, v: Variant, image: Image) -> None:
-        from launch.lifecycle import up
-        from launch.machines.state import StateStore
-        from launch.render import plan as plan_mod
-        from launch.spec import env as spec_mod
-
         path = self.spec_for(v, image)
         spec = spec_mod.load(path)
         hosts = fabric_hosts(plan_mod.build(spec, manifest_root=self.repo_root))
@@ -248,8 +244,6 @@ class RealLab:
 
     def bench(self, results_root: Path, rounds: Sequence[str] = (), tps: int | None = None,
               duration: int | None = None, workers_per_vm: int | None = None) -> Bench:
-        from launch.bench import run
-
         options = run.Options(rounds=tuple(rounds), tps=tps, duration=duration,
                               threshold_pairs=self.threshold_pairs)
         result = run.bench(self.environment, options, build_dir=self.build_dir,
@@ -258,9 +252,6 @@ class RealLab:
         return Bench(result.bundle, result.summary)
 
     def worker_vcpus(self) -> dict[str, int]:
-        from launch.bench import door as bench_door
-        from launch.bench import lab as bench_lab
-
         lab, targets = bench_lab.open_lab(self.environment, build_dir=self.build_dir,
                                           repo_root=self.repo_root)
         return bench_lab.worker_vcpus(

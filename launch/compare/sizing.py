@@ -37,7 +37,11 @@ from typing import Any
 
 import yaml
 
+from fabkit import inputs
+from fabkit.atomic import write_atomic
 from fabkit.errors import InputError
+from fabkit.inputs import Rule, check_fields
+from launch.spec.thresholds import Thresholds
 
 HEADROOM = 0.7
 MAX_PROCESSES = 64          # launch.spec.env: processes per VM
@@ -78,8 +82,6 @@ class Calibration:
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Calibration:
-        from fabkit.inputs import Rule, check_fields
-
         if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
             raise InputError.field(where, "schema", SCHEMA,
                                    doc.get("schema") if isinstance(doc, Mapping) else doc)
@@ -99,7 +101,6 @@ class Calibration:
                                  Rule("bundle", str, default="")],
                              source=where, path=f"steps[{i}]")
             steps.append(Step(**{**f, "evidence": tuple(str(e) for e in f["evidence"])}))
-        from launch.spec.thresholds import Thresholds
 
         changed = Thresholds.from_mapping(top["thresholds"], source=where,
                                           path="thresholds").changed()
@@ -246,7 +247,6 @@ def calibrate(lab: Any, round_label: str, processes: int, rates: Sequence[float]
     """Run the round at each rate on the lab's one worker VM until load-generator-bound.
     `record` gets the calibration after every step (to keep it on disk). The thresholds it
     records are those the steps' bundles say they were judged with."""
-    from launch.spec.thresholds import Thresholds
 
     vcpus = lab.worker_vcpus()
     if len(vcpus) != 1:
@@ -288,15 +288,12 @@ PROPOSAL = "proposal.yaml"
 
 def write_proposal(p: Proposal, out_dir: Path) -> Path:
     """out_dir/proposal.yaml: the spec patch with its explanation as comments."""
-    from fabkit.atomic import write_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_dir / PROPOSAL, p.patch_text())
 
 
 def load_calibration(path: Path) -> Calibration:
-    from fabkit import inputs
-
     return Calibration.from_json(inputs.load_json_file(path, what="calibration"), str(path))
 
 
@@ -308,7 +305,6 @@ def run(lab: Any, out_dir: Path, *, round_label: str, processes: int,
     out_dir/calibration.json after each), propose, write out_dir/proposal.yaml."""
     import json
 
-    from fabkit.atomic import write_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
 

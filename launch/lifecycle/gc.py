@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabkit.errors import FabperfError, InputError
+from launch.lifecycle.up import env_dir
 from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
 from launch.machines.state import StateStore
+from launch.spec import byof
 
 CLOUDS = ("aws", "openstack")
 _UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
@@ -44,8 +46,6 @@ class GcResult:
 def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: float = 0.0,
        dry_run: bool = False, spec_path: Path | None = None) -> GcResult:
     """Collect garbage of each provider (settings from ``spec_path`` when given)."""
-    from launch.lifecycle.up import env_dir
-    from launch.spec import byof
 
     settings: dict[str, object] = {}
     explicit = list(providers)

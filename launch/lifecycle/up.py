@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fabkit.errors import ExternalError, InputError
-from launch.lifecycle import bootstrap
+from launch.lifecycle import bootstrap, preflight
 from launch.machines import ssh
 from launch.machines.providers.base import (
     PROVIDERS,
@@ -51,6 +51,10 @@ from launch.machines.state import (
     StateStore,
     check_env_name,
 )
+from launch.render import bundle as bundle_mod
+from launch.render import byof_bundle
+from launch.render import plan as plan_mod
+from launch.spec import byof
 
 log = logging.getLogger("fabperf.up")
 
@@ -68,8 +72,6 @@ def resolve_env(arg: str, build_dir: Path) -> tuple[str, Path]:
     """ENV on the command line: an environment name or the path of its spec file."""
     p = Path(arg)
     if arg.endswith((".yaml", ".yml")) or p.is_file():
-        from launch.spec import byof
-
         name = byof.load_any(p).name
     else:
         name = check_env_name(arg)
@@ -116,11 +118,6 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     spec, even when it differs from the one the running hosts were launched with; the hosts
     that stay must get the same user-data from it (else InputError). How `launch compare`
     puts the Fabric hosts on another image while the workers and the monitor keep running."""
-    from launch.lifecycle import preflight
-    from launch.render import bundle as bundle_mod
-    from launch.render import byof_bundle
-    from launch.render import plan as plan_mod
-    from launch.spec import byof
 
     if wait not in WAITS:
         raise InputError.field(None, "--wait", f"one of {list(WAITS)}", wait)
@@ -337,8 +334,6 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
         return _provider(state.provider, name, edir, store, {},
                          cidr=str(subnet) if subnet else None)
     if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
-        from launch.spec import byof
-
         spec = byof.load_any(Path(arg))
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)

@@ -18,7 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabkit.errors import FabperfError
+from bake import catalog, goss
+from bake import manifest as bake_manifest
+from fabkit import layout
+from fabkit.errors import FabperfError, InputError
 from launch.lifecycle.up import resolve_env, target
 from launch.machines import ssh
 from launch.machines.state import HostState, StateStore
@@ -63,7 +66,6 @@ def _ssh_check(t: ssh.Target, name: str, command: str, timeout: float = 120) -> 
 def runtime_specs(image: str, root: Path) -> list[Path]:
     """The goss specs of an image that hold on a running instance (InputError when its
     image.yaml cannot be loaded)."""
-    from bake import catalog
 
     spec = catalog.load_image(root, image)
     return [p for p in spec.goss_paths(root)
@@ -75,8 +77,6 @@ def image_versions(image: str, root: Path, *, build_dir: Path | None = None,
     """The versions the goss specs are rendered with, and where they come from: the
     manifest entry of the host's artifact (the pins it was baked with), else the image's
     manifest entry for the provider, else the pins in image.yaml at HEAD."""
-    from bake import catalog
-    from bake import manifest as bake_manifest
 
     if build_dir is not None:
         entries = bake_manifest.load(build_dir).get(image, {})
@@ -93,14 +93,11 @@ def validate(arg: str, *, build_dir: Path, repo_root: Path | None = None,
              goss_specs: bool = True) -> list[HostValidation]:
     """Run the checks on every host of the environment (in host order); ``goss_specs=False``
     skips the image's goss specs (one SSH round trip per check: minutes under TCG)."""
-    from fabkit import layout
 
     root = repo_root or layout.find_repo_root()
     name, edir = resolve_env(arg, build_dir)
     state = StateStore(edir).load()
     if state is None:
-        from fabkit.errors import InputError
-
         raise InputError(f"unknown environment {name!r}: no state in {edir}")
 
     def one(h: HostState) -> HostValidation:
@@ -142,7 +139,6 @@ def _validate_host(arg: str, h: HostState, nonce: str, build_dir: Path,
 def _goss_check(image: str, h: HostState, t: ssh.Target, root: Path, build_dir: Path,
                 provider: str) -> CheckResult:
     """The image's goss specs on one host, as one check."""
-    from bake import goss
 
     try:
         specs = runtime_specs(image, root)

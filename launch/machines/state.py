@@ -13,7 +13,6 @@ import datetime as _dt
 import fcntl
 import json
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,12 +25,10 @@ from fabkit import inputs
 from fabkit.atomic import make_dirs, write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule
+from launch.spec.env import ENV_NAME_RE
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-# fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
-# and tags (<env>-<host> within a 63-character DNS label).
-ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
 
 
 class Phase(StrEnum):

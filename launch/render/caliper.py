@@ -19,6 +19,7 @@ import yaml
 from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
+from launch.spec.byof import identity_pems
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
 
@@ -56,7 +57,6 @@ def byof_network_config(plan: Plan, worker: CaliperWorker,
     """The same network config for a BYOF worker: the identity and TLS CA are the user's
     files (launch.spec.byof), the TLS name override the gateway's tls_server_name (else the
     dialled host)."""
-    from launch.spec.byof import identity_pems
 
     gw = worker.gateway
     ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]

@@ -58,12 +58,12 @@ from typing import Any, ClassVar
 
 from fabkit import inputs
 from fabkit.errors import InputError
-from launch.machines.state import ENV_NAME_RE
 from launch.spec import env as env_spec
 from launch.spec.env import (
     _CHANNEL,
     _DOMAIN,
     _NAME,
+    ENV_NAME_RE,
     Caliper,
     Chaincode,
     Channel,

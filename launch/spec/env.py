@@ -16,9 +16,12 @@ from typing import Any, ClassVar
 
 from fabkit import inputs
 from fabkit.errors import InputError
-from launch.machines.state import ENV_NAME_RE
 from launch.spec.contract import BENCHMARK_CHAINCODE, Role
 from launch.spec.thresholds import Thresholds
+
+# fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
+# and tags (<env>-<host> within a 63-character DNS label).
+ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
 
 
 class Provider(StrEnum):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from bake import build, manifest, profiles
 from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from launch.machines import ready
@@ -169,7 +170,6 @@ def manifest_artifact(image: str, provider: str, key: str, build_dir: Path | Non
     """The artifact id bake recorded for ``image`` on ``provider`` (None: not baked here)."""
     if build_dir is None:
         return None
-    from bake import manifest
 
     entry = manifest.load(build_dir).get(image, {}).get(provider)
     value = entry.artifact.get(key) if entry is not None else None
@@ -232,7 +232,6 @@ def bake_fingerprint(ctx: ProviderContext, provider: str, image: str) -> str | N
     it cannot be computed here): how a cloud provider finds an image baked elsewhere."""
     if ctx.repo_root is None or ctx.build_dir is None:
         return None
-    from bake import build, profiles
 
     try:
         targets = build.plan(ctx.repo_root, ctx.build_dir, profiles.Provider(provider), [image],

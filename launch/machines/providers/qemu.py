@@ -46,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from bake import manifest
 from fabkit import inputs, runner
 from fabkit.errors import ExternalError, InputError
 from launch.machines import ssh
@@ -126,7 +127,6 @@ def _span(cores: Iterable[int]) -> str:
 
 def image_path(image: str, image_id: str | None, build_dir: Path, repo_root: Path) -> str:
     """The qcow2 a qemu host boots: the plan's image id, else the bake manifest's artifact."""
-    from bake import manifest
 
     found = image_id or manifest_artifact(image, "qemu", "path", build_dir)
     if not found:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fabkit import inputs
-from fabkit.errors import InputError
-from fabkit.inputs import REQUIRED, Rule, check_fields, excerpt, load_yaml
+from fabkit.errors import InputError, excerpt
+from fabkit.inputs import REQUIRED, Rule, check_fields, load_yaml
 
 
 def bomb(levels: int = 9, width: int = 9) -> str:
