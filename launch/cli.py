@@ -168,12 +168,14 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
         report = preflight.run(spec)
         if output == "json":
             emit_json(report.to_json())
-        else:
+        report.raise_for_failures()     # the error first; it lists the warnings after it
+        if output != "json":
             for line in report.ok:
                 click.echo(f"ok: {line}")
+            for skip in report.skipped:
+                click.echo(f"skipped: {skip}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
-        report.raise_for_failures()
         if output != "json":
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")

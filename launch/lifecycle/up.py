@@ -134,7 +134,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     render = bundle_mod.render
     if spec.kind == "byof":
         report = preflight.check(spec)  # type: ignore[arg-type]
-        checked = tuple(f"preflight: {w}" for w in report.warnings)
+        checked = tuple(f"preflight: {w}" for w in (*report.warnings, *report.skipped))
         render = byof_bundle.render  # type: ignore[assignment]
         timings["preflight"] = round(time.monotonic() - t0, 1)
     edir = env_dir(build_dir, name)

@@ -61,3 +61,20 @@ def test_compare_checks_each_fabric_version_before_baking(tmp_path, capsys, argv
                         "--build-dir", str(bdir)], capsys)
     assert_refused(ran, named, "2.5.x or 3.x")
     assert not out.exists() and not bdir.exists()
+
+
+def test_gc_from_a_local_spec_blames_the_specs_provider_not_an_option(tmp_path,
+                                                                     capsys) -> None:
+    # issue 25, item 10: `launch gc --from <provider-none spec>` blamed --provider, which
+    # was not given
+    import yaml
+
+    doc = yaml.safe_load(SPEC.read_text())
+    doc["provider"] = "none"
+    for i, h in enumerate(doc["placement"]["hosts"]):
+        h["address"] = f"127.0.0.{10 + i}"
+    spec = tmp_path / "env.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    ran = run_cli(cli, ["gc", "--from", str(spec), "--build-dir", str(tmp_path / "b")], capsys)
+    assert_refused(ran, f"{spec}: provider: expected a cloud provider gc can ask", "none")
+    assert "--provider" not in ran.err
