@@ -18,8 +18,10 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,20 +74,53 @@ def signals_as_interrupts() -> Iterator[None]:
 def internal_error_log(exc: BaseException) -> Path:
     """Write the traceback of an unexpected exception to <build>/logs/internal-*.log."""
     stamp = _dt.datetime.now(tz=_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"internal-{stamp}-{os.getpid()}.log"
+    # the nanoseconds order two logs of one second (prune keeps the newest)
+    name = f"internal-{stamp}-{os.getpid()}-{time.time_ns() % 10**9:09d}.log"
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     text = f"fabperf internal error; command: {' '.join(sys.argv)}\n\n{text}"
     for directory in _log_dirs():
         try:
             directory.mkdir(parents=True, exist_ok=True)
             path = directory / name
+            for n in range(1, 100):     # a second error of this process in the same second
+                if not path.exists():
+                    break
+                path = directory / f"{Path(name).stem}-{n}.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+            prune_internal_logs(directory, keep=KEEP_INTERNAL_LOGS)
             return path
         except OSError:
             continue
     return Path("/dev/stderr")
+
+
+KEEP_INTERNAL_LOGS = 10
+"""internal-*.log files kept per log directory (the newest): a crash that repeats on every
+run must not fill the checkout"""
+
+
+def prune_internal_logs(directory: Path, keep: int = KEEP_INTERNAL_LOGS) -> list[Path]:
+    """Delete all but the newest ``keep`` internal-*.log files of ``directory`` (by
+    modification time, then name); returns the deleted ones."""
+    logs = []
+    for p in directory.glob("internal-*.log"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue        # removed meanwhile by another run
+        if stat.S_ISREG(st.st_mode):
+            logs.append((st.st_mtime_ns, p.name, p))
+    logs.sort(reverse=True)
+    gone = []
+    for _, _, p in logs[keep:]:
+        try:
+            p.unlink()
+            gone.append(p)
+        except OSError:
+            pass
+    return gone
 
 
 def _log_dirs() -> list[Path]:
