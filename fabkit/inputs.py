@@ -16,16 +16,18 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from fabkit.errors import InputError, excerpt
 
 MAX_BYTES = 4 * 2**20
+E = TypeVar("E", bound=StrEnum)
 
 
 class Required:
@@ -376,18 +378,94 @@ def check_fields(data: Any, rules: Sequence[Rule], *, source: str | Path | None,
         where = f"{source}: " if source is not None else ""
         raise InputError(f"{where}{path or '(top level)'}: expected a mapping, "
                          f"found {excerpt(data)}")
-    unknown_keys(data, [r.name for r in rules], source=source, path=path)
-    out: dict[str, Any] = {}
-    for rule in rules:
-        value = data.get(rule.name)
+    fields = Fields(source, path, data)
+    fields.done([r.name for r in rules])   # a misspelt key before the values it hides
+    return {rule.name: fields.rule(rule) for rule in rules}
+
+
+class Fields:
+    """A mapping of an input file being read: typed getters that name file + field path,
+    rules (``Rule``, as ``check_fields`` applies them) and unknown-key checks. Specs read
+    their sections through it; ``check_fields`` is a table of rules read through it."""
+
+    def __init__(self, file: str | Path | None, path: str, raw: object) -> None:
+        if not isinstance(raw, Mapping):
+            raise InputError.field(file, path or "(top level)", "a mapping", raw)
+        self.file, self.path, self.raw = file, path, raw
+        self.seen: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, expected: str, found: object, *,
+             hint: str | None = None) -> InputError:
+        return InputError.field(self.file, self.where(key), expected, found, hint=hint)
+
+    def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
+        self.seen.add(key)
+        if key not in self.raw or self.raw[key] is None:
+            if required or default is ...:
+                raise self.fail(key, "a value (required field)", None)
+            return default
+        return self.raw[key]
+
+    def str(self, key: str, default: object = ..., *, pattern: re.Pattern | None = None,
+            what: str = "a string") -> Any:
+        value = self.get(key, default)
+        if value is default and default is not ...:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # versions like 2.5 arrive as floats
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+            raise self.fail(key, what, value)
+        return value
+
+    def int(self, key: str, default: object = ..., *, minimum: int = 0,
+            maximum: int = 10**9, why: str = "a larger number is a mistake") -> Any:
+        value = self.get(key, default)
+        if value is default and default is not ...:
+            return value
+        rule = Rule(key, int, minimum=minimum, maximum=maximum, why=why)
+        return check_value(value, rule, source=self.file, path=self.where(key))
+
+    def map(self, key: str, *, required: bool = False) -> Fields:
+        return Fields(self.file, self.where(key), self.get(key, {}, required=required))
+
+    def list(self, key: str, *, required: bool = False) -> list[Any]:
+        value = self.get(key, [], required=required)
+        if not isinstance(value, list):
+            raise self.fail(key, "a list", value)
+        return value
+
+    def item(self, key: str, index: int, raw: object) -> Fields:
+        return Fields(self.file, f"{self.where(key)}[{index}]", raw)
+
+    def done(self, known: Iterable[str] | None = None) -> None:
+        """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
+        allowed = set(known) if known is not None else self.seen
+        unknown_keys(self.raw, sorted(allowed), source=self.file, path=self.path)
+
+    def enum(self, key: str, enum: type[E], default: object = ...) -> E:
+        """One of a StrEnum's values."""
+        value = self.get(key, default)
+        try:
+            return enum(value)
+        except ValueError:
+            raise self.fail(key, f"one of {[e.value for e in enum]}", value) from None
+
+    def rule(self, rule: Rule) -> Any:
+        """The value of ``rule.name`` checked against the rule; absent or null: the rule's
+        default (validated like a given value), or an error when it has none."""
+        self.seen.add(rule.name)
+        value = self.raw.get(rule.name)
         if value is None:
             if isinstance(rule.default, Required):
-                where = f"{source}: " if source is not None else ""
-                raise InputError(f"{where}{_where(path, rule.name)}: expected "
+                raise InputError(f"{self._at()}{self.where(rule.name)}: expected "
                                  f"{rule.expected()} (required field), found nothing")
             value = copy.deepcopy(rule.default)  # a mutable default is not shared
             if value is None:
-                out[rule.name] = None
-                continue
-        out[rule.name] = check_value(value, rule, source=source, path=_where(path, rule.name))
-    return out
+                return None
+        return check_value(value, rule, source=self.file, path=self.where(rule.name))
+
+    def _at(self) -> str:
+        return f"{self.file}: " if self.file is not None else ""

@@ -20,7 +20,7 @@ from launch.lifecycle import up
 from launch.machines import ssh
 from launch.render import plan as plan_mod
 from launch.spec import byof, contract
-from launch.spec.env import MAX_PROCESSES
+from launch.spec.common import MAX_PROCESSES
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ from launch.bench.prometheus import Prometheus, Pushgateway
 from launch.bench.results import Summary
 from launch.bench.watch import Timeouts, watch
 from launch.render import caliper as caliper_cfg
+from launch.spec.byof import Spec
+from launch.spec.common import Round
 from launch.spec.thresholds import Thresholds
 
 log = logging.getLogger("fabperf.bench")
@@ -92,8 +94,8 @@ class BenchResult:
     interrupted: bool
 
 
-def select_rounds(spec: Any, options: Options) -> tuple[Any, ...]:
-    """The spec's rounds to run, with --tps / --duration applied (spec.Round values)."""
+def select_rounds(spec: Spec, options: Options) -> tuple[Round, ...]:
+    """The spec's rounds to run, with --tps / --duration applied."""
     rounds = spec.caliper.rounds
     labels = [r.label for r in rounds]
     for label in options.rounds:

@@ -25,7 +25,7 @@ from fabkit import inputs
 from fabkit.atomic import make_dirs, write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule
-from launch.spec.env import ENV_NAME_RE
+from launch.spec.common import ENV_NAME_RE
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"

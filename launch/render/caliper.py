@@ -188,7 +188,7 @@ def worker_benchmark_text(plan: Plan) -> str:
 def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
               workers: int | None = None, run_id: str | None = None) -> dict[str, Any]:
     """The manager's benchmark config: every worker process of every VM (`workers`, default
-    the spec's), the spec's rounds (or `rounds`, spec.Round values), the Pushgateway
+    the spec's), the spec's rounds (or `rounds`, launch.spec.common.Round values), the Pushgateway
     observer and Prometheus resource queries for the report. `run_id` (launch bench's
     stamp) makes fabperf's asset workloads' ids unique to the run (ASSET_WORKLOADS) unless
     the round sets `idPrefix` itself."""

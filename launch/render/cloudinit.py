@@ -21,6 +21,7 @@ import yaml
 from fabkit.errors import InputError
 from launch.render import fabric
 from launch.render.plan import Host, Plan
+from launch.spec.common import Provider
 from launch.spec.contract import (
     BOOTSTRAP_UNIT,
     CHAINCODE_UNIT,
@@ -29,7 +30,6 @@ from launch.spec.contract import (
     UNITS,
     Role,
 )
-from launch.spec.env import Provider
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
 HEADER = b"#cloud-config\n"

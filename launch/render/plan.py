@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from bake import manifest as bake_manifest
 from fabkit.errors import InputError
+from launch.spec.common import Provider
 from launch.spec.contract import PORTS, Role
-from launch.spec.env import EnvSpec, Provider
+from launch.spec.env import EnvSpec
 
 if TYPE_CHECKING:
     from launch.spec.byof import ByofSpec, Gateway

@@ -60,23 +60,26 @@ from typing import Any, ClassVar
 
 from fabkit import inputs
 from fabkit.errors import InputError
+from fabkit.inputs import Fields
 from launch.spec import env as env_spec
-from launch.spec.env import (
-    _CHANNEL,
-    _DOMAIN,
-    _NAME,
-    ENV_NAME_RE,
-    Caliper,
-    Chaincode,
-    Channel,
+from launch.spec.common import (
+    CHANNEL_RE,
+    DOMAIN_RE,
+    NAME_RE,
     FabricVersion,
-    Monitor,
     Provider,
-    _enum,
-    _Map,
+    SpecBase,
+    SpecKind,
+    read_bench,
+    read_caliper,
+    read_images,
+    read_monitor,
+    read_name,
+    read_network,
+    read_settings,
 )
+from launch.spec.env import Chaincode, Channel, EnvSpec
 
-KIND = "byof"
 TOP_KEYS = ("kind", "name", "provider", "settings", "network", "images", "manifest",
             "fabric", "caliper", "monitor", "bench")
 FABRIC_KEYS = ("version", "channel", "chaincode", "msps", "gateways", "connection_profile",
@@ -93,7 +96,7 @@ WHY_ENDPOINTS = "each endpoint is a scrape target and a TLS check at preflight"
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
-_SERVER_NAME = _DOMAIN
+_SERVER_NAME = DOMAIN_RE
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}")
 
 
@@ -212,31 +215,18 @@ class Operations:
         return urllib.parse.urlsplit(self.url).path or "/metrics"
 
 
-@dataclass(frozen=True)
-class ByofSpec:
-    """A BYOF spec, validated. The fields launch's planners and bench read of an EnvSpec
-    (name, provider, settings, cidr, first_host, images, manifest, fabric, channels,
-    caliper, monitor, bench_thresholds, source) have the same names and types here."""
+@dataclass(frozen=True, kw_only=True)
+class ByofSpec(SpecBase):
+    """A BYOF spec, validated: the shared fields (SpecBase; `fabric` as declared, "unknown"
+    when the spec does not say) and the user's network as fabperf reaches it."""
 
-    kind: ClassVar[str] = KIND
-    source: Path
-    name: str
-    provider: Provider
-    settings: Mapping[str, Any]
-    cidr: str
-    first_host: int
-    images: Mapping[str, str]
-    manifest: Path
-    fabric: FabricVersion        # as declared ("unknown" when the spec does not say)
+    kind: ClassVar[SpecKind] = SpecKind.BYOF
     channel: str
     chaincode: str
     msps: tuple[Msp, ...]
     gateways: tuple[Gateway, ...]
     operations: tuple[Operations, ...]
     aliases: Mapping[str, str]   # host name -> address, for /etc/hosts on fabperf's VMs
-    caliper: Caliper
-    monitor: Monitor
-    bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
     launcher_hosts: Mapping[str, str] = field(default_factory=dict)
     """endpoint host (a name or the address the VMs dial) -> the address the operator's
     machine reaches it at: the preflight dials this instead (`fabric.launcher_hosts`)"""
@@ -255,7 +245,7 @@ class ByofSpec:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _file(m: _Map, key: str, base: Path, *, required: bool = True) -> Path | None:
+def _file(m: Fields, key: str, base: Path, *, required: bool = True) -> Path | None:
     value = m.get(key, None if not required else ..., required=required)
     if value is None:
         return None
@@ -264,7 +254,7 @@ def _file(m: _Map, key: str, base: Path, *, required: bool = True) -> Path | Non
     return p if p.is_absolute() else base / p
 
 
-def _bounded(m: _Map, key: str, limit: int, why: str, *, required: bool = False) -> list[Any]:
+def _bounded(m: Fields, key: str, limit: int, why: str, *, required: bool = False) -> list[Any]:
     raw = m.list(key, required=required)
     if len(raw) > limit:
         raise m.fail(key, f"at most {limit} entries", f"{len(raw)} entries",
@@ -272,14 +262,14 @@ def _bounded(m: _Map, key: str, limit: int, why: str, *, required: bool = False)
     return raw
 
 
-def _msps(f: _Map, base: Path) -> tuple[Msp, ...]:
+def _msps(f: Fields, base: Path) -> tuple[Msp, ...]:
     raw = _bounded(f, "msps", MAX_MSPS, env_spec.WHY_ORGS, required=True)
     if not raw:
         raise f.fail("msps", "at least one MSP with a client identity", raw)
     out: list[Msp] = []
     for i, item in enumerate(raw):
         m = f.item("msps", i, item)
-        msp_id = m.str("msp_id", pattern=_NAME, what="an MSP id")
+        msp_id = m.str("msp_id", pattern=NAME_RE, what="an MSP id")
         ca = _file(m, "ca_cert", base)
         ids_raw = _bounded(m, "identities", MAX_IDENTITIES, env_spec.WHY_USERS, required=True)
         if not ids_raw:
@@ -287,7 +277,7 @@ def _msps(f: _Map, base: Path) -> tuple[Msp, ...]:
         identities: list[Identity] = []
         for j, id_raw in enumerate(ids_raw):
             d = m.item("identities", j, id_raw)
-            name = d.str("name", pattern=_NAME, what="an identity name")
+            name = d.str("name", pattern=NAME_RE, what="an identity name")
             wallet = _file(d, "wallet", base, required=False)
             if wallet is not None:
                 if "cert" in d.raw or "key" in d.raw:
@@ -308,7 +298,7 @@ def _msps(f: _Map, base: Path) -> tuple[Msp, ...]:
     return tuple(out)
 
 
-def _endpoint(m: _Map, key: str) -> str:
+def _endpoint(m: Fields, key: str) -> str:
     value = m.str(key, what="host:port")
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
@@ -329,18 +319,18 @@ def _is_host(text: str) -> bool:
 _GRPCS = re.compile(r"grpcs://(\[[0-9A-Fa-f:]+\]|[^/:\s]+):(\d{1,5})")
 
 
-def _profile_gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
+def _profile_gateways(f: Fields, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
     """The gateways of a common connection profile (JSON or YAML): every peer of its
     organisations whose mspid is under fabric.msps. Its other sections are not read."""
     path = _file(f, "connection_profile", base)
     assert path is not None
     doc = inputs.load_yaml_file(path, what="connection profile")
-    top = _Map(path, "", doc)
+    top = Fields(path, "", doc)
     orgs, peers = top.map("organizations", required=True), top.map("peers", required=True)
     ids = [m.msp_id for m in msps]
     out: list[Gateway] = []
     for org_name, org_raw in orgs.raw.items():
-        o = _Map(path, f"organizations.{org_name}", org_raw)
+        o = Fields(path, f"organizations.{org_name}", org_raw)
         mspid = o.get("mspid", None)
         if mspid not in ids:
             continue
@@ -350,7 +340,7 @@ def _profile_gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gatew
         for name in names:
             if name not in peers.raw:
                 raise o.fail("peers", "names of peers under peers:", name)
-            pm = _Map(path, f"peers.{name}", peers.raw[name])
+            pm = Fields(path, f"peers.{name}", peers.raw[name])
             url = pm.str("url", what="grpcs://host:port (fabperf's workers use TLS)")
             m = _GRPCS.fullmatch(url)
             if m is None or not 1 <= int(m.group(2)) <= 65535 or not _is_host(
@@ -385,7 +375,7 @@ def _profile_gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gatew
     return tuple(out)
 
 
-def _gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
+def _gateways(f: Fields, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]:
     has_profile = f.raw.get("connection_profile") is not None
     if has_profile == bool(f.raw.get("gateways")):
         raise f.fail("gateways", "either gateways or connection_profile (exactly one)",
@@ -401,7 +391,7 @@ def _gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]
         m = f.item("gateways", i, item)
         gw = Gateway(
             endpoint=_endpoint(m, "endpoint"),
-            msp_id=m.str("msp_id", pattern=_NAME, what="an MSP id"),
+            msp_id=m.str("msp_id", pattern=NAME_RE, what="an MSP id"),
             tls_ca=_file(m, "tls_ca", base),  # type: ignore[arg-type]
             tls_server_name=m.str("tls_server_name", None, pattern=_SERVER_NAME,
                                   what="a DNS name in the peer's TLS certificate"),
@@ -416,7 +406,7 @@ def _gateways(f: _Map, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ...]
     return tuple(out)
 
 
-def _operations(f: _Map, base: Path) -> tuple[Operations, ...]:
+def _operations(f: Fields, base: Path) -> tuple[Operations, ...]:
     raw = _bounded(f, "operations", MAX_OPERATIONS, WHY_ENDPOINTS)
     out: list[Operations] = []
     for i, item in enumerate(raw):
@@ -459,7 +449,7 @@ def _operations(f: _Map, base: Path) -> tuple[Operations, ...]:
     return tuple(out)
 
 
-def _aliases(f: _Map, key: str = "hosts",
+def _aliases(f: Fields, key: str = "hosts",
              why: str = "each is a line of /etc/hosts on every VM fabperf starts"
              ) -> dict[str, str]:
     raw = f.get(key, {})
@@ -479,9 +469,8 @@ def _aliases(f: _Map, key: str = "hosts",
     return out
 
 
-def is_byof(raw: object) -> bool:
-    """Whether a parsed document is a BYOF spec (`kind: byof`)."""
-    return isinstance(raw, Mapping) and raw.get("kind") == KIND
+Spec = EnvSpec | ByofSpec
+"""A spec of either kind (SpecKind)."""
 
 
 def load(path: str | Path) -> ByofSpec:
@@ -490,41 +479,39 @@ def load(path: str | Path) -> ByofSpec:
     return parse(inputs.load_yaml_file(path, what="BYOF spec"), path)
 
 
-def load_any(path: str | Path) -> env_spec.EnvSpec | ByofSpec:
-    """An environment file or a BYOF spec, told apart by `kind: byof`."""
+def load_any(path: str | Path) -> Spec:
+    """An environment file or a BYOF spec, told apart by their `kind:` (SpecKind)."""
     path = Path(path)
     raw = inputs.load_yaml_file(path, what="environment file")
-    return parse(raw, path) if is_byof(raw) else env_spec.parse(raw, path)
+    if SpecKind.of(raw) is SpecKind.BYOF:
+        return parse(raw, path)
+    return env_spec.parse(raw, path)
 
 
 def parse(raw: object, source: Path) -> ByofSpec:
     """Validate an already-parsed BYOF document (`source` names it in errors)."""
-    top = _Map(source, "", raw)
+    top = Fields(source, "", raw)
     kind = top.get("kind", None)
-    if kind != KIND:
-        raise top.fail("kind", f"{KIND!r} (a BYOF spec)", kind,
+    if kind != SpecKind.BYOF:
+        raise top.fail("kind", f"{SpecKind.BYOF.value!r} (a BYOF spec)", kind,
                        hint="an environment file (fabperf launches its Fabric) goes to "
                             "`launch up`")
     top.done(TOP_KEYS)
-    name = top.str("name", pattern=ENV_NAME_RE,
-                   what="an environment name (lower-case letters, digits and '-', "
-                        "at most 39 characters, starting and ending with a letter or digit)")
-    provider = _enum(top, "provider", Provider)
+    name = read_name(top)
+    provider = top.enum("provider", Provider)
     if provider is Provider.NONE:
         raise top.fail("provider", "a provider that starts VMs (qemu, aws, openstack)",
                        provider.value)
-    settings = top.get("settings", {})
-    if not isinstance(settings, Mapping):
-        raise top.fail("settings", "a mapping of provider settings", settings)
-    cidr, first = env_spec._network(top, provider)
-    images, manifest = env_spec._images(top)
+    settings = read_settings(top)
+    cidr, first = read_network(top, provider)
+    images, manifest = read_images(top)
     base = source.resolve().parent
     f = top.map("fabric", required=True)
     f.done(FABRIC_KEYS)
     version = f.str("version", "unknown", pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}"),
                     what="a version label such as 3.0.0")
-    channel = f.str("channel", pattern=_CHANNEL, what="a channel name ([a-z][a-z0-9.-]*)")
-    chaincode = f.str("chaincode", pattern=_NAME, what="a chaincode name")
+    channel = f.str("channel", pattern=CHANNEL_RE, what="a channel name ([a-z][a-z0-9.-]*)")
+    chaincode = f.str("chaincode", pattern=NAME_RE, what="a chaincode name")
     msps = _msps(f, base)
     gateways = _gateways(f, base, msps)
     operations = _operations(f, base)
@@ -533,12 +520,12 @@ def parse(raw: object, source: Path) -> ByofSpec:
     # is what the VMs reach, which the operator's machine may not: QEMU's 10.0.2.2)
     launcher_hosts = _aliases(f, "launcher_hosts",
                               "each names an endpoint the preflight dials from this machine")
-    caliper = env_spec._caliper(top)
-    monitor = env_spec._monitor(top)
-    bench = env_spec._bench(top)
+    caliper = read_caliper(top)
+    monitor = read_monitor(top)
+    bench = read_bench(top)
     top.done()
     return ByofSpec(
-        source=source, name=name, provider=provider, settings=dict(settings), cidr=cidr,
+        source=source, name=name, provider=provider, settings=settings, cidr=cidr,
         first_host=first, images=images, manifest=manifest, fabric=FabricVersion(version),
         channel=channel, chaincode=chaincode, msps=msps, gateways=gateways,
         operations=operations, aliases=aliases, caliper=caliper, monitor=monitor,

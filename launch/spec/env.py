@@ -8,36 +8,32 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fabkit import inputs
 from fabkit.errors import InputError
+from fabkit.inputs import Fields
+from launch.spec.common import (
+    CHANNEL_RE,
+    DOMAIN_RE,
+    NAME_RE,
+    FabricVersion,
+    Provider,
+    SpecBase,
+    SpecKind,
+    read_bench,
+    read_caliper,
+    read_images,
+    read_monitor,
+    read_name,
+    read_network,
+    read_settings,
+)
 from launch.spec.contract import BENCHMARK_CHAINCODE, Role
-from launch.spec.thresholds import Thresholds
-
-# fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
-# and tags (<env>-<host> within a 63-character DNS label).
-ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
-
-
-class Provider(StrEnum):
-    """Where an environment runs. `none` only renders, for hosts you already have.
-
-    Not bake.profiles.Provider: launch has the extra `none`, which bake must not accept.
-    """
-
-    QEMU = "qemu"
-    AWS = "aws"
-    OPENSTACK = "openstack"
-    NONE = "none"
-
-    def bakes_with(self) -> str | None:
-        """The bake provider whose images this provider boots (None for `none`)."""
-        return None if self is Provider.NONE else self.value
 
 
 class Consensus(StrEnum):
@@ -49,17 +45,9 @@ class Consensus(StrEnum):
 
 # Patterns are matched with fullmatch: `$` would accept a trailing newline ("Org1MSP\n").
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
-                     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
-_CHANNEL = re.compile(r"[a-z][a-z0-9.-]{0,248}")  # Fabric's channel name rule
 _DURATION = re.compile(r"\d{1,6}(\.\d{1,6})?(ms|s|m|h)")
 _SIZE = re.compile(r"(\d{1,9})\s?(KB|MB)")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a chaincode version label
-# a workload module, relative to Caliper's workspace on the worker VM: no component starts
-# with "." (so no "..") and it is not absolute: it cannot name a file outside the workspace
-_WORKLOAD = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}/){0,15}"
-                       r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.js")
 
 # Upper bounds: what render and the providers handle in seconds, and more than any
 # benchmark lab this tool targets. Every bound says why in the error (hint).
@@ -67,13 +55,10 @@ MAX_ORGS = 32
 MAX_PEERS_PER_ORG = 64
 MAX_ORDERERS = 32
 MAX_USERS_PER_ORG = 1000
-MAX_CALIPER_VMS = 128
-MAX_PROCESSES = 64
 MAX_HOSTS = 1024
 MAX_IDENTITIES = 10000
 MAX_CHANNELS = 16
 MAX_CHAINCODES = 16
-MAX_ROUNDS = 100
 WHY_HOSTS = ("every host is a VM with its own user-data; planning, rendering and the "
              "providers' bookkeeping are sized for labs of hundreds, not thousands")
 WHY_IDENTITIES = ("each peer, orderer and user is two keys and certificates in eight files; "
@@ -85,8 +70,6 @@ WHY_PEERS = "every peer is a VM, a key pair and a gossip member; render time gro
 WHY_ORDERERS = ("every orderer is a consenter of every channel; Raft and BFT clusters "
                 "beyond a few dozen nodes are not a benchmark anyone runs")
 WHY_USERS = "each user is a key and a certificate written and rendered (about 1 ms each)"
-WHY_VMS = "each worker VM carries a network config with every peer's TLS CA"
-WHY_PROCESSES = "each worker process is a Node.js process on one VM (more than its cores)"
 TOP_KEYS = ("name", "provider", "settings", "network", "images", "manifest", "fabric",
             "organisations", "orderers", "channels", "caliper", "monitor", "tuning",
             "placement", "bench")
@@ -141,47 +124,6 @@ class Channel:
 
 
 @dataclass(frozen=True)
-class Round:
-    """One Caliper round. `tps` is the total across all workers (Caliper divides it)."""
-
-    label: str
-    tps: int
-    duration: int | None  # seconds (txDuration)
-    tx_number: int | None  # txNumber
-    workload_module: str
-    workload_arguments: Mapping[str, Any]
-    rate_control: Mapping[str, Any] | None  # None: fixed-rate at `tps`
-
-
-@dataclass(frozen=True)
-class Caliper:
-    """The load generator: `vms` worker VMs, each running `processes` worker processes."""
-
-    vms: int
-    processes: int | None   # None: `auto`, about 1.5 per vCPU of the VM (launch bench decides)
-    rounds: tuple[Round, ...]
-
-    @property
-    def boot_processes(self) -> int:
-        """Worker processes a VM starts at boot: the spec's number, or one for `auto` (the
-        readiness check proves the worker runs; `launch bench` then starts its count)."""
-        return self.processes or 1
-
-    @property
-    def workers(self) -> int:
-        """All worker processes at boot: Caliper's test.workers.number of the rendered
-        benchmark (`launch bench` renders its own with the count it started)."""
-        return self.vms * self.boot_processes
-
-
-@dataclass(frozen=True)
-class Monitor:
-    """The monitor VM: Prometheus, Pushgateway, Grafana, Mosquitto, Caliper manager."""
-
-    grafana_admin_user: str
-
-
-@dataclass(frozen=True)
 class Tuning:
     """Performance knobs; the defaults are the performance settings, not Fabric's defaults."""
 
@@ -203,53 +145,17 @@ class PlacedHost:
     image: str | None
 
 
-@dataclass(frozen=True)
-class FabricVersion:
-    """The Fabric release the images carry, and the capabilities the channel gets."""
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec(SpecBase):
+    """One environment file, validated: the shared fields (SpecBase) and the Fabric network
+    fabperf launches."""
 
-    version: str
-
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        major, minor = self.version.split(".")[:2]
-        return int(major), int(minor)
-
-    @property
-    def channel_capability(self) -> str:
-        return "V3_0" if self.major_minor >= (3, 0) else "V2_0"
-
-    @property
-    def orderer_capability(self) -> str:
-        return "V2_0"
-
-    @property
-    def application_capability(self) -> str:
-        return "V2_5"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """One environment file, validated."""
-
-    kind: ClassVar[str] = "environment"   # launch.spec.byof.ByofSpec is "byof"
-    source: Path
-    name: str
-    provider: Provider
-    settings: Mapping[str, Any]
-    cidr: str
-    first_host: int
-    images: Mapping[str, str]           # image name -> explicit artifact id
-    manifest: Path                      # where unnamed images are resolved
-    fabric: FabricVersion
+    kind: ClassVar[SpecKind] = SpecKind.ENVIRONMENT
     organisations: tuple[Organisation, ...]
     orderers: Orderers
     channels: tuple[Channel, ...]
-    caliper: Caliper
-    monitor: Monitor
     tuning: Tuning
     placement: tuple[PlacedHost, ...] | None = None  # None: one role per VM, names generated
-    bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
-    """`bench: thresholds:` overrides of launch.spec.thresholds.Thresholds (validated here)"""
 
     def org(self, name: str) -> Organisation:
         """The organisation called `name`."""
@@ -259,76 +165,7 @@ class EnvSpec:
 # --- reading ------------------------------------------------------------------------------
 
 
-class _Map:
-    """A YAML mapping being read: typed getters that name file + path, and unknown-key checks."""
-
-    def __init__(self, file: Path, path: str, raw: object) -> None:
-        if not isinstance(raw, Mapping):
-            raise InputError.field(file, path or "(top level)", "a mapping", raw)
-        self.file, self.path, self.raw = file, path, raw
-        self.seen: set[str] = set()
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str, expected: str, found: object, *,
-             hint: str | None = None) -> InputError:
-        return InputError.field(self.file, self.where(key), expected, found, hint=hint)
-
-    def get(self, key: str, default: object = ..., *, required: bool = False) -> Any:
-        self.seen.add(key)
-        if key not in self.raw or self.raw[key] is None:
-            if required or default is ...:
-                raise self.fail(key, "a value (required field)", None)
-            return default
-        return self.raw[key]
-
-    def str(self, key: str, default: object = ..., *, pattern: re.Pattern | None = None,
-            what: str = "a string") -> Any:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # versions like 2.5 arrive as floats
-        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
-            raise self.fail(key, what, value)
-        return value
-
-    def int(self, key: str, default: object = ..., *, minimum: int = 0,
-            maximum: int = 10**9, why: str = "a larger number is a mistake") -> Any:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        rule = inputs.Rule(key, int, minimum=minimum, maximum=maximum, why=why)
-        return inputs.check_value(value, rule, source=self.file, path=self.where(key))
-
-    def map(self, key: str, *, required: bool = False) -> _Map:
-        return _Map(self.file, self.where(key), self.get(key, {}, required=required))
-
-    def list(self, key: str, *, required: bool = False) -> list[Any]:
-        value = self.get(key, [], required=required)
-        if not isinstance(value, list):
-            raise self.fail(key, "a list", value)
-        return value
-
-    def item(self, key: str, index: int, raw: object) -> _Map:
-        return _Map(self.file, f"{self.where(key)}[{index}]", raw)
-
-    def done(self, known: Iterable[str] | None = None) -> None:
-        """Reject keys nobody read (or not in `known`): a typo must not be silently ignored."""
-        allowed = set(known) if known is not None else self.seen
-        inputs.unknown_keys(self.raw, sorted(allowed), source=self.file, path=self.path)
-
-
-def _enum(m: _Map, key: str, enum: type[StrEnum], default: object = ...) -> Any:
-    value = m.get(key, default)
-    try:
-        return enum(value)
-    except ValueError:
-        raise m.fail(key, f"one of {[e.value for e in enum]}", value) from None
-
-
-def _size(m: _Map, key: str, default: str) -> str:
+def _size(m: Fields, key: str, default: str) -> str:
     value = m.get(key, default)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return f"{value // 1024} KB" if value % 1024 == 0 else f"{value} B"
@@ -337,7 +174,7 @@ def _size(m: _Map, key: str, default: str) -> str:
     return value
 
 
-def _organisations(top: _Map) -> tuple[Organisation, ...]:
+def _organisations(top: Fields) -> tuple[Organisation, ...]:
     raw = top.list("organisations", required=True)
     if not raw:
         raise top.fail("organisations", "at least one organisation", raw)
@@ -347,11 +184,11 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
     orgs: list[Organisation] = []
     for i, item in enumerate(raw):
         m = top.item("organisations", i, item)
-        name = m.str("name", pattern=_NAME, what="a name (letters, digits, _ or -)")
+        name = m.str("name", pattern=NAME_RE, what="a name (letters, digits, _ or -)")
         org = Organisation(
             name=name,
-            msp_id=m.str("msp_id", f"{name}MSP", pattern=_NAME, what="an MSP id"),
-            domain=m.str("domain", f"{name.lower()}.example.com", pattern=_DOMAIN,
+            msp_id=m.str("msp_id", f"{name}MSP", pattern=NAME_RE, what="an MSP id"),
+            domain=m.str("domain", f"{name.lower()}.example.com", pattern=DOMAIN_RE,
                          what="a lower-case DNS domain"),
             peers=m.int("peers", 1, minimum=1, maximum=MAX_PEERS_PER_ORG, why=WHY_PEERS),
             users=m.int("users", 1, minimum=0, maximum=MAX_USERS_PER_ORG, why=WHY_USERS),
@@ -366,14 +203,14 @@ def _organisations(top: _Map) -> tuple[Organisation, ...]:
     return tuple(orgs)
 
 
-def _orderers(top: _Map, fabric: FabricVersion, orgs: tuple[Organisation, ...]) -> Orderers:
+def _orderers(top: Fields, fabric: FabricVersion, orgs: tuple[Organisation, ...]) -> Orderers:
     m = top.map("orderers")
     o = Orderers(
-        org=m.str("org", "OrdererOrg", pattern=_NAME, what="a name"),
-        msp_id=m.str("msp_id", "OrdererMSP", pattern=_NAME, what="an MSP id"),
-        domain=m.str("domain", "example.com", pattern=_DOMAIN, what="a lower-case DNS domain"),
+        org=m.str("org", "OrdererOrg", pattern=NAME_RE, what="a name"),
+        msp_id=m.str("msp_id", "OrdererMSP", pattern=NAME_RE, what="an MSP id"),
+        domain=m.str("domain", "example.com", pattern=DOMAIN_RE, what="a lower-case DNS domain"),
         count=m.int("count", 1, minimum=1, maximum=MAX_ORDERERS, why=WHY_ORDERERS),
-        type=_enum(m, "type", Consensus, "etcdraft"),
+        type=m.enum("type", Consensus, "etcdraft"),
         batch_timeout=m.str("batch_timeout", "2s", pattern=_DURATION,
                             what="a duration such as 2s or 500ms"),
         max_message_count=m.int("max_message_count", 500, minimum=1),
@@ -394,7 +231,7 @@ def _orderers(top: _Map, fabric: FabricVersion, orgs: tuple[Organisation, ...]) 
     return o
 
 
-def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
+def _channels(top: Fields, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
     raw = top.list("channels")
     if not raw:
         raw = [{"name": "mychannel"}]
@@ -405,7 +242,7 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
     channels: list[Channel] = []
     for i, item in enumerate(raw):
         m = top.item("channels", i, item)
-        name = m.str("name", pattern=_CHANNEL, what="a channel name ([a-z][a-z0-9.-]*)")
+        name = m.str("name", pattern=CHANNEL_RE, what="a channel name ([a-z][a-z0-9.-]*)")
         members = m.get("orgs", names)
         if not isinstance(members, list) or not members:
             raise m.fail("orgs", "a non-empty list of organisation names", members)
@@ -424,7 +261,7 @@ def _channels(top: _Map, orgs: tuple[Organisation, ...]) -> tuple[Channel, ...]:
         for k, cc_raw in enumerate(cc_list):
             c = m.item("chaincodes", k, cc_raw)
             cc = Chaincode(
-                name=c.str("name", BENCHMARK_CHAINCODE, pattern=_NAME, what="a chaincode name"),
+                name=c.str("name", BENCHMARK_CHAINCODE, pattern=NAME_RE, what="a chaincode name"),
                 version=c.str("version", "1.0", pattern=_VERSION,
                               what="a chaincode version label (letters, digits, . _ + -)"),
                 sequence=c.int("sequence", 1, minimum=1, maximum=10**6),
@@ -533,61 +370,7 @@ def policy_problem(text: str, msp_ids: Iterable[str]) -> str | None:
     return None
 
 
-def _caliper(top: _Map) -> Caliper:
-    m = top.map("caliper")
-    w = m.map("workers")
-    vms = w.int("vms", 1, minimum=1, maximum=MAX_CALIPER_VMS, why=WHY_VMS)
-    processes = None if w.get("processes", "auto") == "auto" else \
-        w.int("processes", minimum=1, maximum=MAX_PROCESSES, why=WHY_PROCESSES)
-    w.done()
-    rounds: list[Round] = []
-    raw_rounds = m.list("rounds") or [{"label": "create", "tps": 100, "duration": 60}]
-    if len(raw_rounds) > MAX_ROUNDS:
-        raise m.fail("rounds", f"at most {MAX_ROUNDS} rounds", f"{len(raw_rounds)} rounds")
-    for i, item in enumerate(raw_rounds):
-        r = m.item("rounds", i, item)
-        duration = r.int("duration", None, minimum=1, maximum=7 * 86400,
-                         why="a round longer than a week is a mistake")
-        tx_number = r.int("tx_number", None, minimum=1)
-        if (duration is None) == (tx_number is None):
-            raise r.fail("duration", "exactly one of duration (seconds) or tx_number",
-                         {"duration": duration, "tx_number": tx_number})
-        wl = r.map("workload")
-        arguments = wl.get("arguments", {})
-        if not isinstance(arguments, Mapping):
-            raise wl.fail("arguments", "a mapping", arguments)
-        rate = r.get("rate_control", None)
-        if rate is not None and (not isinstance(rate, Mapping) or "type" not in rate):
-            raise r.fail("rate_control", "a mapping with type and opts", rate)
-        rnd = Round(
-            label=r.str("label", pattern=_NAME, what="a round label"),
-            tps=r.int("tps", minimum=1, maximum=10**6,
-                      why="a million transactions per second is beyond any Fabric network"),
-            duration=duration,
-            tx_number=tx_number,
-            workload_module=wl.str("module", "workloads/create-asset.js", pattern=_WORKLOAD,
-                                   what="a .js module inside Caliper's workspace (a relative "
-                                        "path such as workloads/create-asset.js, no '..')"),
-            workload_arguments=dict(arguments),
-            rate_control=dict(rate) if rate is not None else None,
-        )
-        wl.done()
-        r.done()
-        rounds.append(rnd)
-    m.done()
-    return Caliper(vms=vms, processes=processes, rounds=tuple(rounds))
-
-
-def _bench(top: _Map) -> dict[str, Any]:
-    """`bench:` (thresholds of the verdict), checked by the verdict's own rules."""
-    m = top.map("bench")
-    raw = m.get("thresholds", {})
-    Thresholds.from_mapping(raw, source=m.file, path=m.where("thresholds"))
-    m.done()
-    return dict(raw)
-
-
-def _tuning(top: _Map) -> Tuning:
+def _tuning(top: Fields) -> Tuning:
     m = top.map("tuning")
     defaults = Tuning()
     values = {name: m.int(name, getattr(defaults, name), minimum=0)
@@ -596,7 +379,7 @@ def _tuning(top: _Map) -> Tuning:
     return Tuning(**values)
 
 
-def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
+def _placement(top: Fields) -> tuple[PlacedHost, ...] | None:
     m = top.map("placement")
     raw = m.list("hosts")
     m.done()
@@ -641,7 +424,7 @@ def _placement(top: _Map) -> tuple[PlacedHost, ...] | None:
     return tuple(hosts)
 
 
-def _check_placement(top: _Map, spec: EnvSpec) -> None:
+def _check_placement(top: Fields, spec: EnvSpec) -> None:
     """Placed hosts must carry exactly as many of each role as the topology has nodes."""
     hosts = spec.placement
     if hosts is None:
@@ -681,7 +464,7 @@ def _check_placement(top: _Map, spec: EnvSpec) -> None:
             _check_host_image(top, spec, i, h)
 
 
-def _check_host_image(top: _Map, spec: EnvSpec, i: int, h: PlacedHost) -> None:
+def _check_host_image(top: Fields, spec: EnvSpec, i: int, h: PlacedHost) -> None:
     """A host naming one of the catalog's images must carry its roles with it (fabric-node
     carries peer and orderer, not caliper); another name is an image of the operator's own
     (in `images:` or the manifest) that is trusted to carry what the host runs."""
@@ -694,70 +477,24 @@ def _check_host_image(top: _Map, spec: EnvSpec, i: int, h: PlacedHost) -> None:
                            f"({h.image} does not carry {missing})", h.image)
 
 
-def _network(top: _Map, provider: Provider) -> tuple[str, int]:
-    m = top.map("network", required=provider is not Provider.NONE)
-    default_cidr = "10.99.0.0/24" if provider is Provider.NONE else ...
-    cidr = m.str("cidr", default_cidr)
-    try:
-        net = ipaddress.IPv4Network(cidr)
-    except ValueError:
-        raise m.fail("cidr", "an IPv4 network such as 10.40.0.0/24", cidr) from None
-    first = m.int("first_host", 10, minimum=2,
-                  why="offset 0 is the network address and 1 the gateway")
-    if first >= net.num_addresses - 1:
-        raise m.fail("first_host", f"an offset inside {cidr}", first)
-    m.done()
-    return str(net), first
-
-
 def load(path: str | Path) -> EnvSpec:
     """Read and validate an environment file. Raises InputError naming file and field."""
     path = Path(path)
     return parse(inputs.load_yaml_file(path, what="environment file"), path)
 
 
-def _images(top: _Map) -> tuple[dict[str, str], Path]:
-    """`images:` (image name -> explicit artifact id) and `manifest:` (bake's manifest)."""
-    images_raw = top.get("images", {})
-    if not isinstance(images_raw, Mapping) or not all(
-        isinstance(v, str) for v in images_raw.values()
-    ):
-        raise top.fail("images", "a mapping image name -> artifact id", images_raw)
-    for image, artifact in images_raw.items():  # qemu artifacts are paths
-        if not isinstance(image, str) or not _LABEL.fullmatch(image):
-            raise top.fail("images", "image names such as fabric-node (a-z, 0-9, -)", image)
-        inputs.check_path_text(artifact, source=top.file, path=f"images.{image}")
-    manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
-                                           source=top.file, path="manifest"))
-    return dict(images_raw), manifest
-
-
-def _monitor(top: _Map) -> Monitor:
-    mon = top.map("monitor")
-    monitor = Monitor(
-        grafana_admin_user=mon.str("grafana_admin_user", "admin", pattern=_NAME, what="a name"),
-    )
-    mon.done()
-    return monitor
-
-
 def parse(raw: object, source: Path) -> EnvSpec:
     """Validate an already-parsed environment document (`source` names it in errors)."""
-    if isinstance(raw, Mapping) and raw.get("kind") == "byof":
-        raise InputError(f"{source}: a BYOF spec (kind: byof), not an environment file",
-                         hint=f"`launch byof {source}` launches it")
-    top = _Map(source, "", raw)
+    if SpecKind.of(raw) is not SpecKind.ENVIRONMENT:
+        raise InputError(f"{source}: a BYOF spec (kind: {SpecKind.of(raw)}), not an "
+                         "environment file", hint=f"`launch byof {source}` launches it")
+    top = Fields(source, "", raw)
     top.done(TOP_KEYS)  # a misspelt section is reported before the sections it hides
-    # The same rule `launch status`/`down` apply to the name they are given.
-    name = top.str("name", pattern=ENV_NAME_RE,
-                   what="an environment name (lower-case letters, digits and '-', "
-                        "at most 39 characters, starting and ending with a letter or digit)")
-    provider = _enum(top, "provider", Provider)
-    settings = top.get("settings", {})
-    if not isinstance(settings, Mapping):
-        raise top.fail("settings", "a mapping of provider settings", settings)
-    cidr, first = _network(top, provider)
-    images_raw, manifest = _images(top)
+    name = read_name(top)
+    provider = top.enum("provider", Provider)
+    settings = read_settings(top)
+    cidr, first = read_network(top, provider)
+    images_raw, manifest = read_images(top)
     f = top.map("fabric")
     version = f.str("version", "3.0.0", pattern=re.compile(r"\d{1,3}\.\d{1,3}(\.\d{1,3})?"),
                     what="a Fabric version such as 3.0.0 or 2.5.10")
@@ -768,14 +505,14 @@ def parse(raw: object, source: Path) -> EnvSpec:
     orgs = _organisations(top)
     orderers = _orderers(top, fabric, orgs)
     channels = _channels(top, orgs)
-    caliper = _caliper(top)
-    monitor = _monitor(top)
+    caliper = read_caliper(top)
+    monitor = read_monitor(top)
     tuning = _tuning(top)
     placement = _placement(top)
-    bench_thresholds = _bench(top)
+    bench_thresholds = read_bench(top)
     top.done()
     spec = EnvSpec(
-        source=source, name=name, provider=provider, settings=dict(settings), cidr=cidr,
+        source=source, name=name, provider=provider, settings=settings, cidr=cidr,
         first_host=first, images=dict(images_raw), manifest=manifest, fabric=fabric,
         organisations=orgs, orderers=orderers, channels=channels, caliper=caliper,
         monitor=monitor, tuning=tuning, placement=placement,
@@ -786,7 +523,7 @@ def parse(raw: object, source: Path) -> EnvSpec:
     return spec
 
 
-def _check_size(top: _Map, spec: EnvSpec) -> None:
+def _check_size(top: Fields, spec: EnvSpec) -> None:
     """Bounds on the whole topology (each part may be within its own bound)."""
     peers = sum(o.peers for o in spec.organisations)
     hosts = peers + spec.orderers.count + spec.caliper.vms + 1

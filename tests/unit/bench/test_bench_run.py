@@ -21,6 +21,7 @@ from launch.bench.lab import Lab
 from launch.bench.run import Options
 from launch.bench.watch import Timeouts
 from launch.render import plan as plan_mod
+from launch.spec import common as spec_common
 from launch.spec import env as spec_mod
 
 # the bundle's plots: matplotlib's font manager runs fc-list once to build its font cache
@@ -292,7 +293,7 @@ def test_round_selection_and_overrides(tmp_path: Path) -> None:
 
 def test_default_workers_is_about_one_and_a_half_per_vcpu() -> None:
     assert [bench_lab.default_workers(n) for n in (1, 2, 4, 8)] == [2, 3, 6, 12]
-    assert bench_lab.default_workers(192) == spec_mod.MAX_PROCESSES
+    assert bench_lab.default_workers(192) == spec_common.MAX_PROCESSES
 
 
 class NprocDoor:

@@ -272,7 +272,7 @@ def test_a_failed_rerender_keeps_the_earlier_bundle(tmp_path: Path) -> None:
 
 
 def test_fit_budgets() -> None:
-    from launch.spec.env import Provider
+    from launch.spec.common import Provider
 
     text = b"#cloud-config\n" + b"a" * 20000
     assert cloudinit.fit("h", text, Provider.QEMU).gzipped is False
