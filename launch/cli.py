@@ -25,7 +25,7 @@ from launch.machines import ssh
 from launch.machines.providers.base import check_settings
 from launch.machines.ready import Timeouts
 from launch.machines.state import check_env_name
-from launch.render import bundle
+from launch.render import byof_bundle
 from launch.spec import byof
 from launch.spec import env as spec
 
@@ -50,12 +50,13 @@ def cli() -> None:
 @output_option
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
-    per-host user-data, plan.json); nothing is launched."""
+    per-host user-data, plan.json), or of a BYOF spec (worker VMs and monitor); nothing is
+    launched."""
 
-    env = spec.load(env_file)
+    env = byof.load_any(env_file)
     check_settings(env.provider.value, env.settings, env.source)
-    progress(f"rendering {env.name} ({env.provider.value}) into {out}")
-    result = bundle.render(env, out, rotate=rotate)
+    progress(f"rendering {env.name} ({env.kind}, {env.provider.value}) into {out}")
+    result = byof_bundle.render_any(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     hosts = [

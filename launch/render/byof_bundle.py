@@ -20,7 +20,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from launch.render import caliper, cloudinit, monitor
+from fabkit.errors import InputError
+from launch.render import bundle, caliper, cloudinit, monitor
 from launch.render import plan as planner
 from launch.render.bundle import (
     Bundle,
@@ -37,13 +38,26 @@ from launch.render.bundle import (
 )
 from launch.render.cloudinit import File, UserData
 from launch.render.plan import Plan
-from launch.spec.byof import ByofSpec
+from launch.spec.byof import ByofSpec, Spec
 from launch.spec.contract import (
     GRAFANA_ENV,
     LAUNCH_JSON,
     PROMETHEUS_FILE_SD,
     Role,
 )
+
+
+def render_any(spec: Spec, out: Path, *, rotate: bool = False,
+               manifest_root: Path | None = None) -> Bundle:
+    """`launch render` of any spec kind: an environment file's whole bundle, a BYOF spec's
+    worker VMs and monitor ("look before you launch" holds for both)."""
+    if isinstance(spec, ByofSpec):
+        if rotate:
+            raise InputError.field(spec.source, "--rotate", "no --rotate for a BYOF spec "
+                                   "(its keys and certificates are the user's; fabperf "
+                                   "issues none)", True)
+        return render(spec, out, manifest_root=manifest_root)
+    return bundle.render(spec, out, rotate=rotate, manifest_root=manifest_root)
 
 
 def render(spec: ByofSpec, out: Path, *, nonce: str | None = None,

@@ -121,3 +121,23 @@ def test_check_says_the_sides_and_the_error_comes_before_the_warnings(
     assert err.index("missing-ca.crt does not exist") < err.index(
         "warning: fabric.operations[0].url")
     assert guard.refused == []
+
+
+def test_render_renders_a_byof_spec(files, tmp_path, capsys) -> None:
+    # issue 25, item 12: `launch render` refused a BYOF spec ("not an environment file"):
+    # look before you launch holds for every spec kind
+    import json as _json
+
+    path = write(tmp_path, spec_doc(files))
+    out = tmp_path / "bundle"
+    assert run_main(cli, ["render", str(path), "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    got = capsys.readouterr()
+    assert f"bundle: {out}" in got.out and "monitor" in got.out
+    plan = _json.loads((out / "plan.json").read_text())
+    assert plan["kind"] == "byof"
+    assert sorted(p.name for p in (out / "nodes").iterdir()) == ["caliper0", "caliper1",
+                                                                   "monitor"]
+    assert not (out / "crypto").exists()          # the user's identities; nothing issued
+    assert run_main(cli, ["render", str(path), "--out", str(out), "--rotate"]) == 2
+    assert "--rotate" in capsys.readouterr().err
