@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fabkit import runner  # noqa: E402
-from launch.render import crypto  # noqa: E402
+from fabkit import runner
+from launch.render import crypto
 
 ORGS, PEERS, USERS, ORDERERS = 8, 16, 50, 5
 

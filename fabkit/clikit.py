@@ -127,7 +127,7 @@ def _log_dirs() -> list[Path]:
     dirs = []
     try:
         dirs.append(layout.build_dir(layout.find_repo_root()) / "logs")
-    except Exception:  # noqa: BLE001 - no repository: the temp dir will do
+    except Exception:  # no repository: the temp dir will do
         pass
     return [*dirs, Path(tempfile.gettempdir()) / "fabperf-logs"]
 
@@ -256,7 +256,7 @@ def run_main(group: click.Group, argv: list[str] | None = None) -> int:
         kind = "error" if isinstance(exc, InputError) else "failed"
         click.echo(f"{kind}: {exc}", err=True)
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the catch-all: a bug, never a traceback
+    except Exception as exc:  # the catch-all: a bug, never a traceback
         log = internal_error_log(exc)
         click.echo(f"internal error: {type(exc).__name__}: {_first_line(exc)} "
                    f"(details in {log})", err=True)

@@ -25,9 +25,10 @@ from launch.machines import ssh
 from launch.machines.providers.base import check_settings
 from launch.machines.ready import Timeouts
 from launch.machines.state import check_env_name
-from launch.render import byof_bundle
+from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
+from launch.spec.common import SpecKind
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +57,7 @@ def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     env = byof.load_any(env_file)
     check_settings(env.provider.value, env.settings, env.source)
     progress(f"rendering {env.name} ({env.kind}, {env.provider.value}) into {out}")
-    result = byof_bundle.render_any(env, out, rotate=rotate)
+    result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     hosts = [
@@ -144,7 +145,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 # --- byof (launch.spec.byof, launch.lifecycle.preflight; launched by launch.lifecycle.up) --
 
-@cli.command("byof")
+@cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--check", "check_only", is_flag=True,

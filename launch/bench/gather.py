@@ -72,7 +72,7 @@ def fetch_versions(door: Door, lab: Lab, local: Mapping[str, Any]) -> dict[str, 
             images[h.image] = {"host": h.name, "image_id": h.image_id,
                                "error": f"no readable {contract.IMAGE_JSON}"}
     out = {"images": images, "fabric_version": lab.plan.spec.fabric.version, **local}
-    if lab.plan.kind == "byof":
+    if lab.byof is not None:
         out["fabric_version_source"] = "declared in the BYOF spec (the user's network)"
     return out
 
@@ -118,7 +118,7 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
     res = safely(notes, "report.html", lambda: door.run(
         lab.manager_host, f"sudo -n cat {shlex.quote(run_dir + '/report.html')}", check=False))
     report_html = res.stdout if res is not None and res.ok and res.stdout.strip() else None
-    byof = lab.plan.kind == "byof"
+    byof = lab.byof
     logs: dict[str, str] = {"byof-check.json" if byof else "bootstrap.done.json":
                             json.dumps(dict(bootstrap), indent=2)}
     for host, n in lab.workers.items():
@@ -163,4 +163,4 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
         timings=timings, notes=tuple(notes),
-        ledger_expected=not byof or bool(lab.plan.spec.operations))
+        ledger_expected=byof is None or bool(byof.operations))

@@ -19,8 +19,10 @@ from launch.bench.signals import vector
 from launch.lifecycle import up
 from launch.machines import ssh
 from launch.render import plan as plan_mod
+from launch.render.plan import Plan
 from launch.spec import byof, contract
-from launch.spec.common import MAX_PROCESSES
+from launch.spec.byof import ByofSpec
+from launch.spec.common import MAX_PROCESSES, SpecKind
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Lab:
     name: str
     env_dir: Path
     spec_path: Path
-    plan: Any                          # launch.render.plan.Plan
+    plan: Plan
     prometheus_url: str
     pushgateway_url: str
     workers: Mapping[str, int]         # worker VM -> worker processes
@@ -39,6 +41,11 @@ class Lab:
     @property
     def total_workers(self) -> int:
         return sum(self.workers.values())
+
+    @property
+    def byof(self) -> ByofSpec | None:
+        """The spec when it is a BYOF one (the user's Fabric network), else None."""
+        return self.plan.spec if isinstance(self.plan.spec, ByofSpec) else None
 
 
 def default_workers(vcpus: int) -> int:
@@ -149,13 +156,14 @@ def check_bootstrapped(door: Door, lab: Lab) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {"value": doc}
 
 
-def check_byof(prom: Prometheus, lab: Lab) -> dict[str, Any]:
+def check_byof(prom: Prometheus, spec: ByofSpec) -> dict[str, Any]:
     """What can be known of a BYOF network's channel without touching it beyond its
     operations endpoints (fabperf did not set it up, so there is no bootstrap marker): the
     peers' ledger_blockchain_height for the spec's channel, as the monitor scraped it. The
     chaincode is the spec's word (a missing one shows as failed transactions)."""
-    spec = lab.plan.spec
-    doc: dict[str, Any] = {"byof": True, "channel": spec.channel, "chaincode": spec.chaincode,
+    # (the first key names the check, as bootstrap.done names the other kind's)
+    doc: dict[str, Any] = {SpecKind.BYOF.value: True, "channel": spec.channel,
+                           "chaincode": spec.chaincode,
                            "channel_checked": False, "chaincode_checked": False}
     if not spec.operations:
         doc["note"] = ("the spec lists no operations endpoint: channel and chaincode are "
@@ -183,7 +191,7 @@ def check_byof(prom: Prometheus, lab: Lab) -> dict[str, Any]:
 
 def byof_notes(lab: Lab, checked: Mapping[str, Any]) -> list[str]:
     """What a BYOF run's summary says about the evidence it could not have."""
-    ops = lab.plan.spec.operations
+    ops = lab.byof.operations if lab.byof is not None else ()
     with_cpus = [o.host for o in ops if o.cpus]
     notes = [f"BYOF: {checked.get('note', '')}"]
     if with_cpus:
@@ -196,7 +204,7 @@ def byof_notes(lab: Lab, checked: Mapping[str, Any]) -> list[str]:
                      "gives no operations endpoint's cpus: the verdict's fabric-cpu rule has "
                      "no data (Fabric process CPU unavailable); it uses Caliper's numbers, "
                      "the worker VMs' metrics and the user's operations metrics")
-    if not lab.plan.spec.operations:
+    if not ops:
         notes.append("BYOF: no operations endpoint is scraped: the ledger cross-check is "
                      "skipped (no ledger_transaction_count) and the committed rate is not "
                      "plotted")

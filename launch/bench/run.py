@@ -127,8 +127,8 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     t_begin = clock()
     prom = prom or Prometheus(lab.prometheus_url)
     pushgateway = pushgateway or Pushgateway(lab.pushgateway_url)
-    byof = lab.plan.kind == "byof"
-    bootstrap = check_byof(prom, lab) if byof else check_bootstrapped(door, lab)
+    byof = lab.byof
+    bootstrap = check_byof(prom, byof) if byof else check_bootstrapped(door, lab)
     rounds = select_rounds(lab.plan.spec, options)
     stamp = _stamp(t_begin)
     bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers,

@@ -24,7 +24,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,11 @@ from launch.machines.state import (
     check_env_name,
 )
 from launch.render import bundle as bundle_mod
-from launch.render import byof_bundle
 from launch.render import plan as plan_mod
+from launch.render.cloudinit import UserData
 from launch.spec import byof
+from launch.spec.byof import ByofSpec, Spec
+from launch.spec.common import SpecKind
 
 log = logging.getLogger("fabperf.up")
 
@@ -112,7 +114,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
-    preflight (launch.lifecycle.preflight) passed; its state is marked kind "byof".
+    preflight (launch.lifecycle.preflight) passed; its state is marked with its kind.
 
     ``recreate`` (with ``only``): destroy those hosts first and create them anew from this
     spec, even when it differs from the one the running hosts were launched with; the hosts
@@ -131,11 +133,9 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
-    render = bundle_mod.render
-    if spec.kind == "byof":
-        report = preflight.check(spec)  # type: ignore[arg-type]
+    if isinstance(spec, ByofSpec):
+        report = preflight.check(spec)
         checked = tuple(f"preflight: {w}" for w in (*report.warnings, *report.skipped))
-        render = byof_bundle.render  # type: ignore[assignment]
         timings["preflight"] = round(time.monotonic() - t0, 1)
     edir = env_dir(build_dir, name)
     store = StateStore(edir)
@@ -149,7 +149,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         if before is not None and recreate:
             # the hosts that stay must be what this spec makes of them: checked on a trial
             # render beside the bundle (same crypto, same nonce) before anything is removed
-            _check_kept(before, wanted, _trial_user_data(render, spec, edir, before.nonce,
+            _check_kept(before, wanted, _trial_user_data(spec, edir, before.nonce,
                                                          repo_root), spec_path)
             gone = [n for n in wanted if n in before.hosts]
             log.info("%s: recreating %s", name, ", ".join(gone) if gone else
@@ -185,7 +185,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             store.save(EnvState(environment=name, provider=spec.provider.value,
                                 network={}))
         store.update(spec_path=str(Path(spec_path).resolve()), spec_sha256=spec_sha,
-                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind)
+                     ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER, kind=spec.kind.value)
 
         created: list[str] = []
         try:
@@ -200,8 +200,8 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
             timings["reserve"] = round(time.monotonic() - t, 1)
 
             t = time.monotonic()
-            bundle = render(spec, edir / "bundle", nonce=nonce,  # type: ignore[arg-type]
-                            manifest_root=repo_root)
+            bundle = bundle_mod.render(spec, edir / "bundle", nonce=nonce,
+                                       manifest_root=repo_root)
             store.update(nonce=bundle.nonce)
             timings["render"] = round(time.monotonic() - t, 1)
 
@@ -259,14 +259,15 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _trial_user_data(render: Callable[..., Any], spec: Any, edir: Path, nonce: str,
-                     repo_root: Path) -> Mapping[str, Any]:
+def _trial_user_data(spec: Spec, edir: Path, nonce: str,
+                     repo_root: Path) -> Mapping[str, UserData]:
     """Every host's user-data as this spec renders it on a copy of the current bundle."""
     with tempfile.TemporaryDirectory(prefix=".trial-", dir=edir) as tmp:
         trial = Path(tmp) / "bundle"
         if (edir / "bundle").is_dir():
             shutil.copytree(edir / "bundle", trial, symlinks=True)
-        return dict(render(spec, trial, nonce=nonce or None, manifest_root=repo_root).user_data)
+        return dict(bundle_mod.render(spec, trial, nonce=nonce or None,
+                                      manifest_root=repo_root).user_data)
 
 
 def _check_kept(before: EnvState, recreated: Sequence[str], user_data: Mapping[str, Any],
@@ -445,7 +446,7 @@ class NodeStatus:
 def channel_status(state: EnvState, *, build_dir: Path) -> tuple[str, list[NodeStatus]]:
     """Every Fabric node's channel height, asked of the bootstrap job on its node
     ("" and no rows when the environment has no bootstrapped network to ask)."""
-    if state.kind == "byof":
+    if state.kind == SpecKind.BYOF:
         return ("byof: the user's network (fabperf does not ask it; `launch bench` reads "
                 "its operations metrics)"), []
     host = state.bootstrap.get("host")

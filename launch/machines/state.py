@@ -25,7 +25,7 @@ from fabkit import inputs
 from fabkit.atomic import make_dirs, write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule
-from launch.spec.common import ENV_NAME_RE
+from launch.spec.common import ENV_NAME_RE, SpecKind
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -135,9 +135,9 @@ class EnvState:
     # The channel bootstrap's done marker, summarised (launch.lifecycle.bootstrap.summary): its
     # nonce equals `nonce` once this launch's network is bootstrapped.
     bootstrap: Mapping[str, Any] = field(default_factory=dict)
-    # "environment" (fabperf launched its Fabric network) or "byof" (the user's network:
-    # fabperf runs only Caliper workers and the monitor; launch.spec.byof)
-    kind: str = "environment"
+    # the spec's kind (launch.spec.common.SpecKind): fabperf launched the Fabric network, or
+    # the network is the user's and fabperf runs only Caliper workers and the monitor
+    kind: str = SpecKind.ENVIRONMENT.value
     created_at: str = ""
     updated_at: str = ""
     version: int = STATE_VERSION
@@ -174,7 +174,7 @@ _ENV_RULES = (
     Rule("network", dict, default={}),
     Rule("hosts", dict, default={}),
     Rule("bootstrap", dict, default={}),
-    Rule("kind", str, default="environment", choices=("environment", "byof")),
+    Rule("kind", str, default=SpecKind.ENVIRONMENT.value, choices=tuple(k.value for k in SpecKind)),
     Rule("created_at", str, default=""),
     Rule("updated_at", str, default=""),
     Rule("version", int, default=STATE_VERSION),

@@ -9,36 +9,29 @@
                                  files (the client key 0600, handed to prometheus), Grafana
     DIR/caliper/                 networkconfig-<host>.yaml (0600), benchmark.yaml, caliper.yaml
     DIR/monitor/                 file_sd/<job>.json, prometheus.yml (when needed), grafana.env
-    DIR/plan.json                kind "byof", hosts, workers and their gateways
+    DIR/plan.json                its kind, hosts, workers and their gateways
 
 No crypto is generated: every key and certificate is the user's. The render is the same
-transaction on DIR as `launch render` (launch.render.bundle: lock, staging, atomic swap).
+transaction on DIR as `launch render` (launch.render.bundle.render dispatches here).
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
-from fabkit.errors import InputError
-from launch.render import bundle, caliper, cloudinit, monitor
-from launch.render import plan as planner
-from launch.render.bundle import (
-    Bundle,
-    _check_out,
-    _json,
-    _json_lines,
-    _Reader,
-    _swap,
-    _transaction,
-    _worker_files,
-    _write_plan,
-    _Writer,
-    _yaml,
-)
+from launch.render import caliper, cloudinit, monitor
 from launch.render.cloudinit import File, UserData
+from launch.render.parts import (
+    Reader,
+    Writer,
+    json_lines,
+    json_text,
+    worker_files,
+    write_plan,
+    yaml_text,
+)
 from launch.render.plan import Plan
-from launch.spec.byof import ByofSpec, Spec
+from launch.spec.byof import ByofSpec
 from launch.spec.contract import (
     GRAFANA_ENV,
     LAUNCH_JSON,
@@ -47,43 +40,20 @@ from launch.spec.contract import (
 )
 
 
-def render_any(spec: Spec, out: Path, *, rotate: bool = False,
-               manifest_root: Path | None = None) -> Bundle:
-    """`launch render` of any spec kind: an environment file's whole bundle, a BYOF spec's
-    worker VMs and monitor ("look before you launch" holds for both)."""
-    if isinstance(spec, ByofSpec):
-        if rotate:
-            raise InputError.field(spec.source, "--rotate", "no --rotate for a BYOF spec "
-                                   "(its keys and certificates are the user's; fabperf "
-                                   "issues none)", True)
-        return render(spec, out, manifest_root=manifest_root)
-    return bundle.render(spec, out, rotate=rotate, manifest_root=manifest_root)
-
-
-def render(spec: ByofSpec, out: Path, *, nonce: str | None = None,
-           manifest_root: Path | None = None) -> Bundle:
-    """Render the BYOF environment into `out` (a transaction, as launch.render.bundle.render)."""
-    out = Path(out)
-    _check_out(out)
-    plan = planner.build(spec, manifest_root=manifest_root)
-    nonce = nonce or secrets.token_hex(16)
-    with _transaction(out) as staging:
-        user_data = _render_into(plan, staging, nonce, out / "monitor" / "grafana.env")
-        _swap(staging, out)
-    return Bundle(out=out, plan=plan, nonce=nonce, user_data=user_data)
-
-
-def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[str, UserData]:
-    spec: ByofSpec = plan.spec  # type: ignore[assignment]
-    read = _Reader()
+def render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[str, UserData]:
+    """Render a BYOF plan's files into `root` (the staging directory of
+    launch.render.bundle.render) and return every host's user-data."""
+    spec = plan.spec
+    assert isinstance(spec, ByofSpec), "a BYOF plan"
+    read = Reader()
     hosts_file = cloudinit.hosts_text(plan, spec.aliases)
-    network_configs = {w.host: _yaml(caliper.byof_network_config(plan, w, read))
+    network_configs = {w.host: yaml_text(caliper.byof_network_config(plan, w, read))
                        for w in plan.workers}
-    caliper_yaml = _yaml(caliper.caliper_yaml(plan))
-    benchmark = _yaml(caliper.benchmark(plan))
-    file_sd = {job: _json_lines(groups) for job, groups in monitor.file_sd(plan).items()}
+    caliper_yaml = yaml_text(caliper.caliper_yaml(plan))
+    benchmark = yaml_text(caliper.benchmark(plan))
+    file_sd = {job: json_lines(groups) for job, groups in monitor.file_sd(plan).items()}
     jobs, tls_files = monitor.operations_jobs(plan)
-    prometheus_yml = _yaml(monitor.prometheus_yml(jobs)) if jobs else None
+    prometheus_yml = yaml_text(monitor.prometheus_yml(jobs)) if jobs else None
     grafana_env = cloudinit.env_text(monitor.grafana_env(plan, old_grafana),
                                      title="Grafana admin (secret)", environment=spec.name,
                                      host=plan.monitor.name)
@@ -91,13 +61,13 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
     user_data: dict[str, UserData] = {}
     for host in plan.hosts:
         files = [File("/etc/hosts", hosts_file),
-                 File(LAUNCH_JSON, _json({"environment": spec.name, "host": host.name,
-                                          "nonce": nonce, "kind": plan.kind,
+                 File(LAUNCH_JSON, json_text({"environment": spec.name, "host": host.name,
+                                          "nonce": nonce, "kind": plan.kind.value,
                                           "roles": [r.value for r in host.roles]}))]
         before: list[list[str]] = []
         worker = plan.worker_on(host.name)
         if worker is not None:
-            files += _worker_files(plan, host, worker, network_configs[host.name],
+            files += worker_files(plan, host, worker, network_configs[host.name],
                                    caliper_yaml)
         if Role.MONITOR in host.roles:
             files += [File(f"{PROMETHEUS_FILE_SD}/{job}.json", text)
@@ -115,7 +85,7 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
         doc = cloudinit.cloud_config(plan, host, cloudinit.dedupe(files), nonce, before=before)
         user_data[host.name] = cloudinit.fit(host.name, cloudinit.dump(doc), spec.provider)
 
-    write = _Writer()
+    write = Writer()
     for host in plan.hosts:
         write(root / "nodes" / host.name / "user-data", user_data[host.name].data, 0o600)
     cal = root / "caliper"
@@ -129,5 +99,5 @@ def _render_into(plan: Plan, root: Path, nonce: str, old_grafana: Path) -> dict[
     if prometheus_yml is not None:
         write(mon / "prometheus.yml", prometheus_yml)
     write(mon / "grafana.env", grafana_env, 0o600)
-    _write_plan(write, root, plan, nonce, user_data)
+    write_plan(write, root, plan, nonce, user_data)
     return user_data

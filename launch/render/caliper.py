@@ -19,7 +19,7 @@ import yaml
 from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
-from launch.spec.byof import identity_pems
+from launch.spec.byof import ByofSpec, identity_pems
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
 
@@ -204,11 +204,11 @@ def benchmark(plan: Plan, *, rounds: Sequence[Any] | None = None,
                 "query": f'sum by (host) (rate(namedprocess_namegroup_cpu_seconds_total'
                          f'{{groupname="{group}"}}[30s]))'}
 
-    if plan.kind == "byof":
-        sut = f"the user's network ({len(spec.gateways)} gateway peers)"  # type: ignore[union-attr]
+    if isinstance(spec, ByofSpec):
+        sut = f"the user's network ({len(spec.gateways)} gateway peers)"
     else:
         sut = f"{len(plan.peers)} peers, {len(plan.orderers)} " \
-              f"{spec.orderers.type.value} orderers"  # type: ignore[union-attr]
+              f"{spec.orderers.type.value} orderers"
     return {
         "test": {
             "name": f"fabperf-{spec.name}",

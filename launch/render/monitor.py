@@ -11,14 +11,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fabkit import inputs
 from launch.render.plan import Plan
+from launch.spec.byof import ByofSpec, Operations
 from launch.spec.contract import PORTS, PROMETHEUS_JOBS, Role
-
-if TYPE_CHECKING:
-    from launch.spec.byof import Operations
 
 # The monitor image's Prometheus configuration (packer/files/monitor/prometheus.yml): a BYOF
 # monitor gets it back with a job per TLS operations endpoint added.
@@ -50,10 +48,10 @@ def file_sd(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     jobs["pushgateway"].append(group("localhost", PORTS["pushgateway"], host=plan.monitor.name,
                                      role=Role.MONITOR.value))
     # "caliper" stays empty: remote workers push (prometheus-push), nobody is scraped.
-    if plan.kind == "byof":
+    if isinstance(plan.spec, ByofSpec):
         # the user's plain-http operations endpoints join the fabric job (https ones get a
         # job of their own with their TLS settings: operations_jobs)
-        for op in plan.spec.operations:  # type: ignore[union-attr]
+        for op in plan.spec.operations:
             if op.scheme == "http":
                 address, _, port = op.target.rpartition(":")
                 g = group(address.strip("[]"), int(port), **operations_labels(op))
@@ -87,9 +85,9 @@ def operations_jobs(plan: Plan) -> tuple[list[dict[str, Any]], list[TlsFile]]:
     series as they find those of fabperf's own peers; and the files the jobs name."""
     jobs: list[dict[str, Any]] = []
     files: list[TlsFile] = []
-    if plan.kind != "byof":
+    if not isinstance(plan.spec, ByofSpec):
         return jobs, files
-    for i, op in enumerate(plan.spec.operations):  # type: ignore[union-attr]
+    for i, op in enumerate(plan.spec.operations):
         if op.scheme != "https":
             continue
         d = f"{BYOF_TLS_DIR}/op{i}"

@@ -13,16 +13,14 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from bake import manifest as bake_manifest
 from fabkit.errors import InputError
-from launch.spec.common import Provider
+from launch.spec.byof import ByofSpec, Gateway, Spec
+from launch.spec.common import Provider, SpecBase, SpecKind
 from launch.spec.contract import PORTS, Role
 from launch.spec.env import EnvSpec
-
-if TYPE_CHECKING:
-    from launch.spec.byof import ByofSpec, Gateway
 
 HOST_DOMAIN = "fabperf.internal"  # <host>.<env>.fabperf.internal: the VM's own FQDN
 
@@ -90,7 +88,7 @@ class Host:
 class Plan:
     """Everything the renderers need to know about the topology."""
 
-    spec: EnvSpec | ByofSpec
+    spec: Spec
     hosts: tuple[Host, ...]
     peers: tuple[FabricNode, ...]      # BYOF: none (the user's peers are not fabperf's hosts)
     orderers: tuple[FabricNode, ...]
@@ -100,8 +98,8 @@ class Plan:
     warnings: tuple[str, ...]
 
     @property
-    def kind(self) -> str:
-        """"environment" (fabperf launches Fabric) or "byof" (the user's Fabric)."""
+    def kind(self) -> SpecKind:
+        """What the spec describes: fabperf launches Fabric, or Fabric is the user's."""
         return self.spec.kind
 
     # Per-host lookups through indexes built once: render asks them for every host, and a
@@ -142,7 +140,7 @@ class Plan:
         """plan.json: hosts, roles, addresses, image ids (no secrets)."""
         return {
             "environment": self.spec.name,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "provider": self.spec.provider.value,
             "network": {"cidr": self.spec.cidr},
             "fabric_version": self.spec.fabric.version,
@@ -212,7 +210,7 @@ def _slots(spec: EnvSpec) -> list[tuple[str, tuple[Role, ...], str | None, str |
     return slots
 
 
-def _addresses(spec: EnvSpec, explicit: list[str | None]) -> list[str]:
+def _addresses(spec: SpecBase, explicit: list[str | None]) -> list[str]:
     """Explicit addresses as given; the rest in order from cidr + first_host, skipping those."""
     net = ipaddress.IPv4Network(spec.cidr)
     taken = {a for a in explicit if a is not None}
@@ -233,19 +231,23 @@ def _addresses(spec: EnvSpec, explicit: list[str | None]) -> list[str]:
     return out
 
 
-def build(spec: EnvSpec | ByofSpec, *, manifest_root: Path | None = None) -> Plan:
-    """Place every node on a host, give every host an address and an image (a BYOF spec:
-    build_byof)."""
-    if spec.kind == "byof":
-        return build_byof(spec, manifest_root=manifest_root)  # type: ignore[arg-type]
-    slots = _slots(spec)  # type: ignore[arg-type]
+def build(spec: Spec, *, manifest_root: Path | None = None) -> Plan:
+    """Place every node on a host, give every host an address and an image: the one
+    dispatch on the spec's kind (build_environment, build_byof)."""
+    if isinstance(spec, ByofSpec):
+        return build_byof(spec, manifest_root=manifest_root)
+    return build_environment(spec, manifest_root=manifest_root)
+
+
+def build_environment(spec: EnvSpec, *, manifest_root: Path | None = None) -> Plan:
+    """An environment's plan: every Fabric node, worker and the monitor on its host."""
+    slots = _slots(spec)
     warnings: list[str] = []
     hosts = _hosts(spec, slots, manifest_root, warnings)
 
     def carrying(role: Role) -> list[Host]:
         return [h for h in hosts if role in h.roles]
 
-    spec = cast(EnvSpec, spec)
     o = spec.orderers
     orderers = tuple(
         FabricNode(Role.ORDERER, o.org, o.msp_id, o.domain, i, h.name, h.address)
@@ -284,11 +286,11 @@ def build(spec: EnvSpec | ByofSpec, *, manifest_root: Path | None = None) -> Pla
     )
 
 
-def _hosts(spec: EnvSpec | ByofSpec, slots: list[tuple[str, tuple[Role, ...], str | None,
+def _hosts(spec: Spec, slots: list[tuple[str, tuple[Role, ...], str | None,
                                                         str | None]],
            manifest_root: Path | None, warnings: list[str]) -> list[Host]:
     """The hosts of the slots: an address each (explicit, else from the CIDR), an image."""
-    addresses = _addresses(spec, [s[2] for s in slots])  # type: ignore[arg-type]
+    addresses = _addresses(spec, [s[2] for s in slots])
     manifest = spec.manifest if manifest_root is None or spec.manifest.is_absolute() \
         else manifest_root / spec.manifest
     ids = manifest_ids(manifest, spec.provider)

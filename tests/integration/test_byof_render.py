@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from fabkit import runner
-from launch.render import byof_bundle, cloudinit
+from launch.render import bundle as render_bundle
+from launch.render import cloudinit
 from launch.spec import byof
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "launch"))
-from byof_testlib import export, spec_doc, user_network, write  # noqa: E402
+from byof_testlib import export, spec_doc, user_network, write
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory):
         "tls_ca": str(files / "org2/tlsca.crt"), "tls_server_name": "peer0.org2.example.com",
         "client_cert": str(files / "org2/user1.crt"), "client_key": str(files / "org2/user1.key")})
     spec = byof.load(write(tmp, doc))
-    return byof_bundle.render(spec, tmp / "bundle", manifest_root=tmp), tmp
+    return render_bundle.render(spec, tmp / "bundle", manifest_root=tmp), tmp
 
 
 @pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")

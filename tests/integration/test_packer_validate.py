@@ -22,7 +22,7 @@ from fabkit import runner
 from fabkit.clikit import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "bake"))
-from bake_fakerepo import make_repo  # noqa: E402
+from bake_fakerepo import make_repo
 
 REPO = Path(__file__).resolve().parents[2]
 

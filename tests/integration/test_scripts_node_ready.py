@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 class _Healthz(http.server.BaseHTTPRequestHandler):
     status = "OK"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         body = json.dumps({"status": self.status, "time": "now"}).encode()
         code = 200 if self.path == "/healthz" and self.status == "OK" else 503
         self.send_response(code)

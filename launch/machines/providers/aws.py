@@ -490,7 +490,7 @@ class AwsProvider(CloudProvider):
             return ""
         try:
             out = self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output", "")
-        except Exception as exc:  # noqa: BLE001 - the console is a diagnostic only
+        except Exception as exc:  # the console is a diagnostic only
             return f"(no console output: {exc})"
         try:
             text = base64.b64decode(out).decode(errors="replace") if out else ""
@@ -538,7 +538,7 @@ class AwsProvider(CloudProvider):
         try:
             removed += self._drop_user_data()
             removed += self._drop_bucket_and_role(state)
-        except Exception as exc:  # noqa: BLE001 - reported, the state keeps the record
+        except Exception as exc:  # reported, the state keeps the record
             errors.append(f"user-data bucket/role: {exc}")
         return removed, errors
 
@@ -623,7 +623,7 @@ def remove_ec2(ec2: Any, instances: set[str], enis: set[str], volumes: set[str],
         try:
             ec2.get_waiter("instance_terminated").wait(
                 InstanceIds=chunk, WaiterConfig={"Delay": max(delay, 0.2), "MaxAttempts": 120})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if "InvalidInstanceID" not in str(exc):
                 errors.append(f"waiting for {', '.join(chunk)} to terminate: {exc}")
         removed += [f"instance {x}" for x in chunk]
@@ -689,7 +689,7 @@ def collect(settings: Mapping[str, Any], live: Callable[[str, str], bool],
             continue
         try:
             tagset = s3.get_bucket_tagging(Bucket=b["Name"])
-        except Exception:  # noqa: BLE001 - untagged: not ours
+        except Exception:  # untagged: not ours
             continue
         g = _garbage("bucket", b["Name"], tagset, live, older_than_hours, now)
         if g is not None:

@@ -103,7 +103,7 @@ def connect(settings: Mapping[str, Any]) -> Any:
     cloud = str(settings.get("cloud") or "") or None
     try:
         conn = openstack.connect(cloud=cloud)
-    except Exception as exc:  # noqa: BLE001 - config errors of the SDK
+    except Exception as exc:  # config errors of the SDK
         raise InputError(f"openstack cloud {cloud!r}: {exc}",
                          hint="add the cloud to clouds.yaml (see README)") from exc
     for hook in CONNECT_HOOKS:
@@ -311,7 +311,7 @@ class OpenStackProvider(CloudProvider):
             return ""
         try:
             out = self.conn.compute.get_server_console_output(sid, length=lines)
-        except Exception as exc:  # noqa: BLE001 - a diagnostic only
+        except Exception as exc:  # a diagnostic only
             return f"(no console output: {exc})"
         return str(out.get("output", "")) if isinstance(out, Mapping) else str(out)
 

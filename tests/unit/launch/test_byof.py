@@ -18,7 +18,7 @@ from fabkit.clikit import run_main
 from fabkit.errors import InputError
 from launch.cli import cli
 from launch.lifecycle import preflight
-from launch.render import byof_bundle
+from launch.render import bundle as render_bundle
 from launch.render import plan as planner
 from launch.spec import byof
 from launch.spec.contract import CALIPER_DIR, PROMETHEUS_FILE_SD
@@ -249,7 +249,7 @@ def bundle(files: Path, tmp_path_factory: pytest.TempPathFactory):
         "tls_ca": str(files / "org2/tlsca.crt"), "tls_server_name": "peer0.org2.example.com",
         "client_cert": str(files / "org2/user1.crt"), "client_key": str(files / "org2/user1.key")})
     spec = _spec(tmp, doc)
-    return byof_bundle.render(spec, tmp / "bundle", nonce="n" * 32, manifest_root=tmp)
+    return render_bundle.render(spec, tmp / "bundle", nonce="n" * 32, manifest_root=tmp)
 
 
 def test_only_worker_vms_and_the_monitor(bundle) -> None:
@@ -473,7 +473,7 @@ def test_a_wallet_identity_passes_preflight_and_lands_in_the_network_config(
     assert report.failures == ()
     assert any("CN=User1@org1.example.com" in line and line.endswith("of Org1MSP")
                for line in report.ok), report.ok
-    out = byof_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
+    out = render_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
     nc = yaml.safe_load((out.out / "caliper" / "networkconfig-caliper0.yaml").read_text())
     cert = nc["organizations"][0]["identities"]["certificates"][0]
     assert cert["clientPrivateKey"]["pem"] == (files / "org1/user1.key").read_text()
@@ -546,7 +546,7 @@ def test_gateways_from_a_connection_profile(files: Path, tmp_path: Path) -> None
     assert [w.field for w in report.warnings] == [
         "fabric.connection_profile (connection-profile.json: peers.peer0.org2.example.com)"
         ".endpoint"]
-    out = byof_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
+    out = render_bundle.render(spec, tmp_path / "bundle", manifest_root=tmp_path)
     nc = yaml.safe_load((out.out / "caliper" / "networkconfig-caliper0.yaml").read_text())
     peer = nc["organizations"][0]["peers"][0]
     assert peer["tlsCACerts"]["pem"] == g1.tls_ca_pem

@@ -29,7 +29,7 @@ from launch.render import bundle, cloudinit
 from launch.spec import env as spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "launch"))
-from launch_testlib import EXAMPLES, example  # noqa: E402
+from launch_testlib import EXAMPLES, example
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

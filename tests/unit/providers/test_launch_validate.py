@@ -14,7 +14,7 @@ from launch.machines import ssh
 from launch.machines.state import HostState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bake"))
-from bake_fakerepo import make_repo  # noqa: E402
+from bake_fakerepo import make_repo
 
 
 def _target(tmp_path: Path) -> ssh.Target:

@@ -36,7 +36,7 @@ class FakeSystem:
                                                        + b"\0")
         return pid
 
-    def run(self, argv, **kw):  # noqa: ANN001 - mirrors runner.run
+    def run(self, argv, **kw):  # mirrors runner.run
         argv = [os.fspath(a) for a in argv]
         self.calls.append(argv)
         prog = os.path.basename(argv[0])
