@@ -32,6 +32,7 @@ ALLOWLIST = Path(__file__).resolve().parents[1] / "packer/files/common/private-k
 # mention the header do not).
 KEY_HEADER = re.compile(rb"^-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[ \t\r]*$", re.M)
 SKIP_TOP = {"proc", "sys", "dev", "run"}
+QCOW2_MAGIC = b"QFI\xfb"
 MAX_BYTES = 64 * 1024 * 1024     # larger files are binaries or data, not key files
 PER_ENVIRONMENT = ("etc/fabperf/peer", "etc/fabperf/orderer", "etc/fabperf/bootstrap",
                    "etc/fabperf/peer.env", "etc/fabperf/orderer.env", "etc/fabperf/launch.json",
@@ -201,6 +202,11 @@ def mounted_qcow2(image: Path, workdir: Path | None = None,
     image = Path(image)
     if not image.is_file():
         raise InputError.field(None, "IMAGE", "a qcow2 file", str(image))
+    with open(image, "rb") as f:      # a regular file (is_file): no FIFO can block here
+        magic = f.read(4)
+    if magic != QCOW2_MAGIC:
+        raise InputError.field(None, "IMAGE", "a qcow2 image (it starts with QFI\\xfb) or a "
+                               "root filesystem directory", f"{image} starting with {magic!r}")
     if os.geteuid() != 0:
         raise ExternalError(f"scanning {image} needs root (losetup, mount)")
     tmp = Path(tempfile.mkdtemp(prefix="fabperf-imagescan-", dir=workdir))

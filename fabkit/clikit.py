@@ -220,6 +220,52 @@ def finite_float_list(min: float | None = None, max: float | None = None) -> Fin
     return FiniteFloatList(finite_float(min, max))
 
 
+class InputFile(click.Path):
+    """A path the user hands fabperf to read: an existing one that is not a regular file (a
+    FIFO would block the read for ever, a device never end) is refused while the options are
+    parsed, before anything runs; with ``max_bytes`` (files handed on to another program,
+    which fabperf does not read through fabkit.inputs) a larger one is refused too. A missing
+    path is left to the reader's message unless ``exists``."""
+
+    def __init__(self, *, dir_okay: bool = False, exists: bool = False,
+                 max_bytes: int | None = None, path_type: type[Any] = Path) -> None:
+        super().__init__(exists=exists, dir_okay=dir_okay, path_type=path_type)
+        self.max_bytes = max_bytes
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path             # missing: the reader (or exists=True) says so
+        if stat.S_ISDIR(st.st_mode) and self.dir_okay:
+            return path
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else
+                    "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                    "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else "not a regular file")
+            self.fail(f"{os.fsdecode(value)!r} is {kind}, not a regular file"
+                      + (" or a directory" if self.dir_okay else ""), param, ctx)
+        if self.max_bytes is not None and st.st_size > self.max_bytes:
+            self.fail(f"{os.fsdecode(value)!r} is {st.st_size} bytes, more than the "
+                      f"{self.max_bytes} such a file can be", param, ctx)
+        return path
+
+
+def input_file(*, exists: bool = False, max_bytes: int | None = None,
+               path_type: type[Any] = Path) -> InputFile:
+    """The click type of a file option or argument fabperf reads (InputFile)."""
+    return InputFile(exists=exists, max_bytes=max_bytes, path_type=path_type)
+
+
+def input_path(*, exists: bool = False) -> InputFile:
+    """The click type of a path that may be a regular file or a directory (a bundle, an
+    image or a root filesystem): anything else is refused (InputFile)."""
+    return InputFile(dir_okay=True, exists=exists)
+
+
 def emit_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 

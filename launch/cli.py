@@ -13,6 +13,8 @@ from fabkit.clikit import (
     exits,
     finite_float,
     finite_float_list,
+    input_file,
+    input_path,
     output_option,
     progress,
     verbosity_options,
@@ -29,6 +31,7 @@ from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
 from launch.spec.common import SpecKind
+from launch.spec.thresholds import Thresholds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +45,7 @@ def cli() -> None:
 
 
 @cli.command("render")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle directory (created; an earlier bundle there is replaced).")
 @click.option("--rotate", is_flag=True,
@@ -90,7 +93,7 @@ _build_dir_option = click.option(
 
 
 @cli.command("up")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--only", "only", multiple=True, metavar="HOST",
               help="Bring up only these hosts of the plan (repeatable).")
 @click.option("--recreate", is_flag=True,
@@ -147,7 +150,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 @cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
-                type=click.Path(dir_okay=False, path_type=Path))
+                type=input_file())
 @click.option("--check", "check_only", is_flag=True,
               help="Only the preflight: files, identities, TLS of reachable endpoints.")
 @click.option("--keep-on-failure", is_flag=True,
@@ -414,7 +417,7 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
 
 
 @results_group.command("show")
-@click.argument("bundle", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("bundle", metavar="DIR", type=input_path())
 @output_option
 @verbosity_options
 def results_show_cmd(bundle: Path, output: str) -> None:
@@ -490,7 +493,7 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 
 
 @cli.command("compare")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
               help="A Fabric tag, branch or commit (repeatable; the first is the baseline).")
 @click.option("--source", "sources", multiple=True, metavar="REF=PATH",
@@ -533,9 +536,9 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
             raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
                                    key)
     for key, path in src.items():
-        if not (root / path).exists():
-            raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
-                                   given[key])
+        if not ((root / path).is_file() or (root / path).is_dir()):   # a FIFO would block
+            raise InputError.field(None, f"--source {key}", "an existing tarball (a regular "
+                                   "file) or checkout (a directory)", given[key])
     _check_rounds(env_file, rounds)
     request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
                                for r in refs), repeats, rounds)
@@ -563,7 +566,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 
 
 @cli.command("bisect")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--good", required=True, metavar="REF", help="A commit whose round is fine.")
 @click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
 @click.option("--round", "round_label", required=True, metavar="LABEL",
@@ -623,7 +626,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 
 
 @cli.command("size")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--target-tps", type=finite_float(min=0, min_open=True), required=True,
               help="The total rate the fleet must send without being the limit.")
 @click.option("--round", "round_label", default=None, metavar="LABEL",
@@ -642,7 +645,7 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
               help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
 @click.option("--from-calibration", "from_file", default=None,
-              type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              type=input_file(), metavar="FILE",
               help="Propose from a recorded calibration.json; nothing is run.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where calibration.json, proposal.yaml and the bundles go "
@@ -663,6 +666,10 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
     capacity) as a spec patch (proposal.yaml)."""
 
     env = spec.load(env_file)
+    # checked on both paths, before anything runs (a calibration from a file judges nothing
+    # anew, but a bad --threshold is still a mistake to report)
+    Thresholds.parse_pairs(thresholds, base=Thresholds.from_mapping(env.bench_thresholds,
+                                                                    source=env_file))
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
     if from_file is not None:
         cal = sizing.load_calibration(from_file)
@@ -696,7 +703,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
 @click.option("--provider", "providers", multiple=True, metavar="P",
               help="aws or openstack (repeatable) [default: every cloud that can be asked].")
-@click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--from", "spec_path", type=input_file(),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
