@@ -205,8 +205,8 @@ def mounted_qcow2(image: Path, workdir: Path | None = None,
     with open(image, "rb") as f:      # a regular file (is_file): no FIFO can block here
         magic = f.read(4)
     if magic != QCOW2_MAGIC:
-        raise InputError.field(None, "IMAGE", "a qcow2 image (it starts with QFI\\xfb) or a "
-                               "root filesystem directory", f"{image} starting with {magic!r}")
+        raise InputError.field(image, "IMAGE", "a qcow2 image (it starts with QFI\\xfb) or a "
+                               "root filesystem directory", magic)
     if os.geteuid() != 0:
         raise ExternalError(f"scanning {image} needs root (losetup, mount)")
     tmp = Path(tempfile.mkdtemp(prefix="fabperf-imagescan-", dir=workdir))
