@@ -29,6 +29,7 @@ from bake import catalog, imagescan, manifest, packer, prebuild, profiles, rende
 from bake.catalog import ImageSpec
 from bake.fingerprint import Fingerprint, fingerprint
 from bake.profiles import CommonProfile, Overrides, Provider, QemuProfile
+from bake.providers import baker
 from fabkit.atomic import write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.hashing import sha256_file
@@ -268,7 +269,7 @@ def _keys(target: Target, build_dir: Path) -> Iterator[dict[str, str]]:
         user = render.build_user(target.spec, target.provider, target.profile)
         Path(p["user_data"]).write_text(
             seed_user_data(user, f"{public} fabperf-build",
-                           create_user=target.provider is Provider.QEMU))
+                           create_user=baker(target.provider).creates_build_user))
         # hostname "localhost": resolvable without touching /etc/hosts (sudo looks it up),
         # and nothing build-specific is left in the image.
         Path(p["meta_data"]).write_text(
@@ -290,43 +291,19 @@ def up_to_date(target: Target, entries: dict[str, dict[str, manifest.Entry]],
         return False, "not in the manifest"
     if entry.fingerprint != target.fingerprint.digest:
         return False, f"inputs changed (manifest has {entry.fingerprint[:12]})"
-    if target.provider is Provider.QEMU:
-        path = Path(entry.artifact.get("path", ""))
-        if not path.is_file():
-            return False, f"artifact {path} is missing"
-        return True, "up to date"
-    found = _cloud_has(target, entry, notes)
-    if found is False:
-        return False, "the manifest's artifact is gone from the cloud"
-    return True, "up to date" if found else "up to date (manifest trusted)"
-
-
-def _cloud_has(target: Target, entry: manifest.Entry,
-               notes: Callable[[str], None]) -> bool | None:
-    """Look the artifact up by its fingerprint tag; None when the cloud cannot be asked."""
-    fp = target.fingerprint.digest
     try:
-        if target.provider is Provider.AWS:
-            import boto3  # lazily: an optional extra
-
-            region = entry.artifact.get("region") or getattr(target.profile, "region", None)
-            ec2 = boto3.client("ec2", region_name=region)
-            images = ec2.describe_images(
-                Owners=["self"], Filters=[{"Name": "tag:fabperf:fingerprint", "Values": [fp]}],
-            )["Images"]
-            return bool(images)
-        import openstack  # lazily: an optional extra
-
-        conn = openstack.connect(cloud=getattr(target.profile, "cloud", None))
-        return any(img.properties.get("fabperf:fingerprint") == fp
-                   or getattr(img, "metadata", {}).get("fabperf:fingerprint") == fp
-                   for img in conn.image.images(tag=f"fabperf-fp-{fp}"))
+        gone = baker(target.provider).missing(target.fingerprint.digest, entry.artifact,
+                                              target.profile)
     except ImportError as exc:
         notes(f"{target.name}: {exc.name} is not installed; trusting the manifest")
+        return True, "up to date (manifest trusted)"
     except Exception as exc:  # any SDK/credential failure: trust the manifest
         notes(f"{target.name}: could not ask {target.provider.value} ({type(exc).__name__}: "
               f"{exc}); trusting the manifest")
-    return None
+        return True, "up to date (manifest trusted)"
+    if gone is not None:
+        return False, gone
+    return True, "up to date"
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -344,12 +321,9 @@ class PackerInfo:
         return self._version
 
 
-def _imds_note(t: Target, version: packer.Version, progress: Callable[[str], None]) -> None:
-    """Packer 1.6.6's amazon-ebs rejects metadata_options: say that IMDSv2 is not enforced."""
-    if t.provider is Provider.AWS and version < render.REQUIRED_PLUGINS_SINCE and \
-            getattr(t.profile, "imdsv2_required", False):
-        progress(f"{t.name}: Packer {packer.format_version(version)} cannot require IMDSv2 "
-                 "(metadata_options needs Packer >= 1.7); launch must set it on instances")
+def _provider_notes(t: Target, version: packer.Version, progress: Callable[[str], None]) -> None:
+    for note in baker(t.provider).notes(t.profile, version):
+        progress(f"{t.name}: {note}")
 
 
 def validate_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: PackerInfo,
@@ -358,10 +332,10 @@ def validate_targets(targets: Sequence[Target], root: Path, build_dir: Path, inf
     results = []
     for t in targets:
         out = build_dir / "packer"
-        _imds_note(t, info.version(), progress)
+        _provider_notes(t, info.version(), progress)
         with build_keys(t, build_dir):
             hcl_file = render_target(t, root, build_dir, out, info.version())
-            syntax_only = t.provider is Provider.OPENSTACK   # full validation authenticates
+            syntax_only = baker(t.provider).validate_syntax_only
             logp = packer.log_path(build_dir, t.spec.name, t.provider.value, "validate")
             progress(f"{t.spec.name}/{t.provider.value}: packer validate"
                      + (" -syntax-only" if syntax_only else ""))
@@ -422,7 +396,7 @@ def build_targets(targets: Sequence[Target], root: Path, build_dir: Path, info: 
 def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
                progress: Callable[[str], None]) -> Outcome:
     version = info.version()
-    _imds_note(t, version, progress)
+    _provider_notes(t, version, progress)
     out = build_dir / "packer"
     start = time.monotonic()
     stages: list[packer.Stage] = []
@@ -449,10 +423,11 @@ def _build_one(t: Target, root: Path, build_dir: Path, info: PackerInfo,
         progress(f"{t.name}: packer build (log: {logp})")
         ids = packer.build(hcl_file.parent, log=logp, cwd=root, packer=info.binary, env=env,
                            progress=lambda m: progress(f"{t.spec.name}: {m}"), stages=stages)
-        artifact = _collect(t, p, ids, build_dir)
-        if t.provider is Provider.QEMU:
+        b = baker(t.provider)
+        artifact = b.collect(t.name, p, ids, build_dir, t.profile)
+        if b.local_artifact:
             t0 = time.monotonic()
-            _hygiene_scan(Path(artifact["path"]), progress)
+            _hygiene_scan(Path(artifact[b.artifact_key]), progress)
             stages.append(packer.Stage("hygiene scan", time.monotonic() - t0))
     total = time.monotonic() - start
     summary = ", ".join(f"{s.name} {packer.format_seconds(s.seconds)}" for s in stages)
@@ -500,26 +475,6 @@ def _hygiene_scan(image: Path, progress: Callable[[str], None]) -> None:
         )
 
 
-def _collect(t: Target, p: dict[str, str], ids: list[str], build_dir: Path) -> dict[str, str]:
-    """Turn Packer's artifact ids into the manifest's artifact record."""
-    if t.provider is Provider.QEMU:
-        produced = Path(p["output_dir"]) / f"{t.name}.qcow2"
-        if not produced.is_file():
-            raise ExternalError(f"packer reported success but {produced} does not exist")
-        dest = build_dir / "images" / f"{t.name}.qcow2"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(produced, dest)
-        shutil.rmtree(p["output_dir"], ignore_errors=True)
-        with contextlib.suppress(OSError):
-            Path(p["output_dir"]).parent.rmdir()
-        return {"path": str(dest), "sha256": sha256_file(dest)}
-    if t.provider is Provider.AWS:
-        # "region:ami-id[,region:ami-id]": the first is the build region.
-        region, _, ami = ids[-1].split(",")[0].partition(":")
-        return {"ami": ami, "region": region}
-    return {"image_id": ids[-1], "cloud": getattr(t.profile, "cloud", "")}
-
-
 def status(targets: Sequence[Target], build_dir: Path) -> list[dict[str, object]]:
     """For `bake list`: image, fingerprint, name and the manifest's artifact (no cloud calls)."""
     entries = manifest.load(build_dir)
@@ -527,8 +482,8 @@ def status(targets: Sequence[Target], build_dir: Path) -> list[dict[str, object]
     for t in targets:
         e = entries.get(t.spec.name, {}).get(t.provider.value)
         current = e is not None and e.fingerprint == t.fingerprint.digest
-        if current and t.provider is Provider.QEMU:
-            current = Path(e.artifact.get("path", "")).is_file()
+        if current and e is not None:
+            current = baker(t.provider).present(e.artifact)
         rows.append({
             "image": t.spec.name, "provider": t.provider.value, "name": t.name,
             "fingerprint": t.fingerprint.digest, "built": current,

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import yaml
 
 from bake import build, profiles
+from bake.providers import baker
 from fabkit import inputs
 from fabkit.atomic import write_atomic
 from fabkit.errors import InputError
@@ -40,7 +41,6 @@ from launch.bench.results import Summary
 from launch.lifecycle import up
 from launch.machines.state import StateStore
 from launch.render import plan as plan_mod
-from launch.render.plan import ARTIFACT_ID
 from launch.spec import env as spec_mod
 from launch.spec.thresholds import Thresholds
 
@@ -208,16 +208,17 @@ class RealLab:
         return self._targets(v)[0].fingerprint.digest
 
     def has_artifact(self, image: Image) -> bool:
-        if self.bake_provider == "qemu":
-            return Path(image.artifact_id).is_file()
-        return True     # a cloud image: bake.build checks the cloud when it is baked again
+        # a cloud image is taken on the manifest's word: bake.build asks the cloud when it
+        # is baked again
+        b = baker(self.bake_provider)
+        return b.present({b.artifact_key: image.artifact_id})
 
     def bake(self, v: Variant) -> Image:
         targets = self._targets(v)
         self.progress(f"{v.label}: bake {IMAGE} ({' '.join(v.version_sets())})")
         outcome = build.build_targets(targets, self.repo_root, self.build_dir,
                                       build.PackerInfo(), self.progress)[0]
-        key = ARTIFACT_ID[self.spec.provider]
+        key = baker(self.bake_provider).artifact_key
         return Image(v.label, outcome.name, outcome.fingerprint, outcome.artifact[key],
                      outcome.action)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -57,6 +59,7 @@ from launch.render.cloudinit import UserData
 from launch.spec import byof
 from launch.spec.byof import ByofSpec, Spec
 from launch.spec.common import SpecKind
+from launch.spec.providers import LOCAL_DEFAULT
 
 log = logging.getLogger("fabperf.up")
 
@@ -329,7 +332,8 @@ def _existing(arg: str, build_dir: Path) -> tuple[str, Path, StateStore, EnvStat
 def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
                        state: EnvState | None) -> Provider:
     """The provider of an existing environment: from its state, else from its spec file
-    (a lost state file: the provider finds the resources by their tags), else qemu."""
+    (a lost state file: the provider finds the resources by their tags), else the local
+    default (launch.spec.providers.LOCAL_DEFAULT)."""
     if state is not None:
         subnet = state.network.get("subnet")
         return _provider(state.provider, name, edir, store, {},
@@ -338,7 +342,7 @@ def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
         spec = byof.load_any(Path(arg))
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)
-    return _provider("qemu", name, edir, store, {})
+    return _provider(LOCAL_DEFAULT.value, name, edir, store, {})
 
 
 def down(arg: str, *, build_dir: Path) -> DownResult:
@@ -379,20 +383,17 @@ def down(arg: str, *, build_dir: Path) -> DownResult:
 
 
 def _damaged_state_provider(store: StateStore) -> str:
-    """The provider a damaged state file still names (else qemu, the local default)."""
-    import json
-    import re
-
+    """The provider a damaged state file still names (else the local default)."""
     try:
         text = store.path.read_text(encoding="utf-8", errors="replace")[:65536]
     except OSError:
-        return "qemu"
+        return LOCAL_DEFAULT.value
     try:
         name = json.loads(text).get("provider")
     except (ValueError, AttributeError):
         m = re.search(r'"provider"\s*:\s*"([a-z]+)"', text)
         name = m.group(1) if m else None
-    return name if isinstance(name, str) and name in PROVIDERS else "qemu"
+    return name if isinstance(name, str) and name in PROVIDERS else LOCAL_DEFAULT.value
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import yaml
 from fabkit.errors import InputError
 from launch.render import fabric
 from launch.render.plan import Host, Plan
-from launch.spec.common import Provider
 from launch.spec.contract import (
     BOOTSTRAP_UNIT,
     CHAINCODE_UNIT,
@@ -30,13 +29,10 @@ from launch.spec.contract import (
     UNITS,
     Role,
 )
+from launch.spec.providers import Provider
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud-init"
 HEADER = b"#cloud-config\n"
-
-# Per-provider limits, checked before any provider call.
-AWS_RAW_LIMIT = 16384        # EC2: user data before base64
-OPENSTACK_B64_LIMIT = 65535  # Nova: user data after base64
 
 
 @dataclass(frozen=True)
@@ -224,38 +220,22 @@ def dump(doc: Mapping) -> bytes:
     return HEADER + yaml_text(dict(doc), allow_unicode=False).encode()
 
 
-def _b64_len(n: int) -> int:
-    return 4 * ((n + 2) // 3)
-
-
-def _fits(provider: Provider, data: bytes) -> bool:
-    if provider is Provider.AWS:
-        return len(data) <= AWS_RAW_LIMIT
-    if provider is Provider.OPENSTACK:
-        return _b64_len(len(data)) <= OPENSTACK_B64_LIMIT
-    return True
-
-
-def _limit(provider: Provider) -> str:
-    return {Provider.AWS: f"{AWS_RAW_LIMIT} bytes raw (EC2)",
-            Provider.OPENSTACK: f"{OPENSTACK_B64_LIMIT} bytes after base64 (Nova)"}[provider]
-
-
 def fit(host: str, text: bytes, provider: Provider) -> UserData:
-    """Apply the provider's budget: as is when it fits, else gzip (deterministic, mtime 0;
-    cloud-init detects and inflates it); an InputError naming the host and sizes if even
-    the compressed form is too big."""
-    if _fits(provider, text):
+    """Apply the provider's user-data budget (its facts): as is when it fits, else gzip
+    (deterministic, mtime 0; cloud-init detects and inflates it); an InputError naming the
+    host and sizes if even the compressed form is too big."""
+    budget = provider.facts.user_data
+    if budget.fits(text):
         return UserData(host, text, len(text), gzipped=False)
     packed = gzip.compress(text, compresslevel=9, mtime=0)
-    if _fits(provider, packed) or provider is Provider.AWS:
+    if budget.fits(packed) or budget.overflow:
         # EC2: what still exceeds 16 KB travels through a private S3 object
         # (launch.machines.providers.aws); the instance's user-data becomes a small boot script.
         return UserData(host, packed, len(text), gzipped=True)
-    b64 = f", {_b64_len(len(packed))} bytes as base64" if provider is Provider.OPENSTACK else ""
+    b64 = f", {budget.size(packed)} bytes as base64" if budget.base64 else ""
     raise InputError(
         f"user-data of host {host} does not fit {provider.value}'s limit of "
-        f"{_limit(provider)}: {len(text)} bytes raw, {len(packed)} bytes gzipped{b64}",
+        f"{budget.describe()}: {len(text)} bytes raw, {len(packed)} bytes gzipped{b64}",
         hint="put fewer roles on the host, or give the bootstrap job fewer organisations "
              "per host (the bootstrap node carries every organisation's admin identity)")
 

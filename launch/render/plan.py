@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bake import manifest as bake_manifest
+from bake.providers import baker
 from fabkit.errors import InputError
 from launch.spec.byof import ByofSpec, Gateway, Spec
-from launch.spec.common import Provider, SpecBase, SpecKind
+from launch.spec.common import SpecBase, SpecKind
 from launch.spec.contract import PORTS, Role
 from launch.spec.env import EnvSpec
+from launch.spec.providers import Provider
 
 HOST_DOMAIN = "fabperf.internal"  # <host>.<env>.fabperf.internal: the VM's own FQDN
 
@@ -171,21 +173,21 @@ def _label(text: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")
 
 
-ARTIFACT_ID = {Provider.AWS: "ami", Provider.OPENSTACK: "image_id", Provider.QEMU: "path"}
-
-
 def manifest_ids(path: Path, provider: Provider) -> dict[str, str]:
-    """Image name -> artifact id for `provider` from bake's build/manifest.json (if any):
-    the AMI id on aws, the Glance image id on openstack, the qcow2 path on qemu."""
-    if provider is Provider.NONE:
+    """Image name -> artifact id for `provider` from bake's build/manifest.json (if any): the
+    artifact field of the bake provider whose images it boots (bake.providers: the qcow2
+    path on qemu, the AMI id on aws, the Glance image id on openstack)."""
+    bakes = provider.bakes_with()
+    if bakes is None:
         return {}
     if path.name != bake_manifest.FILE_NAME:
         raise InputError.field(None, "manifest", f"a path to bake's {bake_manifest.FILE_NAME}",
                                str(path))
+    key = baker(bakes).artifact_key
     ids: dict[str, str] = {}
     for image, per_provider in bake_manifest.load(path.parent).items():
-        entry = per_provider.get(provider.value)
-        value = entry.artifact.get(ARTIFACT_ID[provider]) if entry is not None else None
+        entry = per_provider.get(bakes)
+        value = entry.artifact.get(key) if entry is not None else None
         if value:
             ids[image] = value
     return ids
@@ -296,7 +298,7 @@ def _hosts(spec: Spec, slots: list[tuple[str, tuple[Role, ...], str | None,
     ids = manifest_ids(manifest, spec.provider)
     hosts: list[Host] = []
     for i, ((name, roles, _, image), address) in enumerate(zip(slots, addresses, strict=True)):
-        if image is None and spec.provider is not Provider.NONE:
+        if image is None and spec.provider.bakes_with() is not None:
             needed = sorted({r.image() for r in roles})
             if len(needed) > 1:
                 raise InputError.field(

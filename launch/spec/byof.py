@@ -67,7 +67,6 @@ from launch.spec.common import (
     DOMAIN_RE,
     NAME_RE,
     FabricVersion,
-    Provider,
     SpecBase,
     SpecKind,
     read_bench,
@@ -79,6 +78,7 @@ from launch.spec.common import (
     read_settings,
 )
 from launch.spec.env import Chaincode, Channel, EnvSpec
+from launch.spec.providers import Provider
 
 TOP_KEYS = ("kind", "name", "provider", "settings", "network", "images", "manifest",
             "fabric", "caliper", "monitor", "bench")
@@ -499,8 +499,9 @@ def parse(raw: object, source: Path) -> ByofSpec:
     top.done(TOP_KEYS)
     name = read_name(top)
     provider = top.enum("provider", Provider)
-    if provider is Provider.NONE:
-        raise top.fail("provider", "a provider that starts VMs (qemu, aws, openstack)",
+    if not provider.facts.starts_hosts:
+        starting = ", ".join(p.value for p in Provider if p.facts.starts_hosts)
+        raise top.fail("provider", f"a provider that starts VMs ({starting})",
                        provider.value)
     settings = read_settings(top)
     cidr, first = read_network(top, provider)

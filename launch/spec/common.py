@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from fabkit import inputs
 from fabkit.inputs import Fields
+from launch.spec.providers import Provider
 from launch.spec.thresholds import Thresholds
 
 
@@ -35,22 +36,6 @@ class SpecKind(StrEnum):
 # fullmatch (no trailing newline); 39 characters leave room for the host name in VM names
 # and tags (<env>-<host> within a 63-character DNS label).
 ENV_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,37}[a-z0-9])?")
-
-
-class Provider(StrEnum):
-    """Where an environment runs. `none` only renders, for hosts you already have.
-
-    Not bake.profiles.Provider: launch has the extra `none`, which bake must not accept.
-    """
-
-    QEMU = "qemu"
-    AWS = "aws"
-    OPENSTACK = "openstack"
-    NONE = "none"
-
-    def bakes_with(self) -> str | None:
-        """The bake provider whose images this provider boots (None for `none`)."""
-        return None if self is Provider.NONE else self.value
 
 
 # Patterns are matched with fullmatch: `$` would accept a trailing newline ("Org1MSP\n").
@@ -176,8 +161,8 @@ def read_settings(top: Fields) -> dict[str, Any]:
 
 
 def read_network(top: Fields, provider: Provider) -> tuple[str, int]:
-    m = top.map("network", required=provider is not Provider.NONE)
-    default_cidr = "10.99.0.0/24" if provider is Provider.NONE else ...
+    m = top.map("network", required=provider.facts.starts_hosts)
+    default_cidr = ... if provider.facts.starts_hosts else "10.99.0.0/24"
     cidr = m.str("cidr", default_cidr)
     try:
         net = ipaddress.IPv4Network(cidr)

@@ -22,7 +22,6 @@ from launch.spec.common import (
     DOMAIN_RE,
     NAME_RE,
     FabricVersion,
-    Provider,
     SpecBase,
     SpecKind,
     read_bench,
@@ -34,6 +33,7 @@ from launch.spec.common import (
     read_settings,
 )
 from launch.spec.contract import BENCHMARK_CHAINCODE, Role
+from launch.spec.providers import Provider
 
 
 class Consensus(StrEnum):
@@ -428,9 +428,9 @@ def _check_placement(top: Fields, spec: EnvSpec) -> None:
     """Placed hosts must carry exactly as many of each role as the topology has nodes."""
     hosts = spec.placement
     if hosts is None:
-        if spec.provider is Provider.NONE:
-            raise top.fail("placement.hosts", "hosts with explicit addresses (provider none)",
-                           None)
+        if not spec.provider.facts.starts_hosts:
+            raise top.fail("placement.hosts", "hosts with explicit addresses (provider "
+                           f"{spec.provider})", None)
         return
     wanted = {
         Role.PEER: sum(o.peers for o in spec.organisations),
@@ -448,10 +448,10 @@ def _check_placement(top: Fields, spec: EnvSpec) -> None:
                 net.broadcast_address: "the broadcast address",
                 net.network_address + 1: "the gateway"}
     for i, h in enumerate(hosts):
-        if spec.provider is Provider.NONE and h.address is None:
+        if not spec.provider.facts.starts_hosts and h.address is None:
             raise top.fail(f"placement.hosts[{i}].address",
-                           "an address (provider none hosts already exist)", None)
-        if spec.provider is not Provider.NONE and h.address is not None:
+                           f"an address (provider {spec.provider} hosts already exist)", None)
+        if spec.provider.facts.starts_hosts and h.address is not None:
             address = ipaddress.IPv4Address(h.address)
             if address not in net:
                 raise top.fail(f"placement.hosts[{i}].address",

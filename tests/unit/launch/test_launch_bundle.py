@@ -19,6 +19,7 @@ from launch_testlib import NONCE, cloud_config, example, files_of, render
 
 from fabkit.errors import InputError
 from launch.render import cloudinit, fabric
+from launch.spec import providers
 from launch.spec.contract import (
     BOOTSTRAP_DIR,
     CALIPER_DIR,
@@ -71,10 +72,10 @@ def test_bundle_layout(aws) -> None:
 
 def test_aws_user_data_fits_the_ec2_budget(aws) -> None:
     for name, ud in aws.user_data.items():
-        assert ud.size <= cloudinit.AWS_RAW_LIMIT, name
+        assert ud.size <= providers.AWS_RAW_LIMIT, name
     # The bootstrap node carries every organisation's admin: only gzip makes it fit.
     boot = aws.user_data[aws.plan.bootstrap.name]
-    assert boot.gzipped and boot.raw_size > cloudinit.AWS_RAW_LIMIT
+    assert boot.gzipped and boot.raw_size > providers.AWS_RAW_LIMIT
     assert aws.user_data["caliper0"].gzipped is False
 
 
@@ -272,7 +273,7 @@ def test_a_failed_rerender_keeps_the_earlier_bundle(tmp_path: Path) -> None:
 
 
 def test_fit_budgets() -> None:
-    from launch.spec.common import Provider
+    from launch.spec.providers import Provider
 
     text = b"#cloud-config\n" + b"a" * 20000
     assert cloudinit.fit("h", text, Provider.QEMU).gzipped is False

@@ -152,7 +152,7 @@ def test_every_accepted_environment_renders_a_sound_bundle(t: dict, tmp_path_fac
         assert text.startswith(cloudinit.HEADER)
         doc = yaml.safe_load(text)
         assert isinstance(doc, dict) and doc["write_files"]
-        assert cloudinit._fits(env.provider, raw)  # within the provider's budget
+        assert env.provider.facts.user_data.fits(raw)  # within the provider's budget
     assert all(name.startswith("bundle") for name in os.listdir(out.parent)
                if not name.startswith(".bundle.lock"))
 
