@@ -9,7 +9,17 @@ import click
 
 from bake import catalog
 from fabkit import layout, runner
-from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.clikit import (
+    emit_json,
+    exits,
+    finite_float,
+    finite_float_list,
+    input_file,
+    input_path,
+    output_option,
+    progress,
+    verbosity_options,
+)
 from fabkit.errors import ExternalError, InputError
 from launch.bench import results, run, watch
 from launch.compare import ab, bisect, git, lab, page, sizing, table
@@ -22,6 +32,7 @@ from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
 from launch.spec.common import SpecKind
+from launch.spec.thresholds import Thresholds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +46,7 @@ def cli() -> None:
 
 
 @cli.command("render")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle directory (created; an earlier bundle there is replaced).")
 @click.option("--rotate", is_flag=True,
@@ -44,11 +55,12 @@ def cli() -> None:
 @output_option
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
-    per-host user-data, plan.json); nothing is launched."""
+    per-host user-data, plan.json), or of a BYOF spec (worker VMs and monitor); nothing is
+    launched."""
 
-    env = spec.load(env_file)
+    env = byof.load_any(env_file)
     check_settings(env.provider.value, env.settings, env.source)
-    progress(f"rendering {env.name} ({env.provider.value}) into {out}")
+    progress(f"rendering {env.name} ({env.kind}, {env.provider.value}) into {out}")
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -82,7 +94,7 @@ _build_dir_option = click.option(
 
 
 @cli.command("up")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--only", "only", multiple=True, metavar="HOST",
               help="Bring up only these hosts of the plan (repeatable).")
 @click.option("--recreate", is_flag=True,
@@ -139,7 +151,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 @cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
-                type=click.Path(dir_okay=False, path_type=Path))
+                type=input_file())
 @click.option("--check", "check_only", is_flag=True,
               help="Only the preflight: files, identities, TLS of reachable endpoints.")
 @click.option("--keep-on-failure", is_flag=True,
@@ -162,12 +174,14 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
         report = preflight.run(spec)
         if output == "json":
             emit_json(report.to_json())
-        else:
+        report.raise_for_failures()     # the error first; it lists the warnings after it
+        if output != "json":
             for line in report.ok:
                 click.echo(f"ok: {line}")
+            for skip in report.skipped:
+                click.echo(f"skipped: {skip}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
-        report.raise_for_failures()
         if output != "json":
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
@@ -408,7 +422,7 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
 
 
 @results_group.command("show")
-@click.argument("bundle", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("bundle", metavar="DIR", type=input_path())
 @output_option
 @verbosity_options
 def results_show_cmd(bundle: Path, output: str) -> None:
@@ -425,7 +439,7 @@ def results_show_cmd(bundle: Path, output: str) -> None:
 
 
 _min_effect_option = click.option(
-    "--min-effect", "min_effect", type=click.FloatRange(0, 100, min_open=True, max_open=True),
+    "--min-effect", "min_effect", type=finite_float(0, 100, min_open=True, max_open=True),
     default=3.0, show_default=True, metavar="PCT",
     help="The smallest change worth a `different`: a figure is different only when its "
          "change is shown beyond this (launch.compare.stats).")
@@ -497,7 +511,7 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 
 
 @cli.command("compare")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
               help="A Fabric tag, branch or commit (repeatable; the first is the baseline).")
 @click.option("--source", "sources", multiple=True, metavar="REF=PATH",
@@ -545,9 +559,9 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
             raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
                                    key)
     for key, path in src.items():
-        if not (root / path).exists():
-            raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
-                                   given[key])
+        if not ((root / path).is_file() or (root / path).is_dir()):   # a FIFO would block
+            raise InputError.field(None, f"--source {key}", "an existing tarball (a regular "
+                                   "file) or checkout (a directory)", given[key])
     _check_rounds(env_file, rounds)
     request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
                                for r in refs), repeats, rounds, max_repeats, min_effect)
@@ -555,6 +569,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
                        progress=progress, threshold_pairs=thresholds)
+    real.check_variants(request.variants)
     if dry_run:
         for line in ab.preview(real, request):
             click.echo(line)
@@ -578,7 +593,7 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 
 
 @cli.command("bisect")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--good", required=True, metavar="REF", help="A commit whose round is fine.")
 @click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
 @click.option("--round", "round_label", required=True, metavar="LABEL",
@@ -641,24 +656,26 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect
 
 
 @cli.command("size")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target-tps", type=click.FloatRange(min=0, min_open=True), required=True,
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
+@click.option("--target-tps", type=finite_float(min=0, min_open=True), required=True,
               help="The total rate the fleet must send without being the limit.")
 @click.option("--round", "round_label", default=None, metavar="LABEL",
               help="The spec's round (its workload) to calibrate with [default: the first].")
-@click.option("--rates", default=None, metavar="R,R,...",
+@click.option("--rates", type=finite_float_list(min=1), default=None, metavar="R,R,...",
               help="The calibration's rates [default: --start x --factor^k, --steps of them].")
-@click.option("--start", type=click.FloatRange(min=1), default=50, show_default=True)
-@click.option("--factor", type=float, default=1.5, show_default=True)
+@click.option("--start", type=finite_float(min=1), default=50, show_default=True)
+@click.option("--factor", type=finite_float(min=1, min_open=True), default=1.5,
+              show_default=True)
 @click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True)
 @click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="Seconds per step [default: the round's].")
-@click.option("--headroom", type=float, default=0.7, show_default=True,
+@click.option("--headroom", type=finite_float(0, 1, min_open=True), default=0.7,
+              show_default=True,
               help="Plan each VM at this share of its measured capacity.")
 @click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
               help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
 @click.option("--from-calibration", "from_file", default=None,
-              type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              type=input_file(), metavar="FILE",
               help="Propose from a recorded calibration.json; nothing is run.")
 @click.option("--verify", is_flag=True,
               help="With --from-calibration, on the environment with the proposal applied: "
@@ -672,7 +689,8 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect
 @_build_dir_option
 @output_option
 @verbosity_options
-def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
+def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
+             rates: tuple[float, ...] | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
              vcpus: int | None, from_file: Path | None, verify: bool, out: Path | None,
              thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
@@ -682,6 +700,10 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     capacity) as a spec patch (proposal.yaml)."""
 
     env = spec.load(env_file)
+    # checked on both paths, before anything runs (a calibration from a file judges nothing
+    # anew, but a bad --threshold is still a mistake to report)
+    Thresholds.parse_pairs(thresholds, base=Thresholds.from_mapping(env.bench_thresholds,
+                                                                    source=env_file))
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
     if verify and from_file is None:
         raise InputError.field(None, "--verify", "--from-calibration FILE (the calibration "
@@ -708,13 +730,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     else:
         label = round_label or env.caliper.rounds[0].label
         _check_rounds(env_file, (label,))
-        try:
-            steps_at = (tuple(float(r) for r in rates.split(",")) if rates
-                        else sizing.step_rates(start, factor, steps))
-        except ValueError:
-            raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
-        if not steps_at or any(r < 1 for r in steps_at):
-            raise InputError.field(None, "--rates", "rates >= 1", rates)
+        steps_at = rates or sizing.step_rates(start, factor, steps)
         if env.caliper.processes is None:
             raise InputError.field(env.source, "caliper.workers.processes",
                                    "a number of worker processes per VM to calibrate with "
@@ -742,7 +758,7 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
 @click.option("--provider", "providers", multiple=True, metavar="P",
               help="aws or openstack (repeatable) [default: every cloud that can be asked].")
-@click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--from", "spec_path", type=input_file(),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")

@@ -26,11 +26,13 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
+from fabkit.inputs import Rule, check_fields, check_value
 from launch.bench import report
 
 SCHEMA = "fabperf.bench.summary/1"
@@ -138,16 +140,101 @@ class Summary:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], where: str = SUMMARY) -> Summary:
+    def from_json(cls, doc: Any, where: str = SUMMARY) -> Summary:
+        """A Summary from a parsed summary.json, every field checked (types, ranges, the
+        verdict values) so that the views never meet a string where a number belongs."""
         if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
             found = doc.get("schema") if isinstance(doc, Mapping) else doc
             raise InputError.field(where, "schema", SCHEMA, found)
-        try:
-            rounds = tuple(RoundSummary(**{**r, "latency": Latency(**r["latency"])})
-                           for r in doc["rounds"])
-            return cls(**{**doc, "rounds": rounds, "notes": tuple(doc.get("notes", ()))})
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{where}: not a fabperf summary: {exc}") from exc
+        top = _checked(doc, SUMMARY_RULES, cls, where, "")
+        rounds = []
+        for i, r in enumerate(top["rounds"]):
+            path = f"rounds[{i}]"
+            rd = _checked(r, ROUND_RULES, RoundSummary, where, path)
+            lat = _checked(rd["latency"], LATENCY_RULES, Latency, where, f"{path}.latency")
+            if rd["window"] is not None:
+                check_fields(rd["window"], WINDOW_RULES, source=where, path=f"{path}.window")
+            _check_present(rd["ledger"], LEDGER_RULES, where, f"{path}.ledger")
+            _check_present(rd["verdict"], VERDICT_RULES, where, f"{path}.verdict")
+            for key in ("evidence", "checks"):
+                for j, c in enumerate(rd["verdict"].get(key) or ()):
+                    _check_present(c, CHECK_RULES, where, f"{path}.verdict.{key}[{j}]")
+            rounds.append(RoundSummary(**{**rd, "latency": Latency(**lat)}))
+        _check_present(top["caliper"], CALIPER_RULES, where, "caliper")
+        for name, rules in (("thresholds", top["thresholds"]), ("timings", top["timings"])):
+            for key, value in rules.items():
+                check_value(value, Rule(str(key), (int, float), minimum=0), source=where,
+                            path=f"{name}.{key}")
+        for i, note in enumerate(top["notes"]):
+            check_value(note, Rule("note", str), source=where, path=f"notes[{i}]")
+        return cls(**{**top, "rounds": tuple(rounds), "notes": tuple(top["notes"])})
+
+
+# --- the schema's field rules (bake.inputs): what from_json accepts -----------------------
+
+MAX_SUMMARY_BYTES = 16 * 2**20
+"""summary.json holds numbers and the verdicts' evidence: a few kilobytes per round"""
+MAX_SUMMARY_ROUNDS = 1000
+VERDICTS = ("headroom", "fabric-bound", "load-generator-bound", "inconclusive", "failing",
+            "-")   # "-": no verdict, in bundles of rounds that were interrupted
+_NUM = (int, float)
+
+
+def _num(name: str, *, minimum: float | None = 0) -> Rule:
+    return Rule(name, _NUM, default=None, minimum=minimum)
+
+
+SUMMARY_RULES = (
+    Rule("schema", str), Rule("environment", str), Rule("stamp", str),
+    Rule("status", str), Rule("started_at", str), Rule("finished_at", str),
+    Rule("rounds", list), Rule("thresholds", dict, default={}),
+    Rule("caliper", dict, default={}), Rule("percentile_source", str, default=""),
+    Rule("timings", dict, default={}), Rule("notes", list, default=[]),
+)
+ROUND_RULES = (
+    Rule("index", int, minimum=0, maximum=MAX_SUMMARY_ROUNDS), Rule("label", str),
+    Rule("workload", str, default=""), _num("requested_tps"),
+    Rule("rate_control", dict, default={}), Rule("status", str),
+    _num("send_rate_tps"), _num("throughput_tps"), _num("goodput_tps"),
+    _num("ledger_goodput_tps"), Rule("succeeded", int, minimum=0),
+    Rule("failed", int, minimum=0), Rule("latency", dict, default={}),
+    Rule("window", dict, default=None), Rule("ledger", dict, default={}),
+    Rule("verdict", dict, default={}), Rule("source", str, default=""),
+    Rule("error", str, default=""),
+)
+LATENCY_RULES = tuple(_num(n) for n in ("avg", "min", "max", "p50", "p95", "p99"))
+WINDOW_RULES = (_num("start"), _num("end"), _num("seconds"))
+LEDGER_RULES = (Rule("applicable", bool), Rule("flagged", bool), _num("committed"),
+                _num("succeeded"), _num("difference", minimum=None), Rule("note", str),
+                Rule("per_peer", dict))
+VERDICT_RULES = (Rule("verdict", str, choices=VERDICTS), Rule("summary", str),
+                 Rule("evidence", list), Rule("checks", list), Rule("missing_data", list))
+CHECK_RULES = (Rule("detail", str), Rule("rule", str), Rule("where", str),
+               _num("value", minimum=None), _num("threshold", minimum=None))
+CALIPER_RULES = (Rule("workers", int, minimum=0), Rule("worker_vms", list),
+                 Rule("manager_host", str))
+
+
+def _checked(doc: Any, rules: Sequence[Rule], kind: type, where: str,
+             path: str) -> dict[str, Any]:
+    """check_fields over ``rules``; a field of the dataclass ``kind`` without a rule of its
+    own (added by a newer fabperf) passes unchecked, any other key is refused."""
+    if not isinstance(doc, Mapping):
+        raise InputError.field(where, path or "(top level)", "a mapping", doc)
+    ruled = {r.name for r in rules}
+    extra = {k: v for k, v in doc.items() if k in {f.name for f in fields(kind)} - ruled}
+    rest = {k: v for k, v in doc.items() if k not in extra}
+    return {**check_fields(rest, rules, source=where, path=path), **extra}
+
+
+def _check_present(doc: Any, rules: Sequence[Rule], where: str, path: str) -> None:
+    """The keys of a free-form mapping (evidence) that the views read, where present."""
+    if not isinstance(doc, Mapping):
+        raise InputError.field(where, path, "a mapping", doc)
+    for rule in rules:
+        value = doc.get(rule.name)
+        if value is not None:
+            check_value(value, rule, source=where, path=f"{path}.{rule.name}")
 
 
 # --- text views (shared by the CLI and index.html) ---------------------------------------
@@ -332,13 +419,13 @@ def write_bundle(results_root: Path, summary: Summary, files: Mapping[str, Conte
 def load(bundle: Path) -> Summary:
     """The Summary of a bundle directory (or of its summary.json)."""
     path = bundle / SUMMARY if bundle.is_dir() else bundle
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise InputError.field(None, "DIR", "a results bundle (with summary.json)",
-                               str(bundle)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not JSON: {exc}") from exc
+                               str(bundle))
+    # the one input boundary: a regular file, bounded in size and nesting, no NaN
+    doc = inputs.load_json(inputs.read_text(path, what="results summary",
+                                            max_bytes=MAX_SUMMARY_BYTES),
+                           source=path, max_depth=16)
     return Summary.from_json(doc, str(path))
 
 

@@ -289,7 +289,7 @@ def propose(cal: Calibration, target_tps: float, *, headroom: float = HEADROOM,
             vcpus_per_vm: int | None = None, environment: str = "ENV",
             duration: int | None = None) -> Proposal:
     """Worker VMs x processes for target_tps (the module docstring's rule)."""
-    if target_tps <= 0:
+    if not 0 < target_tps < math.inf:     # (NaN fails every comparison)
         raise InputError.field(None, "--target-tps", "a positive rate", target_tps)
     if not 0 < headroom <= 1:
         raise InputError.field(None, "--headroom", "a share in (0, 1]", headroom)

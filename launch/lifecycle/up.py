@@ -205,7 +205,7 @@ def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Se
     checked: tuple[str, ...] = ()
     if isinstance(spec, ByofSpec):
         report = preflight.check(spec)
-        checked = tuple(f"preflight: {w}" for w in report.warnings)
+        checked = tuple(f"preflight: {w}" for w in (*report.warnings, *report.skipped))
         timings["preflight"] = round(time.monotonic() - t0, 1)
     edir = env_dir(build_dir, spec.name)
     store = StateStore(edir)
@@ -511,12 +511,20 @@ class HostStatus:
     resources: Mapping[str, str] = field(default_factory=dict)
 
 
-def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
-    """The recorded state with a live check of every host; unknown environment: exit 2."""
-    name, edir, store, state = _existing(arg, build_dir)
+def recorded(arg: str, *, build_dir: Path) -> EnvState:
+    """The recorded state of an environment, read from disk only (no machine, no cloud is
+    asked); unknown environment: exit 2."""
+    name, edir, _, state = _existing(arg, build_dir)
     if state is None:
         raise InputError(f"unknown environment {name!r}: no state in {edir}",
                          hint="`launch up ENV.yaml` creates it")
+    return state
+
+
+def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
+    """The recorded state with a live check of every host; unknown environment: exit 2."""
+    name, edir, store, _ = _existing(arg, build_dir)
+    state = recorded(arg, build_dir=build_dir)
     provider = _recorded_provider(arg, name, edir, store, state)
     rows = [HostStatus(h.name, h.address, h.roles, h.phase.value, provider.alive(h), h.pid,
                        dict(h.ports), h.error.splitlines()[0] if h.error else "",

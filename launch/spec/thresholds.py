@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fabkit import inputs
 from fabkit.errors import InputError
 
 
@@ -94,7 +95,10 @@ class Thresholds:
                                        value)
             if key not in known:
                 raise InputError.field(source, f"{path}.{key}", f"one of {sorted(known)}", key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            # the Rule engine refuses NaN and infinity (NaN passes every comparison below)
+            value = inputs.check_value(value, inputs.Rule(key, float, doc="a positive number"),
+                                       source=source, path=f"{path}.{key}")
+            if value <= 0:
                 raise InputError.field(source, f"{path}.{key}", "a positive number", value)
             if key in SHARES and value > 1:
                 raise InputError.field(source, f"{path}.{key}", "a share between 0 and 1",
