@@ -186,6 +186,7 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
         return
+    # click types a command's callback as optional; up_cmd's is its own function
     up_cmd.callback(env_file=byof_file, only=(), recreate=False,  # type: ignore[misc]
                     keep_on_failure=keep_on_failure,
                     wait="ready", ready_timeout=ready_timeout, build_dir=build_dir,

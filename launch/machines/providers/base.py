@@ -278,8 +278,9 @@ def parallel(fn: Callable[[Any], None], items: Sequence[Any], width: int) -> Non
         futures: list[Future[None]] = [pool.submit(fn, item) for item in items]
         wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
-            if f.done() and not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+            exc = f.exception() if f.done() and not f.cancelled() else None
+            if exc is not None:
+                raise exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
