@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabkit.errors import FabperfError, InputError
-from fabkit.inputs import Rule, check_value
 from launch.lifecycle.up import env_dir
-from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
+from launch.machines.providers.base import (
+    Garbage,
+    check_region,
+    check_settings,
+    env_id,
+    provider_class,
+)
 from launch.machines.state import StateStore
 from launch.spec import byof
 
@@ -55,16 +60,22 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
 
     settings: dict[str, object] = {}
     explicit = list(providers)
-    if spec_path is not None:
-        spec = byof.load_any(spec_path)   # an environment file or a BYOF spec
-        settings = check_settings(spec.provider.value, spec.settings, spec.source)
-        explicit = explicit or [spec.provider.value]
     for p in explicit:
         if p not in CLOUDS:
             raise InputError.field(None, "--provider", f"one of {list(CLOUDS)}", p)
+    if spec_path is not None:
+        spec = byof.load_any(spec_path)   # an environment file or a BYOF spec
+        settings = check_settings(spec.provider.value, spec.settings, spec.source)
+        if spec.provider.value not in CLOUDS:
+            # the spec's provider, not an option the user did not give
+            raise InputError.field(
+                spec.source, "provider", f"a cloud provider gc can ask ({', '.join(CLOUDS)}) "
+                "for `launch gc --from`", spec.provider.value,
+                hint="gc collects cloud resources; a local environment is removed by "
+                     "`launch down`")
+        explicit = explicit or [spec.provider.value]
     for r in regions:
-        check_value(r, Rule("region", str, pattern=r"[a-z]{2}(-[a-z]+)+-\d+"), source=None,
-                    path="--region")
+        check_region(r)
 
     def live(environment: str, eid: str) -> bool:
         edir = env_dir(build_dir, environment)

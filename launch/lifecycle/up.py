@@ -41,6 +41,7 @@ from launch.machines.providers.base import (
     Leaked,
     Provider,
     ProviderContext,
+    check_region,
     check_settings,
     create_all,
     get_provider,
@@ -217,7 +218,7 @@ def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Se
     checked: tuple[str, ...] = ()
     if isinstance(spec, ByofSpec):
         report = preflight.check(spec)
-        checked = tuple(f"preflight: {w}" for w in report.warnings)
+        checked = tuple(f"preflight: {w}" for w in (*report.warnings, *report.skipped))
         timings["preflight"] = round(time.monotonic() - t0, 1)
     return _Up(spec=spec, spec_path=spec_path, spec_sha=_sha256(spec_path), plan=plan,
                provider=provider, store=store, edir=edir, repo_root=repo_root,
@@ -517,8 +518,9 @@ def down(arg: str, *, build_dir: Path, spec_path: Path | None = None,
     says what to point it at, and the damaged file is kept: `down` never answers
     success while the environment may still run somewhere it did not look."""
     name, edir = resolve_env(arg, build_dir)
-    spec_path = spec_path or _spec_arg(arg)
-    overrides: dict[str, object] = {"region": region} if region else {}
+    # every option checked before anything is asked or removed
+    pointed = _pointed_spec(spec_path or _spec_arg(arg), name)
+    overrides: dict[str, object] = {"region": check_region(region)} if region else {}
     store = StateStore(edir)
     damaged: CorruptState | None = None
     try:
@@ -532,7 +534,7 @@ def down(arg: str, *, build_dir: Path, spec_path: Path | None = None,
                 report = _destroy(name, provider, store)
                 _forget_secrets(edir)
             return DownResult(name, report, True, (where(provider),))
-        return _down_unrecorded(name, edir, damaged, spec_path, overrides)
+        return _down_unrecorded(name, edir, damaged, pointed, overrides)
     finally:
         with contextlib.suppress(OSError):
             (edir / ".lock").unlink(missing_ok=True)
@@ -554,19 +556,30 @@ def _forget_secrets(edir: Path) -> None:
         shutil.rmtree(edir / sub, ignore_errors=True)
 
 
+def _pointed_spec(spec_path: Path | None, name: str) -> Spec | None:
+    """The spec `down` is pointed at (`--from`, or ENV given as a spec): read through the
+    input boundary, and it must be the environment's."""
+    if spec_path is None:
+        return None
+    spec = byof.load_any(spec_path)
+    if spec.name != name:
+        raise InputError.field(spec.source, "name", f"the environment {name}", spec.name)
+    return spec
+
+
 def _down_unrecorded(name: str, edir: Path, damaged: CorruptState | None,
-                     spec_path: Path | None, overrides: Mapping[str, object]) -> DownResult:
+                     pointed: Spec | None, overrides: Mapping[str, object]) -> DownResult:
     """`down` without a usable state (see down)."""
     store = StateStore(edir, tolerate_damage=True)
     what = "damaged" if damaged is not None else "lost"
-    if damaged is None and not edir.exists() and spec_path is None and not overrides:
+    if damaged is None and not edir.exists() and pointed is None and not overrides:
         raise InputError(f"unknown environment {name!r}: nothing recorded in {edir}",
                          hint=f"`launch down {name} --from ENV.yaml` (or `--region REGION`) "
                               "looks for it by its tags; when its build directory is gone, "
                               "`launch gc` finds what it left")
     if damaged is not None:
         log.warning("%s; looking for the environment by its tags", damaged.message)
-    candidates, known = _where_it_ran(name, edir, spec_path, overrides)
+    candidates, known = _where_it_ran(name, edir, pointed, overrides)
     found: list[tuple[Provider, list[Leaked]]] = []
     asked: list[str] = []
     not_asked: list[str] = []
@@ -615,19 +628,19 @@ def _down_unrecorded(name: str, edir: Path, damaged: CorruptState | None,
                       damaged is not None, tuple(asked), warnings)
 
 
-def _where_it_ran(name: str, edir: Path, spec_path: Path | None,
+def _where_it_ran(name: str, edir: Path, spec: Spec | None,
                   overrides: Mapping[str, object]
                   ) -> tuple[list[tuple[str, dict[str, object], str | None]], bool]:
     """(provider, settings, cidr) to ask, and whether the provider is known: from the spec,
     else from what the damaged state and the bundle's plan.json still say, else every
     provider (settings: the overrides only)."""
     saved = salvage(edir / "state.json")
-    if spec_path is None and saved.spec_path and Path(saved.spec_path).is_file():
-        spec_path = Path(saved.spec_path)
-    if spec_path is not None:
-        spec = byof.load_any(spec_path)
-        if spec.name != name:
-            raise InputError.field(spec.source, "name", f"the environment {name}", spec.name)
+    if spec is None and saved.spec_path:
+        try:               # the spec the damaged state names, when it is still there
+            spec = _pointed_spec(Path(saved.spec_path), name)
+        except InputError as exc:
+            log.warning("the spec the damaged state names is no help: %s", exc.message)
+    if spec is not None:
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
         explicit = dict(spec.settings or {})
         return [(spec.provider.value, {**settings, **saved.settings, **explicit,
@@ -666,12 +679,20 @@ class HostStatus:
     resources: Mapping[str, str] = field(default_factory=dict)
 
 
-def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
-    """The recorded state with a live check of every host; unknown environment: exit 2."""
-    name, edir, store, state = _existing(arg, build_dir)
+def recorded(arg: str, *, build_dir: Path) -> EnvState:
+    """The recorded state of an environment, read from disk only (no machine, no cloud is
+    asked); unknown environment: exit 2."""
+    name, edir, _, state = _existing(arg, build_dir)
     if state is None:
         raise InputError(f"unknown environment {name!r}: no state in {edir}",
                          hint="`launch up ENV.yaml` creates it")
+    return state
+
+
+def status(arg: str, *, build_dir: Path) -> tuple[EnvState, list[HostStatus]]:
+    """The recorded state with a live check of every host; unknown environment: exit 2."""
+    name, edir, store, _ = _existing(arg, build_dir)
+    state = recorded(arg, build_dir=build_dir)
     provider = _recorded_provider(arg, name, edir, store, state)
     rows = [HostStatus(h.name, h.address, h.roles, h.phase.value, provider.alive(h), h.pid,
                        dict(h.ports), h.error.splitlines()[0] if h.error else "",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fabkit import inputs
-from fabkit.atomic import write_atomic
+from fabkit.atomic import make_dirs, write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule
 from launch.spec.common import ENV_NAME_RE, SpecKind
@@ -310,7 +310,7 @@ class StateStore:
         """Write the state atomically with mode 0600 and return what was written."""
         with self._mutex:
             state = replace(state, updated_at=now(), created_at=state.created_at or now())
-            self.dir.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.dir, leaf_mode=0o700)  # not writable by others, any umask
             write_atomic(self.path, json.dumps(state.to_json(), indent=2) + "\n",
                          mode=0o600, fsync=True)
             return state
@@ -349,7 +349,7 @@ class StateStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on this environment (fails at once when someone else has it)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir, leaf_mode=0o700)  # not writable by others, any umask
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:

@@ -204,6 +204,16 @@ def check_settings(provider: str, settings: Mapping[str, Any] | None,
     return inputs.check_fields(settings or {}, rules, source=source, path="settings")
 
 
+def check_region(value: str, option: str = "--region") -> str:
+    """A region given on the command line, checked by the rule of every provider that has
+    a `region` setting (InputError naming ``option``)."""
+    for name in PROVIDERS:
+        for rule in provider_class(name).SETTINGS:
+            if rule.name == "region":
+                inputs.check_value(value, rule, source=None, path=option)
+    return value
+
+
 def get_provider(name: str, ctx: ProviderContext) -> Provider:
     """Instantiate the provider registered under ``name``."""
     return provider_class(name)(ctx)
@@ -278,8 +288,9 @@ def parallel(fn: Callable[[Any], None], items: Sequence[Any], width: int) -> Non
         futures: list[Future[None]] = [pool.submit(fn, item) for item in items]
         wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
-            if f.done() and not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+            exc = f.exception() if f.done() and not f.cancelled() else None
+            if exc is not None:
+                raise exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -79,21 +79,22 @@ MAX_SOCKET_DIR = 70
 DEFAULT_MEMORY_MB = {Role.PEER: 2048, Role.ORDERER: 2048, Role.CALIPER: 1536,
                      Role.MONITOR: 1536}
 DEFAULT_CPUS = 2
-_MEMORY = dict(minimum=256, maximum=1024 * 1024, why="a VM on one machine")
-_CPUS = dict(minimum=1, maximum=256, why="a VM on one machine")
+_MEMORY_RULE = inputs.Rule("memory_mb", (int, type(None)), None, minimum=256,
+                           maximum=1024 * 1024, why="a VM on one machine")
+_CPUS_RULE = inputs.Rule("cpus", (int, type(None)), None, minimum=1, maximum=256,
+                         why="a VM on one machine")
 
 SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("accel", str, "auto", choices=("auto", "kvm", "tcg"),
                 doc="accelerator (auto: tcg under a hypervisor)"),
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
-                doc="memory of every VM (default per role)"),
-    inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS, doc="vCPUs of every VM"),  # type: ignore[arg-type]
+    replace(_MEMORY_RULE, doc="memory of every VM (default per role)"),
+    replace(_CPUS_RULE, kind=int, default=DEFAULT_CPUS, doc="vCPUs of every VM"),
     inputs.Rule("hosts", dict, {},
                 doc="per-host overrides {HOST: {memory_mb, cpus, host_cpus}}"),
 )
 HOST_SETTINGS: tuple[inputs.Rule, ...] = (
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
-    inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+    _MEMORY_RULE,
+    _CPUS_RULE,
     inputs.Rule("host_cpus", (str, int, type(None)), None,
                 doc="the host cores its QEMU runs on, a taskset list such as 1 or 0-1,3"),
 )
@@ -262,6 +263,10 @@ class QemuProvider:
     SETTINGS = SETTINGS
     max_parallel = 1        # QEMU start-up is CPU-bound on the build machines
     follows_hosts = True
+    # addresses that mean something else from the operator's machine than from a guest
+    # (the BYOF preflight does not dial them from here)
+    VM_SIDE_NETWORKS = (("10.0.2.0/24", "QEMU's user-mode network (10.0.2.2 is this machine "
+                                        "as a guest sees it)"),)
 
     def __init__(self, ctx: ProviderContext, *,
                  proc: Path = Path("/proc"),
