@@ -49,6 +49,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.ready import HostReadiness, Timeouts
 from launch.machines.state import (
+    REMOVED,
     CorruptState,
     EnvState,
     HostState,
@@ -276,6 +277,7 @@ def _record(run: _Up, before: EnvState | None) -> str | None:
     if before is None:
         run.store.save(EnvState(environment=run.name, provider=run.spec.provider.value,
                                 network={}))
+    run.store.forget_removed()
     if run.spec.avoid_addresses:
         # the plan's addresses depend on them: a later `up` plans with the same ones
         cur = run.store.load()
@@ -623,6 +625,10 @@ def _down_unrecorded(name: str, edir: Path, damaged: CorruptState | None,
         if damaged is not None and store.exists():
             store.remove()
             removed.append(f"{store.path} (damaged)")
+        if len(found) == 1:
+            provider = found[0][0]
+            store.mark_removed(str(getattr(provider, "name", "")),
+                               dict(getattr(provider, "settings", {}) or {}))
     warnings = tuple(f"not asked: {x}" for x in not_asked)
     return DownResult(name, DestroyReport(tuple(removed), tuple(leaked_all)),
                       damaged is not None, tuple(asked), warnings)
@@ -645,9 +651,13 @@ def _where_it_ran(name: str, edir: Path, spec: Spec | None,
         explicit = dict(spec.settings or {})
         return [(spec.provider.value, {**settings, **saved.settings, **explicit,
                                        **overrides}, spec.cidr)], True
-    pname = saved.provider if saved.provider in PROVIDERS else _plan_provider(edir)
-    if pname:
-        return [(pname, {**saved.settings, **overrides}, None)], True
+    if saved.provider not in PROVIDERS:
+        saved = replace(saved, provider=_plan_provider(edir))
+    if saved.provider not in PROVIDERS:
+        # an environment `down` already removed: where it ran
+        saved = salvage(edir / REMOVED)
+    if saved.provider in PROVIDERS:
+        return [(saved.provider, {**saved.settings, **overrides}, None)], True
     # every provider that makes machines (`none` renders for machines it does not run)
     return [(p, dict(overrides), None) for p in PROVIDERS
             if getattr(provider_class(p), "follows_hosts", True)], False

@@ -32,6 +32,7 @@ from launch.spec.common import ENV_NAME_RE, SpecKind
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+REMOVED = "removed.json"      # where a removed environment ran (StateStore.mark_removed)
 
 
 class Phase(StrEnum):
@@ -340,11 +341,35 @@ class StateStore:
 
     def remove(self) -> None:
         """Delete the state file (the environment is gone); a damaged one that is not a
-        file (a directory, a FIFO, a link to a device) goes too, never what it points to."""
+        file (a directory, a FIFO, a link to a device) goes too, never what it points to.
+        A readable one leaves its provider and settings in REMOVED (mark_removed)."""
+        try:
+            state = self.load()
+        except CorruptState:
+            state = None
         if os.path.isdir(self.path) and not os.path.islink(self.path):
             shutil.rmtree(self.path, ignore_errors=True)
         else:
             self.path.unlink(missing_ok=True)
+        if state is not None:
+            self.mark_removed(state.provider, state.network.get("settings") or {})
+
+    @property
+    def removed_path(self) -> Path:
+        return self.dir / REMOVED
+
+    def mark_removed(self, provider: str, settings: Mapping[str, Any]) -> None:
+        """Where the environment ran, kept after `down` removed it (no secret: the spec's
+        settings), so a second `down` asks the same place and answers "nothing to remove"
+        instead of asking every provider. `up` forgets it (forget_removed)."""
+        doc = {"environment": self.dir.name, "provider": provider,
+               "network": {"settings": dict(settings)}, "removed_at": now()}
+        write_atomic(self.removed_path, json.dumps(doc, indent=2, default=str) + "\n",
+                     mode=0o600)
+
+    def forget_removed(self) -> None:
+        """The environment exists again."""
+        self.removed_path.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -133,3 +133,17 @@ def test_down_of_a_never_seen_environment_says_how_to_point_it(nowhere, invoke):
     r = invoke(nowhere, "down", "never-seen")
     assert r.exit_code == 2
     assert "unknown environment 'never-seen'" in r.output and "--from ENV.yaml" in r.output
+
+
+def test_a_second_down_asks_where_the_first_removed_it(nowhere, invoke):
+    """`down` twice is clean: the first leaves where the environment ran (removed.json),
+    so the second asks there and answers "nothing to remove" (exit 0) instead of saying
+    the other providers could not be asked; `up` forgets it."""
+    edir = nowhere / "environments" / ENV
+    StateStore(edir).save(EnvState(environment=ENV, provider="qemu"))
+    first = invoke(nowhere, "down", ENV)
+    assert first.exit_code == 0, first.output
+    assert json.loads((edir / "removed.json").read_text())["provider"] == "qemu"
+    again = invoke(nowhere, "down", ENV)
+    assert again.exit_code == 0, again.output
+    assert "nothing to remove" in again.output and "qemu" in again.output
