@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bake.chroot import chroot_mounts, remove_tree, umount, unlink_tree
-from fabkit import runner
+from fabkit import inputs, runner
 from fabkit.atomic import write_atomic
 from fabkit.errors import ExternalError, InputError
 from fabkit.hashing import sha256_file
@@ -156,11 +156,8 @@ def load_extra_cas(paths: Sequence[Path]) -> tuple[ExtraCA, ...]:
     """Read PEM CA certificates given on the command line; each must hold a certificate."""
     cas = []
     for i, p in enumerate(paths):
-        try:
-            pem = Path(p).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError.field(p, "--extra-ca", "a readable PEM certificate file",
-                                   str(exc)) from exc
+        # the input boundary: a regular file, at most 1 MiB, UTF-8 (a CA bundle is text)
+        pem = inputs.read_text(Path(p), what="CA certificate (--extra-ca)", max_bytes=2**20)
         if "-----BEGIN CERTIFICATE-----" not in pem:
             raise InputError.field(p, "--extra-ca", "a PEM certificate (BEGIN CERTIFICATE)",
                                    pem[:40])

@@ -461,7 +461,12 @@ def _hygiene_scan(image: Path, progress: Callable[[str], None]) -> None:
                  f"run `sudo bake imagescan {image}`")
         return
     progress(f"{image.name}: hygiene scan of the final image")
-    findings = imagescan.scan_qcow2(image)
+    try:
+        findings = imagescan.scan_qcow2(image, progress=progress)
+    except OSError as exc:
+        # this image's scan failed, not the bake: the other images still bake
+        raise ExternalError(f"{image.name}: the hygiene scan could not run: {exc}",
+                            hint=f"scan it again with `sudo bake imagescan {image}`") from exc
     if findings:
         image.unlink()
         raise ExternalError(

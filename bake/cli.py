@@ -9,8 +9,16 @@ import click
 
 from bake import baseimage, build, catalog, goss, imagescan, packer, profiles
 from bake.profiles import Provider
-from fabkit import layout
-from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit import inputs, layout
+from fabkit.clikit import (
+    emit_json,
+    exits,
+    input_file,
+    input_path,
+    output_option,
+    progress,
+    verbosity_options,
+)
 from fabkit.errors import ExternalError, InputError
 
 
@@ -30,7 +38,7 @@ def cli() -> None:
               help="Debian mirror for debootstrap and the image's apt sources "
                    "[default: http://deb.debian.org/debian].")
 @click.option("--extra-ca", "extra_cas", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              type=input_file(exists=True),
               help="A PEM CA certificate to trust inside the image (repeatable). Behind a "
                    "TLS-intercepting proxy pass the proxy's CA. Default: none.")
 @click.option("--force", is_flag=True, help="Rebuild even when a cached image matches.")
@@ -88,6 +96,7 @@ def _target_options(f):
                      help="Override a provider profile setting (repeatable; wins over "
                           "FABPERF_<PROVIDER>_<KEY> and --config).")(f)
     f = click.option("--config", "config_file", default=None, metavar="FILE",
+                     type=input_file(path_type=str),
                      envvar="FABPERF_CONFIG",
                      help="YAML profile settings: {qemu: {...}, aws: {...}, openstack: {...}}.")(f)
     f = click.option("--image", "images", multiple=True, metavar="IMAGE",
@@ -118,7 +127,8 @@ def _setup(provider: str, images: tuple[str, ...], config_file: str | None,
 @click.option("--provider", "providers", multiple=True, callback=_provider,
               metavar="|".join(_PROVIDERS),
               help="Only this provider (repeatable) [default: all three].")
-@click.option("--config", "config_file", default=None, metavar="FILE", envvar="FABPERF_CONFIG",
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              type=input_file(path_type=str), envvar="FABPERF_CONFIG",
               help="YAML profile settings (they change fingerprints).")
 @click.option("--var", "var_texts", multiple=True, metavar="KEY=VALUE",
               help="Override a provider profile setting (repeatable).")
@@ -248,10 +258,11 @@ def goss_cli() -> None:
 @goss_cli.command("validate")
 @click.option("--host", "hostspec", required=True, metavar="URL",
               help="ssh://USER@HOST:PORT, local:// or chroot:///ROOT.")
-@click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--ssh-key", type=input_file(exists=True, max_bytes=64 * 1024, path_type=str),
+              default=None,
               help="Private key for ssh:// hosts.")
 @click.option("--spec", "specs", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              type=input_file(exists=True),
               help="A goss YAML spec (repeatable).")
 @click.option("--vars-json", default="{}", metavar="JSON",
               help="goss --vars-inline: a JSON object for {{.Vars.X}}.")
@@ -262,13 +273,7 @@ def goss_cli() -> None:
 def goss_validate(hostspec: str, ssh_key: str | None, specs: tuple[Path, ...], vars_json: str,
                   junit: Path | None, output: str) -> None:
     """Validate SPECs against a host; exit 1 when any check fails."""
-    import json
-
-
-    try:
-        variables = json.loads(vars_json)
-    except json.JSONDecodeError as exc:
-        raise InputError.field(None, "--vars-json", "a JSON object", vars_json) from exc
+    variables = inputs.load_json(vars_json, source="--vars-json")  # (NaN refused, bounded)
     if not isinstance(variables, dict):
         raise InputError.field(None, "--vars-json", "a JSON object", vars_json)
     results = goss.validate(hostspec, specs, variables=variables, ssh_key=ssh_key)
@@ -294,7 +299,7 @@ cli.add_command(goss_cli)
 
 
 @cli.command("imagescan")
-@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=input_path(exists=True))
 @output_option
 @verbosity_options
 def imagescan_cmd(target: Path, output: str) -> None:

@@ -12,11 +12,14 @@ partition mounted read-only; root needed; every command through fabkit.runner).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +32,7 @@ ALLOWLIST = Path(__file__).resolve().parents[1] / "packer/files/common/private-k
 # mention the header do not).
 KEY_HEADER = re.compile(rb"^-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[ \t\r]*$", re.M)
 SKIP_TOP = {"proc", "sys", "dev", "run"}
+QCOW2_MAGIC = b"QFI\xfb"
 MAX_BYTES = 64 * 1024 * 1024     # larger files are binaries or data, not key files
 PER_ENVIRONMENT = ("etc/fabperf/peer", "etc/fabperf/orderer", "etc/fabperf/bootstrap",
                    "etc/fabperf/peer.env", "etc/fabperf/orderer.env", "etc/fabperf/launch.json",
@@ -147,17 +151,69 @@ def scan_root(root: Path, allowlist: list[re.Pattern[str]] | None = None) -> lis
     return findings
 
 
+UMOUNT_TRIES = 5          # a busy mount point is often busy for a moment (udev, a scanner)
+UMOUNT_BACKOFF = 0.25     # seconds, doubled after each try: about 4 s in all
+
+
+def _log(message: str) -> None:
+    logging.getLogger("fabperf").info(message)
+
+
+def unmount(mnt: Path, progress: Callable[[str], None] = _log) -> None:
+    """Unmount ``mnt``: a busy unmount is tried again, then detached lazily (said through
+    ``progress``); an unmount that cannot be done at all raises ExternalError."""
+    delay, res = UMOUNT_BACKOFF, None
+    for attempt in range(UMOUNT_TRIES):
+        res = runner.run(["umount", mnt], check=False, what="umount")
+        if res.ok or not os.path.ismount(mnt):
+            return
+        if attempt + 1 < UMOUNT_TRIES:
+            time.sleep(delay)
+            delay *= 2
+    why = (res.stderr or res.stdout).strip().splitlines()[-1:] if res is not None else []
+    lazy = runner.run(["umount", "--lazy", mnt], check=False, what="umount --lazy")
+    if lazy.ok and not os.path.ismount(mnt):
+        progress(f"WARNING: {mnt} stayed busy after {UMOUNT_TRIES} unmounts "
+                 f"({why[0] if why else 'busy'}); detached it lazily: the kernel releases "
+                 "it when the last process using it lets go")
+        return
+    raise ExternalError(f"cannot unmount {mnt}: {(lazy.stderr or lazy.stdout).strip()}",
+                        hint=f"see what holds it (fuser -vm {mnt}), then `umount {mnt}`")
+
+
+def _remove_workdir(tmp: Path, mnt: Path) -> None:
+    """Remove the scan's work directory, never anything inside a mount point: a mount that
+    could not be removed keeps the whole directory (and says where it is)."""
+    if os.path.ismount(mnt):
+        raise ExternalError(f"{mnt} is still mounted; left {tmp} in place (nothing deleted "
+                            "inside a mount point)",
+                            hint=f"`umount {mnt} && rm -r {tmp}` once it is free")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def mounted_qcow2(image: Path, workdir: Path | None = None) -> Iterator[Path]:
-    """Mount a qcow2 disk's root partition read-only; yields the mount point. Needs root."""
+def mounted_qcow2(image: Path, workdir: Path | None = None,
+                  progress: Callable[[str], None] = _log) -> Iterator[Path]:
+    """Mount a qcow2 disk's root partition read-only; yields the mount point. Needs root.
+
+    On the way out the mount is removed (a busy one tried again, then detached lazily:
+    ``progress`` says so), the loop device detached, then the work directory deleted;
+    nothing is ever deleted inside a mount point."""
     image = Path(image)
     if not image.is_file():
         raise InputError.field(None, "IMAGE", "a qcow2 file", str(image))
+    with open(image, "rb") as f:      # a regular file (is_file): no FIFO can block here
+        magic = f.read(4)
+    if magic != QCOW2_MAGIC:
+        raise InputError.field(image, "IMAGE", "a qcow2 image (it starts with QFI\\xfb) or a "
+                               "root filesystem directory", magic)
     if os.geteuid() != 0:
         raise ExternalError(f"scanning {image} needs root (losetup, mount)")
-    with tempfile.TemporaryDirectory(prefix="fabperf-imagescan-", dir=workdir) as tmp:
-        raw = Path(tmp) / "disk.raw"
-        mnt = Path(tmp) / "root"
+    tmp = Path(tempfile.mkdtemp(prefix="fabperf-imagescan-", dir=workdir))
+    raw = tmp / "disk.raw"
+    mnt = tmp / "root"
+    failed = False
+    try:
         mnt.mkdir()
         runner.run(["qemu-img", "convert", "-O", "raw", image, raw], what="qemu-img convert")
         loop = runner.run(["losetup", "-fP", "--show", "--read-only", raw],
@@ -187,14 +243,27 @@ def mounted_qcow2(image: Path, workdir: Path | None = None) -> Iterator[Path]:
             mounted = True
             yield mnt
         finally:
-            if mounted:
-                runner.run(["umount", mnt], check=False)
-            runner.run(["losetup", "-d", loop], check=False)
+            try:
+                if mounted:
+                    unmount(mnt, progress)
+            finally:
+                # a loop device still in use (a lazy unmount) is detached when released
+                runner.run(["losetup", "-d", loop], check=False, what="losetup -d")
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        try:
+            _remove_workdir(tmp, mnt)
+        except ExternalError:
+            if not failed:  # the first error is the one to report
+                raise
 
 
-def scan_qcow2(path: Path, workdir: Path | None = None) -> list[Finding]:
+def scan_qcow2(path: Path, workdir: Path | None = None,
+               progress: Callable[[str], None] = _log) -> list[Finding]:
     """Scan the root filesystem of a qcow2 image (what `bake build` calls after a qemu build)."""
-    with mounted_qcow2(Path(path), workdir) as root:
+    with mounted_qcow2(Path(path), workdir, progress) as root:
         return scan_root(root)
 
 

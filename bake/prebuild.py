@@ -63,10 +63,11 @@ def host_path(root: Path, name: str, value: str) -> Path:
     """The file or directory a host-path version names (relative: to the repository root)."""
     p = Path(value).expanduser()
     p = p if p.is_absolute() else root / p
-    if not p.exists():
+    if not (p.is_file() or p.is_dir()):     # a FIFO or a device would be read for ever
         raise InputError.field(None, f"versions.{name}", "an existing file or directory on "
                                "this machine (relative paths are from the repository root)",
-                               value, hint=f"{p} does not exist")
+                               value, hint=f"{p} is not a regular file or a directory"
+                               if p.exists() else f"{p} does not exist")
     return p.resolve()
 
 

@@ -28,3 +28,26 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, fsync: boo
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def make_dirs(path: Path, *, mode: int = 0o755, leaf_mode: int | None = None) -> Path:
+    """Create ``path`` and its missing parents with exact modes whatever the umask (mkdir's
+    mode is filtered by it: under umask 000 a plain mkdir makes folders anyone can write
+    into). The parents get ``mode``, ``path`` itself ``leaf_mode`` (default ``mode``);
+    folders that exist already are left as they are."""
+    path = Path(path)
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        want = leaf_mode if d == path and leaf_mode is not None else mode
+        try:
+            os.mkdir(d, want)
+        except FileExistsError:     # made meanwhile by another process: it decided the mode
+            continue
+        os.chmod(d, want)
+    return path

@@ -13,7 +13,10 @@ import builtins
 import copy
 import difflib
 import json
+import math
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -90,10 +93,20 @@ def read_text(path: Path, *, what: str, max_bytes: int = MAX_BYTES) -> str:
     """The file's text: read as bytes, at most ``max_bytes``, decoded as UTF-8."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path}: cannot read the {what}: expected a regular file, "
+                         f"found {_file_kind(mode)}", hint="give the path of the file itself")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     if len(raw) > max_bytes:
         raise InputError(f"{path}: {what} larger than {max_bytes} bytes",
                          hint="a spec this size is a mistake; check the file")
@@ -103,6 +116,30 @@ def read_text(path: Path, *, what: str, max_bytes: int = MAX_BYTES) -> str:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}: {what} is not UTF-8 text (byte {exc.start}, line {line}: "
                          f"{excerpt(raw[exc.start:exc.start + 8])})") from None
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def check_regular_file(path: Path, *, what: str) -> Path:
+    """Refuse a path that is not an existing regular file (symlinks followed) without opening
+    it: a FIFO would block, a device never end, a directory fail later with a traceback."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: cannot read the {what}: expected a regular file, "
+                         f"found {_file_kind(mode)}", hint="give the path of the file itself")
+    return path
 
 
 # --- YAML ---------------------------------------------------------------------------------
@@ -235,8 +272,12 @@ def load_json(text: str, *, source: str | Path, max_depth: int = 64) -> Any:
             out[k] = v
         return out
 
+    def constant(name: str) -> Any:
+        # Python's json reads NaN and Infinity, which are not JSON: every bound lets NaN by
+        raise _Refused(f"{name} is not a JSON number (NaN and infinity are refused)", None)
+
     try:
-        doc = json.loads(text, object_pairs_hook=pairs)
+        doc = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except _Refused as exc:
         raise InputError(f"{source}: {exc.message}") from None
     except json.JSONDecodeError as exc:
@@ -297,6 +338,10 @@ def check_value(value: Any, rule: Rule, *, source: str | Path | None, path: str)
     if rule.pattern is not None and isinstance(value, str) and not re.fullmatch(
             rule.pattern, value):
         raise _bad(source, path, rule, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        # every comparison with NaN is false: a bound would let it through and switch the
+        # rule that reads it off
+        raise _bad(source, path, rule, value, hint="NaN and infinity are not accepted numbers")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if rule.minimum is not None and value < rule.minimum:
             raise _bad(source, path, rule, value)

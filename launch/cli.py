@@ -9,7 +9,17 @@ import click
 
 from bake import catalog
 from fabkit import layout, runner
-from fabkit.clikit import emit_json, exits, output_option, progress, verbosity_options
+from fabkit.clikit import (
+    emit_json,
+    exits,
+    finite_float,
+    finite_float_list,
+    input_file,
+    input_path,
+    output_option,
+    progress,
+    verbosity_options,
+)
 from fabkit.errors import ExternalError, InputError
 from launch.bench import results, run, watch
 from launch.compare import ab, bisect, git, lab, page, sizing, table
@@ -22,6 +32,7 @@ from launch.render import bundle
 from launch.spec import byof
 from launch.spec import env as spec
 from launch.spec.common import SpecKind
+from launch.spec.thresholds import Thresholds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +46,7 @@ def cli() -> None:
 
 
 @cli.command("render")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle directory (created; an earlier bundle there is replaced).")
 @click.option("--rotate", is_flag=True,
@@ -44,11 +55,12 @@ def cli() -> None:
 @output_option
 def render_cmd(env_file: Path, out: Path, rotate: bool, output: str) -> None:
     """Render the whole bundle of an environment (crypto, Fabric, Caliper, monitor,
-    per-host user-data, plan.json); nothing is launched."""
+    per-host user-data, plan.json), or of a BYOF spec (worker VMs and monitor); nothing is
+    launched."""
 
-    env = spec.load(env_file)
+    env = byof.load_any(env_file)
     check_settings(env.provider.value, env.settings, env.source)
-    progress(f"rendering {env.name} ({env.provider.value}) into {out}")
+    progress(f"rendering {env.name} ({env.kind}, {env.provider.value}) into {out}")
     result = bundle.render(env, out, rotate=rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -82,7 +94,7 @@ _build_dir_option = click.option(
 
 
 @cli.command("up")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--only", "only", multiple=True, metavar="HOST",
               help="Bring up only these hosts of the plan (repeatable).")
 @click.option("--recreate", is_flag=True,
@@ -122,7 +134,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
             click.echo(f"warning: {rep.host}: {warning}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "changed": result.changed,
-                   "waited": result.waited, "timings": dict(result.timings),
+                   "waited": result.waited, "where": result.where, "timings": dict(result.timings),
                    "hosts": [_host_json(h) for h in result.hosts],
                    "readiness": [{"host": r.host, "seconds": r.seconds}
                                  for r in result.readiness]})
@@ -132,6 +144,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
            "none": " (created; not waited for)"}[result.waited]
     click.echo(f"environment {result.environment}: {verb}{how} in "
                f"{result.timings.get('total', 0)}s")
+    if result.where:
+        click.echo(f"  on {result.where}")
     for h in result.hosts:
         where = f"ssh 127.0.0.1:{h.ports['ssh']}" if "ssh" in h.ports else \
             " ".join(f"{k} {v}" for k, v in sorted(h.resources.items()))
@@ -142,7 +156,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
 
 @cli.command(SpecKind.BYOF.value)
 @click.argument("byof_file", metavar="BYOF.yaml",
-                type=click.Path(dir_okay=False, path_type=Path))
+                type=input_file())
 @click.option("--check", "check_only", is_flag=True,
               help="Only the preflight: files, identities, TLS of reachable endpoints.")
 @click.option("--keep-on-failure", is_flag=True,
@@ -165,12 +179,14 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
         report = preflight.run(spec)
         if output == "json":
             emit_json(report.to_json())
-        else:
+        report.raise_for_failures()     # the error first; it lists the warnings after it
+        if output != "json":
             for line in report.ok:
                 click.echo(f"ok: {line}")
+            for skip in report.skipped:
+                click.echo(f"skipped: {skip}")
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
-        report.raise_for_failures()
         if output != "json":
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
@@ -280,22 +296,43 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                             + ", ".join(r.host for r in failed))
 
 
+_region_option = click.option(
+    "--region", "region", default=None, metavar="REGION",
+    help="AWS region to ask [default: the spec's, else $AWS_REGION, $AWS_DEFAULT_REGION, "
+         "the AWS profile's].")
+
+
 @cli.command("down")
 @click.argument("env", metavar="ENV")
+@click.option("--from", "spec_path", type=input_file(),
+              default=None, metavar="ENV.yaml",
+              help="The spec it was launched from: where to look when the state is lost "
+                   "or damaged.")
+@_region_option
 @_build_dir_option
 @output_option
 @verbosity_options
-def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
-    """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
+def down_cmd(env: str, spec_path: Path | None, region: str | None, build_dir: Path | None,
+             output: str) -> None:
+    """Stop the VMs (also those the state lost), remove overlays, seeds and the state.
+
+    With a lost or damaged state it finds the machines by their tags, where `--from` or
+    `--region` (or the damaged state, or the AWS variables) say; it fails rather than
+    answer success when it could not look everywhere the environment may run."""
 
     _, bdir = _build_dir(build_dir)
-    result = up.down(env, build_dir=bdir)
+    result = up.down(env, build_dir=bdir, spec_path=spec_path, region=region)
     rep = result.report
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "removed": list(rep.removed),
+                   "where": list(result.where),
                    "leaked": [{"kind": x.kind, "id": x.ident, "detail": x.detail}
                               for x in rep.leaked_found]})
         return
+    if result.where:
+        click.echo(f"looked on {', '.join(result.where)}")
     if not rep.removed:
         click.echo(f"environment {result.environment}: nothing to remove")
     for x in rep.leaked_found:
@@ -393,6 +430,8 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
                     "environment": b.summary.environment if b.summary else None,
                     "status": b.summary.status if b.summary else None,
                     "rounds": [{"label": r.label, "verdict": r.verdict.get("verdict"),
+                                "goodput_tps": r.goodput(),
+                                "ledger_goodput_tps": r.ledger_goodput_tps,
                                 "throughput_tps": r.throughput_tps, "failed": r.failed}
                                for r in (b.summary.rounds if b.summary else ())]}
                    for b in found])
@@ -403,12 +442,14 @@ def results_list_cmd(environment: str | None, results_dir: Path | None, output: 
         if b.summary is None:
             click.echo(f"{b.path}  unreadable: {b.error}")
             continue
-        verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')}" for r in b.summary.rounds)
+        verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')} "
+                             f"({results.tps_text(r.goodput())} TPS goodput)"
+                             for r in b.summary.rounds)
         click.echo(f"{b.path}  {b.summary.status:<11} {verdicts}")
 
 
 @results_group.command("show")
-@click.argument("bundle", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("bundle", metavar="DIR", type=input_path())
 @output_option
 @verbosity_options
 def results_show_cmd(bundle: Path, output: str) -> None:
@@ -424,6 +465,13 @@ def results_show_cmd(bundle: Path, output: str) -> None:
         click.echo(f"note: {note}")
 
 
+_min_effect_option = click.option(
+    "--min-effect", "min_effect", type=finite_float(0, 100, min_open=True, max_open=True),
+    default=3.0, show_default=True, metavar="PCT",
+    help="The smallest change worth a `different`: a figure is different only when its "
+         "change is shown beyond this (launch.compare.stats).")
+
+
 @results_group.command("compare")
 @click.argument("dirs", metavar="DIR_A DIR_B [DIR...]", nargs=-1, required=True)
 @click.option("--round", "rounds", multiple=True, metavar="LABEL",
@@ -432,19 +480,25 @@ def results_show_cmd(bundle: Path, output: str) -> None:
               default=None, metavar="DIR",
               help="Write the page here [default: <results>/compare/<UTC stamp>/].")
 @click.option("--no-html", is_flag=True, help="Only the table; no page, no plots.")
+@click.option("--looks", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="How many times the data was looked at while it was gathered (a "
+                   "`launch compare` run records its looks): each costs its share of alpha.")
+@_min_effect_option
 @_results_option
 @output_option
 @verbosity_options
 def results_compare_cmd(dirs: tuple[str, ...], rounds: tuple[str, ...], html_dir: Path | None,
-                        no_html: bool, results_dir: Path | None, output: str) -> None:
+                        no_html: bool, looks: int, min_effect: float,
+                        results_dir: Path | None, output: str) -> None:
     """Compare groups of results bundles round by round, the first group the baseline.
 
     Each DIR is a bundle, or a directory of bundles (the repeats of one variant);
-    LABEL=DIR names the group. Differences are judged against run-to-run noise
-    (launch.compare.stats: a seeded bootstrap interval of the difference of medians;
-    fewer than 3 repeats: "not enough repeats")."""
+    LABEL=DIR names the group. Goodput and latency p50/p95 are judged by
+    launch.compare.stats' rule: same, different (beyond --min-effect, Holm-corrected over
+    the report) or unknown; rounds that are not headroom/fabric-bound, or fail too many
+    transactions, are not comparable."""
 
-    comparison = table.load(dirs, rounds)
+    comparison = table.load(dirs, rounds, min_effect_pct=min_effect, looks=looks)
     index = None
     if not no_html:
         out = html_dir or _results_root(results_dir) / "compare" / _utc_stamp()
@@ -484,7 +538,7 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 
 
 @cli.command("compare")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--ref", "refs", multiple=True, required=True, metavar="REF",
               help="A Fabric tag, branch or commit (repeatable; the first is the baseline).")
 @click.option("--source", "sources", multiple=True, metavar="REF=PATH",
@@ -493,8 +547,12 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 @click.option("--fabric-version", "versions", multiple=True, metavar="REF=X.Y.Z",
               help="The spec's fabric.version for REF [default: the ref's release when it "
                    "names one (v2.5.12 -> 2.5.12), else the spec's].")
-@click.option("--repeat", "repeats", type=click.IntRange(1, 50), default=3, show_default=True,
-              help="Runs per ref, interleaved (A B A B ...).")
+@click.option("--repeat", "repeats", type=click.IntRange(3, 50), default=5, show_default=True,
+              help="The first batch of runs per ref, interleaved (A B A B ...).")
+@click.option("--max-repeat", "max_repeats", type=click.IntRange(3, 50), default=20,
+              show_default=True, help="The cap: batches of --repeat more runs per ref are "
+                                      "added while a compared figure is unknown.")
+@_min_effect_option
 @click.option("--round", "rounds", multiple=True, metavar="LABEL",
               help="Only these rounds of the spec (repeatable).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -508,7 +566,8 @@ def _check_rounds(spec_path: Path, rounds: tuple[str, ...]) -> None:
 @output_option
 @verbosity_options
 def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
-                versions: tuple[str, ...], repeats: int, rounds: tuple[str, ...],
+                versions: tuple[str, ...], repeats: int, max_repeats: int, min_effect: float,
+                rounds: tuple[str, ...],
                 out: Path | None, dry_run: bool, thresholds: tuple[str, ...],
                 results_dir: Path | None, build_dir: Path | None, output: str) -> None:
     """Bake each Fabric ref, put the Fabric hosts on it (workers and monitor stay), run the
@@ -527,27 +586,32 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
             raise InputError.field(None, "--source/--fabric-version", f"one of the refs {refs}",
                                    key)
     for key, path in src.items():
-        if not (root / path).exists():
-            raise InputError.field(None, f"--source {key}", "an existing tarball or checkout",
-                                   given[key])
+        if not ((root / path).is_file() or (root / path).is_dir()):   # a FIFO would block
+            raise InputError.field(None, f"--source {key}", "an existing tarball (a regular "
+                                   "file) or checkout (a directory)", given[key])
     _check_rounds(env_file, rounds)
     request = ab.Request(tuple(lab.variant(r, src.get(r), fabric_version=ver.get(r))
-                               for r in refs), repeats, rounds)
+                               for r in refs), repeats, rounds, max_repeats, min_effect)
     request.check()
     run_dir = out or _results_root(results_dir) / "compare" / _utc_stamp()
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=run_dir,
                        progress=progress, threshold_pairs=thresholds)
+    real.check_variants(request.variants)
     if dry_run:
         for line in ab.preview(real, request):
             click.echo(line)
         click.echo(f"run directory: {run_dir}")
         return
-    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} -> {run_dir}")
+    progress(f"launch compare {env_file}: {', '.join(refs)} x {repeats} (up to "
+             f"{max_repeats}) -> {run_dir}")
     result = ab.run(real, request, run_dir, progress=progress)
     if output == "json":
         emit_json({**result.comparison.to_json(), "run": str(result.run_dir),
-                   "page": str(result.page), "failed_steps": list(result.failed_steps)})
+                   "page": str(result.page), "failed_steps": list(result.failed_steps),
+                   "repeats_used": result.repeats, "looks_taken": result.looks})
         return
+    click.echo(f"repeats needed: {result.repeats} per ref ({result.looks} of "
+               f"{request.looks} looks)")
     click.echo(table.format_table(result.comparison))
     for s in result.failed_steps:
         click.echo(f"failed: {s['label']} repeat {s['repeat']}: "
@@ -556,16 +620,16 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 
 
 @cli.command("bisect")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
 @click.option("--good", required=True, metavar="REF", help="A commit whose round is fine.")
 @click.option("--bad", required=True, metavar="REF", help="A later commit whose round is slow.")
 @click.option("--round", "round_label", required=True, metavar="LABEL",
               help="The spec's round whose throughput is compared.")
-@click.option("--threshold", type=click.FloatRange(0, 100), default=5.0, show_default=True,
-              metavar="PCT", help="Worse: the median throughput lower than good's by more "
-                                  "than this (and beyond run-to-run noise).")
-@click.option("--repeat", "repeats", type=click.IntRange(1, 20), default=3, show_default=True,
-              help="Runs of the round per commit (fewer than 3: the threshold alone decides).")
+@_min_effect_option
+@click.option("--repeat", "repeats", type=click.IntRange(3, 50), default=5, show_default=True,
+              help="The first batch of runs of good and of each candidate, interleaved.")
+@click.option("--max-repeat", "max_repeats", type=click.IntRange(3, 50), default=20,
+              show_default=True, help="The cap of runs per side while the answer is unknown.")
 @click.option("--source", "gitdir", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="GITDIR",
               help="A Fabric git repository [default: a bare clone of the image's "
@@ -574,12 +638,13 @@ def compare_cmd(env_file: Path, refs: tuple[str, ...], sources: tuple[str, ...],
 @_build_dir_option
 @output_option
 @verbosity_options
-def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold: float,
-               repeats: int, gitdir: Path | None, name: str | None, build_dir: Path | None,
-               output: str) -> None:
+def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, min_effect: float,
+               repeats: int, max_repeats: int, gitdir: Path | None, name: str | None,
+               build_dir: Path | None, output: str) -> None:
     """Bake and measure commits between --good and --bad (first-parent line) until the
-    first one whose round is slower beyond the threshold and the noise. Resumable: run the
-    same command again; commits that do not build are skipped."""
+    first one whose round's goodput is lower than good's beyond --min-effect, good measured
+    afresh and interleaved at each step. Resumable: run the same command again; a commit
+    whose compile fails is skipped, any other error stops the bisect."""
 
     _check_rounds(env_file, (round_label,))
     root, bdir = _build_dir(build_dir)
@@ -592,49 +657,57 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
     git.check_repo(gitdir)
     g, b = git.resolve(gitdir, good), git.resolve(gitdir, bad)
     question = bisect.Question(g, b, round_label, tuple(git.first_parent_range(gitdir, g, b)),
-                               threshold)
+                               min_effect, repeats, max_repeats)
+    question.check()
     progress(f"launch bisect {env_name}: {len(question.commits)} commits after {g[:12]} "
              f"up to {b[:12]} (first-parent), round {round_label}; state {state_dir}")
     real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=state_dir,
                        progress=progress)
-    measure = bisect.lab_measure(real, gitdir, state_dir, round_label, repeats, progress)
+    measure = bisect.LabMeasure(real, gitdir, state_dir, round_label, progress)
     out = bisect.run(question, measure, state_dir, progress=progress)
     if output == "json":
         emit_json({"status": out.status, "first_bad": out.first_bad,
                    "candidates": list(out.candidates), "explanation": out.explanation,
-                   "measured_now": list(out.measured), "record": out.record,
-                   "state": str(out.state_path)})
+                   "measured_now": list(out.measured), "runs_now": out.runs,
+                   "record": out.record, "state": str(out.state_path)})
         return
     for c in (g, *question.commits):
         rec = out.record.get(c)
         if rec is None:
             continue
-        what = rec.get("why", "") if rec["kind"] == "measured" else f"skipped: {rec['reason']}"
+        what = (rec.get("why", "") if rec["kind"] == "measured"
+                else f"skipped (compile failed): {rec['reason']}")
         click.echo(f"{c[:12]}  {git.subject(gitdir, c)[:50]:<50}  {what}")
     click.echo(out.explanation)
     click.echo(f"state: {out.state_path}")
 
 
 @cli.command("size")
-@click.argument("env_file", metavar="ENV.yaml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target-tps", type=click.FloatRange(min=0, min_open=True), required=True,
+@click.argument("env_file", metavar="ENV.yaml", type=input_file())
+@click.option("--target-tps", type=finite_float(min=0, min_open=True), required=True,
               help="The total rate the fleet must send without being the limit.")
 @click.option("--round", "round_label", default=None, metavar="LABEL",
               help="The spec's round (its workload) to calibrate with [default: the first].")
-@click.option("--rates", default=None, metavar="R,R,...",
+@click.option("--rates", type=finite_float_list(min=1), default=None, metavar="R,R,...",
               help="The calibration's rates [default: --start x --factor^k, --steps of them].")
-@click.option("--start", type=click.FloatRange(min=1), default=50, show_default=True)
-@click.option("--factor", type=float, default=1.5, show_default=True)
+@click.option("--start", type=finite_float(min=1), default=50, show_default=True)
+@click.option("--factor", type=finite_float(min=1, min_open=True), default=1.5,
+              show_default=True)
 @click.option("--steps", type=click.IntRange(1, 30), default=8, show_default=True)
 @click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="Seconds per step [default: the round's].")
-@click.option("--headroom", type=float, default=0.7, show_default=True,
+@click.option("--headroom", type=finite_float(0, 1, min_open=True), default=0.7,
+              show_default=True,
               help="Plan each VM at this share of its measured capacity.")
 @click.option("--vcpus", type=click.IntRange(1, 1024), default=None,
               help="vCPUs of the proposed worker VMs [default: the calibration VM's].")
 @click.option("--from-calibration", "from_file", default=None,
-              type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              type=input_file(), metavar="FILE",
               help="Propose from a recorded calibration.json; nothing is run.")
+@click.option("--verify", is_flag=True,
+              help="With --from-calibration, on the environment with the proposal applied: "
+                   "run the proposal's `launch bench` at the target and say whether the "
+                   "target was met with headroom (verify.json in --out).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where calibration.json, proposal.yaml and the bundles go "
                    "[default: <results>/size/<UTC stamp>].")
@@ -643,9 +716,10 @@ def bisect_cmd(env_file: Path, good: str, bad: str, round_label: str, threshold:
 @_build_dir_option
 @output_option
 @verbosity_options
-def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: str | None,
+def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
+             rates: tuple[float, ...] | None,
              start: float, factor: float, steps: int, duration: int | None, headroom: float,
-             vcpus: int | None, from_file: Path | None, out: Path | None,
+             vcpus: int | None, from_file: Path | None, verify: bool, out: Path | None,
              thresholds: tuple[str, ...], results_dir: Path | None, build_dir: Path | None,
              output: str) -> None:
     """Calibrate one worker VM at rising rates until it is load-generator-bound, then
@@ -653,22 +727,37 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
     capacity) as a spec patch (proposal.yaml)."""
 
     env = spec.load(env_file)
+    # checked on both paths, before anything runs (a calibration from a file judges nothing
+    # anew, but a bad --threshold is still a mistake to report)
+    Thresholds.parse_pairs(thresholds, base=Thresholds.from_mapping(env.bench_thresholds,
+                                                                    source=env_file))
     out_dir = out or _results_root(results_dir) / "size" / _utc_stamp()
+    if verify and from_file is None:
+        raise InputError.field(None, "--verify", "--from-calibration FILE (the calibration "
+                               "whose proposal the environment now carries)", "none")
     if from_file is not None:
         cal = sizing.load_calibration(from_file)
-        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus)
-        if out is not None:
+        proposal = sizing.propose(cal, target_tps, headroom=headroom, vcpus_per_vm=vcpus,
+                                  environment=env.name, duration=duration)
+        if out is not None or verify:
             sizing.write_proposal(proposal, out_dir)
+        if verify:
+            root, bdir = _build_dir(build_dir)
+            real = lab.RealLab(env_file, build_dir=bdir, repo_root=root, work_dir=out_dir,
+                               progress=progress, threshold_pairs=thresholds)
+            checked = sizing.verify(real, proposal, cal.round, out_dir, duration=duration,
+                                    progress=progress)
+            if output == "json":
+                emit_json({"proposal": proposal.to_json(), "verify": checked.to_json(),
+                           "out": str(out_dir)})
+                return
+            click.echo(proposal.patch_text(), nl=False)
+            click.echo(f"verify: {checked.answer} ({checked.bundle})")
+            return
     else:
         label = round_label or env.caliper.rounds[0].label
         _check_rounds(env_file, (label,))
-        try:
-            steps_at = (tuple(float(r) for r in rates.split(",")) if rates
-                        else sizing.step_rates(start, factor, steps))
-        except ValueError:
-            raise InputError.field(None, "--rates", "comma-separated rates", rates) from None
-        if not steps_at or any(r < 1 for r in steps_at):
-            raise InputError.field(None, "--rates", "rates >= 1", rates)
+        steps_at = rates or sizing.step_rates(start, factor, steps)
         if env.caliper.processes is None:
             raise InputError.field(env.source, "caliper.workers.processes",
                                    "a number of worker processes per VM to calibrate with "
@@ -697,29 +786,36 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None, rates: 
 @click.option("--provider", "providers", multiple=True, metavar="P",
               help="aws, openstack or nspawn (repeatable) "
                    "[default: every provider that can be asked].")
-@click.option("--from", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--from", "spec_path", type=input_file(),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")
+@click.option("--region", "regions", multiple=True, metavar="REGION",
+              help="AWS region to ask (repeatable) [default: the spec's, else $AWS_REGION, "
+                   "$AWS_DEFAULT_REGION, the AWS profile's].")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @_build_dir_option
 @output_option
 @verbosity_options
 def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
-           dry_run: bool, build_dir: Path | None, output: str) -> None:
+           regions: tuple[str, ...], dry_run: bool, build_dir: Path | None,
+           output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)
     result = gc.gc(bdir, providers=providers, older_than_hours=hours, dry_run=dry_run,
-                   spec_path=spec_path)
+                   spec_path=spec_path, regions=regions)
     for s in result.skipped:
         click.echo(f"warning: skipped {s}", err=True)
     if output == "json":
         emit_json({"dry_run": dry_run, "removed": list(result.removed),
+                   "asked": list(result.asked),
                    "garbage": [{"provider": g.provider, "kind": g.kind, "id": g.ident,
                                 "environment": g.environment, "reason": g.reason,
                                 "age_hours": g.age_hours} for g in result.garbage]})
         return
+    if result.asked:
+        click.echo(f"asked {', '.join(result.asked)}")
     if not result.garbage:
         click.echo("nothing to collect")
     for g in result.garbage:

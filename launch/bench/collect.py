@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from launch.bench import plots, report, results, summarize
+from launch.bench import plots, report, results, summarize, workloads
 from launch.bench.prometheus import RoundResponses
 from launch.spec.thresholds import Thresholds
 
@@ -43,6 +43,8 @@ class Fetched:
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
     ledger_expected: bool = True                  # False: no operations metrics (BYOF)
+    fabric_exporters: bool = True                 # False: no exporter on Fabric hosts (BYOF)
+    channels: Mapping[str, str] = field(default_factory=dict)   # contract id -> channel
 
 
 def network_config_text(text: str) -> str:
@@ -64,9 +66,11 @@ def write(results_root: Path, fetched: Fetched, thresholds: Thresholds
     summary, plotted = summarize.summarize(
         environment=fetched.environment, stamp=fetched.stamp, status=fetched.status,
         started_at=fetched.started_at, finished_at=fetched.finished_at,
-        plans=summarize.round_plans(fetched.benchmark), report=rows, mlog=mlog,
-        responses=fetched.responses, thresholds=thresholds, caliper=fetched.caliper,
-        timings=fetched.timings, notes=notes, ledger_expected=fetched.ledger_expected)
+        plans=summarize.round_plans(fetched.benchmark, fetched.channels), report=rows,
+        mlog=mlog, responses=fetched.responses, thresholds=thresholds,
+        caliper=fetched.caliper, timings=fetched.timings, notes=notes,
+        ledger_expected=fetched.ledger_expected, fabric_exporters=fetched.fabric_exporters,
+        logs=fetched.logs)
     files: dict[str, results.Content] = {}
     if fetched.report_html is not None:
         files["report.html"] = fetched.report_html
@@ -86,3 +90,43 @@ def write(results_root: Path, fetched: Fetched, thresholds: Thresholds
     path = results.write_bundle(results_root, summary, files,
                                 lambda st, s: plots.render(st, s, plotted))
     return path, summary
+
+
+def rejudge(bundle: Path, thresholds: Thresholds | None = None) -> results.Summary:
+    """A bundle judged again by this fabperf, from what `launch bench` kept: summary.json
+    (the rounds as asked and Caliper's numbers), prometheus/round-<i>.json (the raw
+    answers), logs/manager.log and the workers' logs. `thresholds`: default, the ones the
+    bundle was judged with. Nothing is written; the re-judging tests and a person who
+    wants today's verdict on an old run use it."""
+    old = results.load(bundle)
+    where = str(bundle / results.SUMMARY)
+    t = thresholds or Thresholds.from_mapping(old.thresholds, source=where, path="thresholds")
+    plans = [summarize.RoundPlan(r.index, r.label, r.workload, r.requested_tps,
+                                 r.rate_control, None, r.channel,
+                                 workloads.read_only(r.workload)) for r in old.rounds]
+    rows = [report.RoundResult(r.label, r.succeeded, r.failed, r.send_rate_tps,
+                               r.latency.max, r.latency.min, r.latency.avg, r.throughput_tps,
+                               r.source)
+            for r in old.rounds if r.source != "none"]
+    mlog_path = bundle / "logs" / "manager.log"
+    mlog = report.parse_manager_log(mlog_path.read_text().splitlines()) \
+        if mlog_path.is_file() else None
+    responses = {}
+    for r in old.rounds:
+        p = bundle / "prometheus" / f"round-{r.index}.json"
+        if p.is_file():
+            responses[r.index] = RoundResponses.from_json(json.loads(p.read_text()))
+    logs = {str(p.relative_to(bundle / "logs")): p.read_text(errors="replace")
+            for p in sorted((bundle / "logs").rglob("*.log"))} if (bundle / "logs").is_dir() \
+        else {}
+    # the notes a summary derives from its rounds are derived again
+    notes = [n for n in old.notes if not (n.startswith("round ") and "ledger cross-check" in n)]
+    byof = any(n.startswith("BYOF:") for n in old.notes)
+    summary, _ = summarize.summarize(
+        environment=old.environment, stamp=old.stamp, status=old.status,
+        started_at=old.started_at, finished_at=old.finished_at, plans=plans, report=rows,
+        mlog=mlog, responses=responses, thresholds=t, caliper=old.caliper,
+        timings=old.timings, notes=notes,
+        ledger_expected=not any(n.startswith("BYOF: no operations endpoint") for n in notes),
+        fabric_exporters=not byof, logs=logs)
+    return summary

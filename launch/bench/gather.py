@@ -23,6 +23,7 @@ from launch.bench.door import Door
 from launch.bench.lab import Lab
 from launch.bench.prometheus import Prometheus, Window
 from launch.machines import ssh
+from launch.render import caliper as caliper_cfg
 from launch.spec import contract
 
 log = logging.getLogger("fabperf.bench")
@@ -168,4 +169,6 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
                                  "gateway": w.gateway.endpoint, "msp_id": w.gateway.msp_id}
                                 for w in lab.plan.workers]},
         timings=timings, notes=tuple(notes),
-        ledger_expected=byof is None or bool(byof.operations))
+        ledger_expected=byof is None or bool(byof.operations),
+        fabric_exporters=byof is None,
+        channels={cid: ch for (ch, _), cid in caliper_cfg.contract_ids(lab.plan).items()})

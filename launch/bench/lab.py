@@ -60,6 +60,23 @@ def endpoint(target: ssh.Target, ports: Mapping[str, int], guest_port: int) -> s
     return f"{target.address}:{ports.get(str(guest_port), guest_port)}"
 
 
+def recorded_spec(arg: str, *, build_dir: Path) -> tuple[Path, Any]:
+    """The spec the environment ENV was launched with (path, loaded), unchanged since; read
+    from disk only, so that every option can be checked against it before a machine is
+    touched. InputError (exit 2) when it is gone or changed."""
+    state = up.recorded(arg, build_dir=build_dir)
+    spec_path = Path(state.spec_path)
+    if not spec_path.is_file():
+        raise InputError(f"environment {state.environment}: its spec {spec_path} is gone",
+                         hint="bench renders the rounds from the spec the lab was launched with")
+    if state.spec_sha256 and hashlib.sha256(spec_path.read_bytes()).hexdigest() \
+            != state.spec_sha256:
+        raise InputError(f"{spec_path} changed since `launch up` of {state.environment}",
+                         hint="run `launch up` again (or restore the file) so the rounds "
+                              "match the running lab")
+    return spec_path, byof.load_any(spec_path)
+
+
 def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
              workers_per_vm: int | None = None) -> tuple[Lab, dict[str, ssh.Target]]:
     """The environment ENV names, checked up and ready; InputError (exit 2) otherwise."""
@@ -70,16 +87,7 @@ def open_lab(arg: str, *, build_dir: Path, repo_root: Path,
         raise InputError(f"environment {state.environment} is not up: "
                          + (", ".join(down) or "no hosts"),
                          hint=f"run `launch up {state.spec_path or 'ENV.yaml'}`")
-    spec_path = Path(state.spec_path)
-    if not spec_path.is_file():
-        raise InputError(f"environment {state.environment}: its spec {spec_path} is gone",
-                         hint="bench renders the rounds from the spec the lab was launched with")
-    if state.spec_sha256 and hashlib.sha256(spec_path.read_bytes()).hexdigest() \
-            != state.spec_sha256:
-        raise InputError(f"{spec_path} changed since `launch up` of {state.environment}",
-                         hint="run `launch up` again (or restore the file) so the rounds "
-                              "match the running lab")
-    spec = byof.load_any(spec_path)
+    spec_path, spec = recorded_spec(arg, build_dir=build_dir)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     targets = {h: up.target(state.environment, h, build_dir=build_dir) for h in state.hosts}
     mon = state.hosts[plan.monitor.name]

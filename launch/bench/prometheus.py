@@ -154,9 +154,42 @@ def _caliper(round_index: int, extra: str = "") -> str:
     return f'job="{CALIPER_JOB}", roundIndex="{round_index}"' + (f", {extra}" if extra else "")
 
 
-CORES = 'count by (host) (node_cpu_seconds_total{job="node", mode="idle"})'
 WORKER_ROLE = 'role=~"(.+,)?caliper(,.+)?"'
+FABRIC_ROLE = 'role=~"(.+,)?(peer|orderer)(,.+)?"'
 FABRIC_GROUPS = 'groupname=~"peer|orderer|chaincode"'
+DISKS = 'device!~"(loop|ram|sr|fd|zram).*"'   # real block devices only
+
+
+def cores(match: str = "") -> str:
+    """vCPUs of each host: an nspawn container's fabperf_cgroup_cpus (its quota or cpuset,
+    issue 23's contract) when present, else the count of its node_cpu idle series (inside
+    a container those are the host's CPUs)."""
+    sel = f", {match}" if match else ""
+    return (f'(max by (host) (fabperf_cgroup_cpus{{{match}}}) or count by (host) '
+            f'(node_cpu_seconds_total{{job="node", mode="idle"{sel}}}))')
+
+
+def host_cpu(match: str, w: str) -> str:
+    """Mean CPU busy (0..1) of each host over `w`: the container's cgroup CPU over its cores
+    when fabperf_cgroup_* exist for the host (node_exporter in a container reports the
+    host's CPUs), else 1 - node_exporter's idle share."""
+    return (f"(sum by (host) (rate(fabperf_cgroup_cpu_seconds_total{{{match}}}[{w}])) / "
+            f"max by (host) (fabperf_cgroup_cpus{{{match}}})) or "
+            f'(1 - avg by (host) (rate(node_cpu_seconds_total{{job="node", mode="idle", '
+            f"{match}}}[{w}])))")
+
+
+CORES = cores()
+
+
+def inflight(round_index: int) -> str:
+    """Transactions in flight (submitted - finished) of a round. The finished counter has
+    no series until a worker pushes its first finished transaction: `or vector(0)` gives the
+    round its in-flight series from its start (with submitted alone it is still empty when
+    no worker pushed anything: a missing signal, not a zero)."""
+    c = _caliper(round_index)
+    return (f"sum(caliper_tx_submitted{{{c}}}) - "
+            f"(sum(caliper_tx_finished{{{c}}}) or vector(0))")
 
 
 def round_queries(round_index: int, w: str) -> dict[str, str]:
@@ -164,28 +197,39 @@ def round_queries(round_index: int, w: str) -> dict[str, str]:
     c = _caliper(round_index)
     ok = _caliper(round_index, 'final_status="success"')
     return {
-        # mean CPU busy of each worker VM over the round
-        "worker_vm_cpu": f'1 - avg by (host) (rate(node_cpu_seconds_total{{job="node", '
-                         f'mode="idle", {WORKER_ROLE}}}[{w}]))',
-        # each worker process's own CPU (pushed, prom-client default metrics), in cores
+        # mean CPU busy of each worker VM over the round (its container's, under nspawn)
+        "worker_vm_cpu": host_cpu(WORKER_ROLE, w),
+        "worker_vm_cores": cores(WORKER_ROLE),
+        # each worker process's own CPU (pushed, prom-client default metrics), in cores:
+        # the busiest one is judged against the one core a Node.js process can use
         "worker_process_cpu": f"sum by (workerIndex) (rate(process_cpu_seconds_total{{{c}}}[{w}]))",
-        # each worker's event-loop lag p99 as last pushed in the round. Caliper 0.6's
-        # prom-client (12) never resets its event-loop histogram, so every push is the p99
-        # since the worker's observer started (this run: bench restarts the workers): the
-        # last one covers the whole round (and its preparation and earlier rounds); a mean
-        # of the pushes would weigh the round's first seconds, whose start-up lag every
-        # later push still carries, far above the rest (live, TCG, 1 TPS: 0.81 s against
-        # 0.32 s at the end)
-        "eventloop_lag": f"max by (workerIndex) "
-                         f"(last_over_time(nodejs_eventloop_lag_p99_seconds{{{c}}}[{w}]))",
+        # each worker's event-loop lag in this round only: the median of the instantaneous
+        # samples it pushed inside the window (prom-client's nodejs_eventloop_lag_seconds,
+        # one setImmediate delay per collect). Not the nodejs_eventloop_lag_p99_seconds
+        # gauge: prom-client 12 never resets the histogram behind it, so it is the p99 since
+        # the worker started and one lagging round makes every later round of the run look
+        # lagging; its change cannot be taken either (only quantiles are pushed, no counts).
+        # The median: one garbage-collection pause among a round's samples is no lag.
+        "eventloop_lag_samples": f"max by (workerIndex) (quantile_over_time(0.5, "
+                                 f"nodejs_eventloop_lag_seconds{{{c}}}[{w}]))",
         # peer / orderer / chaincode process CPU as a share of the VM's vCPUs
         "fabric_cpu": f'sum by (host, groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
-                      f'{{job="process", {FABRIC_GROUPS}}}[{w}])) / on (host) group_left {CORES}',
+                      f'{{job="process", {FABRIC_GROUPS}}}[{w}])) / on (host) group_left() {CORES}',
         # each Fabric node's own process CPU in cores, from its operations endpoint (the
         # Prometheus Go client's process collector behind /metrics); a BYOF endpoint with a
         # `cpus` label stands in for process-exporter, which does not run on the user's hosts
         "fabric_process_cpu": f'sum by (host, role, cpus) (rate(process_cpu_seconds_total'
                               f'{{job="fabric"}}[{w}]))',
+        # the peer and orderer VMs as a whole (what the process groups do not see:
+        # the kernel, the state database, the exporters)
+        "fabric_vm_cpu": host_cpu(FABRIC_ROLE, w),
+        # the busiest block device of each peer / orderer VM, share of the round busy
+        "disk_busy": f'max by (host) (rate(node_disk_io_time_seconds_total{{job="node", '
+                     f"{FABRIC_ROLE}, {DISKS}}}[{w}]))",
+        # scrapes of each Fabric operations endpoint that failed in the round (a stopped
+        # or hung node): seconds down = this x the scrape interval
+        "fabric_down": f'sum by (host, role) (count_over_time(up{{job="fabric"}}[{w}]) - '
+                       f'sum_over_time(up{{job="fabric"}}[{w}]))',
         **{f"latency_p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) "
                                         f"(increase({HISTOGRAM}_bucket{{{ok}}}[{w}])))"
            for q in (0.5, 0.95, 0.99)},
@@ -195,6 +239,17 @@ def round_queries(round_index: int, w: str) -> dict[str, str]:
 
 LEDGER_QUERY = ('sum by (host, channel) (ledger_transaction_count{job="fabric", '
                 'validation_code="VALID", transaction_type="ENDORSER_TRANSACTION"})')
+"""(bundles recorded before ledger_samples: the count at the two window edges)"""
+
+
+def ledger_samples_query(seconds: int) -> str:
+    """Every raw sample of the peers' transaction counters (all channels, all validation
+    codes) in the `seconds` before the evaluation time: launch.bench.ledger sums each
+    series' increase itself, across a reset when a peer restarted, from the last sample at
+    or before the round's start, leaving out a preparation that committed just before the
+    start but was scraped after it."""
+    return (f'ledger_transaction_count{{job="fabric", '
+            f'transaction_type="ENDORSER_TRANSACTION"}}[{seconds}s]')
 
 
 def range_queries(round_index: int) -> dict[str, str]:
@@ -207,7 +262,7 @@ def range_queries(round_index: int) -> dict[str, str]:
         "finish_rate": f"sum by (final_status) (rate(caliper_tx_finished{{{c}}}[{r}]))",
         "committed_rate": f'max(sum by (host) (rate(ledger_transaction_count{{job="fabric", '
                           f'validation_code="VALID"}}[{r}])))',
-        "inflight": f"sum(caliper_tx_submitted{{{c}}}) - sum(caliper_tx_finished{{{c}}})",
+        "inflight": inflight(round_index),
         "latency_avg": f"sum(rate({HISTOGRAM}_sum{{{ok}}}[{r}])) / "
                        f"sum(rate({HISTOGRAM}_count{{{ok}}}[{r}]))",
         **{f"latency_p{int(q * 100)}": f"histogram_quantile({q}, sum by (le) "
@@ -215,7 +270,11 @@ def range_queries(round_index: int) -> dict[str, str]:
            for q in (0.5, 0.95, 0.99)},
         "cpu_by_group": f'sum by (host, groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
                         f'{{job="process", groupname=~"peer|orderer|chaincode|caliper"}}[{r}]))'
-                        f" / on (host) group_left {CORES}",
+                        f" / on (host) group_left() {CORES}",
+        # what the verdict's CPU rules read, over time (plots/cpu.png)
+        "worker_vm_cpu": host_cpu(WORKER_ROLE, r),
+        "worker_process_cpu": f"sum by (workerIndex) (rate(process_cpu_seconds_total{{{c}}}[{r}]))",
+        "fabric_vm_cpu": host_cpu(FABRIC_ROLE, r),
     }
 
 
@@ -228,22 +287,26 @@ class RoundResponses:
     round_index: int
     instant: Mapping[str, Any]        # name -> data of an instant query
     ranges: Mapping[str, Any]         # name -> data of a range query
-    ledger_before: Any                # LEDGER_QUERY at the window start
-    ledger_after: Any                 # LEDGER_QUERY after the window (commit margin)
+    ledger_before: Any                # LEDGER_QUERY at the window start (older bundles)
+    ledger_after: Any                 # LEDGER_QUERY after the window (older bundles)
     queries: Mapping[str, str]        # name -> the PromQL asked
+    ledger_samples: Any = None        # ledger_samples_query over the window and its margin
+    ledger_at: float | None = None    # when ledger_samples was evaluated
 
     def to_json(self) -> dict[str, Any]:
         return {"window": {"start": self.window.start, "end": self.window.end},
                 "round_index": self.round_index, "instant": dict(self.instant),
                 "ranges": dict(self.ranges), "ledger_before": self.ledger_before,
-                "ledger_after": self.ledger_after, "queries": dict(self.queries)}
+                "ledger_after": self.ledger_after, "ledger_samples": self.ledger_samples,
+                "ledger_at": self.ledger_at, "queries": dict(self.queries)}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RoundResponses:
         w = doc["window"]
         return cls(Window(float(w["start"]), float(w["end"])), int(doc["round_index"]),
-                   doc["instant"], doc["ranges"], doc["ledger_before"], doc["ledger_after"],
-                   doc.get("queries", {}))
+                   doc["instant"], doc["ranges"], doc.get("ledger_before"),
+                   doc.get("ledger_after"), doc.get("queries", {}),
+                   doc.get("ledger_samples"), doc.get("ledger_at"))
 
 
 def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
@@ -254,6 +317,9 @@ def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
     instant = round_queries(round_index, w)
     ranges = range_queries(round_index)
     after = ledger_until if ledger_until is not None else window.end + 2 * SCRAPE_INTERVAL_S
+    # from two scrapes before the start: the last sample at or before it is in the range
+    samples = ledger_samples_query(int(math.ceil(after - window.start))
+                                   + 2 * SCRAPE_INTERVAL_S)
     return RoundResponses(
         window=window, round_index=round_index,
         instant={k: prom.query(q, window.end) for k, q in instant.items()},
@@ -261,5 +327,7 @@ def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
         ledger_before=prom.query(LEDGER_QUERY, window.start),
         ledger_after=prom.query(LEDGER_QUERY, after),
         queries={**{f"instant.{k}": q for k, q in instant.items()},
-                 **{f"range.{k}": q for k, q in ranges.items()}, "ledger": LEDGER_QUERY},
+                 **{f"range.{k}": q for k, q in ranges.items()}, "ledger": LEDGER_QUERY,
+                 "ledger_samples": samples},
+        ledger_samples=prom.query(samples, after), ledger_at=after,
     )

@@ -188,6 +188,12 @@ class RoundLog:
     error: str = ""
     progress: Progress | None = None
     result: RoundResult | None = None   # the table the manager printed
+    history: tuple[Progress, ...] = ()  # every 'Transaction Info' line of the round
+
+    def inflight(self) -> tuple[tuple[float, float], ...]:
+        """(time, unfinished) of every progress line: Caliper's own count of transactions
+        in flight (the verdict's backlog test when the Pushgateway series are missing)."""
+        return tuple((p.at, float(p.unfinished)) for p in self.history if p.at)
 
     @property
     def window(self) -> tuple[float, float] | None:
@@ -271,9 +277,9 @@ def parse_manager_log(lines: Iterable[str]) -> ManagerLog:
         elif m := _PROGRESS.search(msg):
             i = int(m.group(2))
             if i in rounds:
-                rounds[i] = replace(rounds[i], progress=Progress(
-                    ts or 0.0, int(m.group(3)), int(m.group(4)), int(m.group(5)),
-                    int(m.group(6))))
+                p = Progress(ts or 0.0, int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                             int(m.group(6)))
+                rounds[i] = replace(rounds[i], progress=p, history=(*rounds[i].history, p))
         elif _DONE.search(msg):
             done = True
         elif _ERROR.search(msg) and "[caliper]" in msg:

@@ -26,12 +26,15 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
+from fabkit.inputs import Rule, check_fields, check_value
 from launch.bench import report
+from launch.bench.verdict import Verdict
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"
@@ -71,22 +74,44 @@ class RoundSummary:
     send_rate_tps: float | None
     """Caliper's Send Rate: (succ + fail) / submit span (failures included)"""
     throughput_tps: float | None
-    """Caliper's Throughput: (succ + fail) / (last finish - first submit) (failures included)"""
+    """Caliper's Throughput: (succ + fail) / (last finish - first submit). It COUNTS FAILED
+    TRANSACTIONS: read goodput_tps for what succeeded"""
     succeeded: int
     failed: int
     latency: Latency
     window: Mapping[str, float] | None
     """{start, end, seconds}: epoch seconds of the round's transactions (manager log)"""
     ledger: Mapping[str, Any]
-    """launch.bench.ledger.LedgerCheck.to_json(): committed, succeeded, per_peer,
-    difference, flagged (> tolerance), applicable, note"""
+    """launch.bench.ledger.LedgerCheck.to_json(): channel, committed (most on a peer of the
+    round's channel), committed_min, succeeded, per_peer, difference, flagged (> tolerance,
+    peers disagreeing, a read-only round that committed), applicable, note, resets,
+    invalid_by_code, other_channels, read_only, skipped (why it was not checked)"""
     verdict: Mapping[str, Any]
-    """launch.bench.verdict.RoundVerdict.to_json(): verdict, summary, evidence (the checks
-    that fired), checks (all, with value, threshold, where), missing_data"""
+    """launch.bench.verdict.RoundVerdict.to_json(): verdict (failing | load-generator-bound |
+    fabric-bound | headroom | inconclusive), summary, evidence (the checks that fired),
+    checks (all, with value, threshold, where, missing), missing_data (rules without
+    data), missing (rule -> what is missing and where it should have come from),
+    failures (reasons, by validation code, unreachable nodes)"""
     source: str
     """where the counts came from: report.html, or the manager log when Caliper did not get
     to write its report"""
     error: str = ""
+    goodput_tps: float | None = None
+    """succeeded / window seconds: the throughput of what succeeded (None: no window or no
+    counts; bundles before it: compute it so)"""
+    ledger_goodput_tps: float | None = None
+    """VALID transactions the round's channel committed (ledger.committed) / window seconds
+    (None: the ledger check was skipped, or a read-only round)"""
+    channel: str | None = None
+    """the channel of the round's contract (None: unknown)"""
+
+    def goodput(self) -> float | None:
+        """goodput_tps, or succeeded / window seconds for bundles written before it."""
+        if self.goodput_tps is not None:
+            return self.goodput_tps
+        seconds = (self.window or {}).get("seconds")
+        # not rounded: comparisons take medians and intervals of it
+        return self.succeeded / seconds if seconds and self.status == "completed" else None
 
 
 @dataclass(frozen=True)
@@ -116,47 +141,159 @@ class Summary:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], where: str = SUMMARY) -> Summary:
+    def from_json(cls, doc: Any, where: str = SUMMARY) -> Summary:
+        """A Summary from a parsed summary.json, every field checked (types, ranges, the
+        verdict values) so that the views never meet a string where a number belongs."""
         if not isinstance(doc, Mapping) or doc.get("schema") != SCHEMA:
             found = doc.get("schema") if isinstance(doc, Mapping) else doc
             raise InputError.field(where, "schema", SCHEMA, found)
-        try:
-            rounds = tuple(RoundSummary(**{**r, "latency": Latency(**r["latency"])})
-                           for r in doc["rounds"])
-            return cls(**{**doc, "rounds": rounds, "notes": tuple(doc.get("notes", ()))})
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{where}: not a fabperf summary: {exc}") from exc
+        top = _checked(doc, SUMMARY_RULES, cls, where, "")
+        rounds = []
+        for i, r in enumerate(top["rounds"]):
+            path = f"rounds[{i}]"
+            rd = _checked(r, ROUND_RULES, RoundSummary, where, path)
+            lat = _checked(rd["latency"], LATENCY_RULES, Latency, where, f"{path}.latency")
+            if rd["window"] is not None:
+                check_fields(rd["window"], WINDOW_RULES, source=where, path=f"{path}.window")
+            _check_present(rd["ledger"], LEDGER_RULES, where, f"{path}.ledger")
+            _check_present(rd["verdict"], VERDICT_RULES, where, f"{path}.verdict")
+            for key in ("evidence", "checks"):
+                for j, c in enumerate(rd["verdict"].get(key) or ()):
+                    _check_present(c, CHECK_RULES, where, f"{path}.verdict.{key}[{j}]")
+            rounds.append(RoundSummary(**{**rd, "latency": Latency(**lat)}))
+        _check_present(top["caliper"], CALIPER_RULES, where, "caliper")
+        for name, rules in (("thresholds", top["thresholds"]), ("timings", top["timings"])):
+            for key, value in rules.items():
+                check_value(value, Rule(str(key), (int, float), minimum=0), source=where,
+                            path=f"{name}.{key}")
+        for i, note in enumerate(top["notes"]):
+            check_value(note, Rule("note", str), source=where, path=f"notes[{i}]")
+        return cls(**{**top, "rounds": tuple(rounds), "notes": tuple(top["notes"])})
+
+
+# --- the schema's field rules (bake.inputs): what from_json accepts -----------------------
+
+MAX_SUMMARY_BYTES = 16 * 2**20
+"""summary.json holds numbers and the verdicts' evidence: a few kilobytes per round"""
+MAX_SUMMARY_ROUNDS = 1000
+NO_VERDICT = "-"
+"""the verdict of a round that was interrupted before it could be judged"""
+JUDGEMENTS = tuple(v.value for v in Verdict)
+VERDICTS = (*JUDGEMENTS, NO_VERDICT)
+_NUM = (int, float)
+
+
+def _num(name: str, *, minimum: float | None = 0) -> Rule:
+    return Rule(name, _NUM, default=None, minimum=minimum)
+
+
+SUMMARY_RULES = (
+    Rule("schema", str), Rule("environment", str), Rule("stamp", str),
+    Rule("status", str), Rule("started_at", str), Rule("finished_at", str),
+    Rule("rounds", list), Rule("thresholds", dict, default={}),
+    Rule("caliper", dict, default={}), Rule("percentile_source", str, default=""),
+    Rule("timings", dict, default={}), Rule("notes", list, default=[]),
+)
+ROUND_RULES = (
+    Rule("index", int, minimum=0, maximum=MAX_SUMMARY_ROUNDS), Rule("label", str),
+    Rule("workload", str, default=""), _num("requested_tps"),
+    Rule("rate_control", dict, default={}), Rule("status", str),
+    _num("send_rate_tps"), _num("throughput_tps"), _num("goodput_tps"),
+    _num("ledger_goodput_tps"), Rule("succeeded", int, minimum=0),
+    Rule("failed", int, minimum=0), Rule("latency", dict, default={}),
+    Rule("window", dict, default=None), Rule("ledger", dict, default={}),
+    Rule("verdict", dict, default={}), Rule("source", str, default=""),
+    Rule("error", str, default=""),
+)
+LATENCY_RULES = tuple(_num(n) for n in ("avg", "min", "max", "p50", "p95", "p99"))
+WINDOW_RULES = (_num("start"), _num("end"), _num("seconds"))
+LEDGER_RULES = (Rule("applicable", bool), Rule("flagged", bool), _num("committed"),
+                _num("succeeded"), _num("difference", minimum=None), Rule("note", str),
+                Rule("per_peer", dict))
+VERDICT_RULES = (Rule("verdict", str, choices=VERDICTS), Rule("summary", str),
+                 Rule("evidence", list), Rule("checks", list), Rule("missing_data", list))
+CHECK_RULES = (Rule("detail", str), Rule("rule", str), Rule("where", str),
+               _num("value", minimum=None), _num("threshold", minimum=None))
+CALIPER_RULES = (Rule("workers", int, minimum=0), Rule("worker_vms", list),
+                 Rule("manager_host", str))
+
+
+def _checked(doc: Any, rules: Sequence[Rule], kind: type, where: str,
+             path: str) -> dict[str, Any]:
+    """check_fields over ``rules``; a field of the dataclass ``kind`` without a rule of its
+    own (added by a newer fabperf) passes unchecked, any other key is refused."""
+    if not isinstance(doc, Mapping):
+        raise InputError.field(where, path or "(top level)", "a mapping", doc)
+    ruled = {r.name for r in rules}
+    extra = {k: v for k, v in doc.items() if k in {f.name for f in fields(kind)} - ruled}
+    rest = {k: v for k, v in doc.items() if k not in extra}
+    return {**check_fields(rest, rules, source=where, path=path), **extra}
+
+
+def _check_present(doc: Any, rules: Sequence[Rule], where: str, path: str) -> None:
+    """The keys of a free-form mapping (evidence) that the views read, where present."""
+    if not isinstance(doc, Mapping):
+        raise InputError.field(where, path, "a mapping", doc)
+    for rule in rules:
+        value = doc.get(rule.name)
+        if value is not None:
+            check_value(value, rule, source=where, path=f"{path}.{rule.name}")
 
 
 # --- text views (shared by the CLI and index.html) ---------------------------------------
 
-TABLE_HEAD = ("round", "req TPS", "send TPS", "throughput TPS", "succ", "fail", "avg s",
-              "p50 s", "p95 s", "p99 s", "max s", "ledger", "verdict")
+TABLE_HEAD = ("round", "req TPS", "send TPS", "goodput TPS", "ledger goodput TPS",
+              "throughput TPS (incl. failed)", "succ", "fail", "avg s (Caliper)",
+              "p50 s (Prom.)", "p95 s (Prom.)", "p99 s (Prom.)", "max s (Caliper)", "ledger",
+              "verdict")
+TABLE_NOTE = ("goodput = succeeded / window; ledger goodput = valid transactions the peers "
+              "of the round's channel committed / window; Caliper's throughput counts failed "
+              "transactions. avg and max are Caliper's exact figures; p50/p95/p99 are "
+              "interpolated in Prometheus' histogram buckets (a p99 above the max is that "
+              "interpolation).")
 
 
 def _f(v: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def tps_text(v: float | None) -> str:
+    """A TPS figure as the tables show it ('-' when unknown)."""
+    return _f(v, "{:.1f}")
+
+
 def ledger_text(ledger: Mapping[str, Any]) -> str:
-    """'1500 ok', '1420 (5.3% off!)', 'n/a' ..."""
+    """'1500 ok', '1420 (5.3% off!)', '700..1000 (peers disagree!)', 'read-only +0 ok',
+    'skipped: <why>' ..."""
     if not ledger.get("applicable", True):
-        return "n/a (read-only)"
+        if ledger.get("skipped"):
+            return f"skipped: {ledger['skipped']}" + ("!" if ledger.get("flagged") else "")
+        note = str(ledger.get("note", ""))
+        # bundles before the `skipped` field
+        return "n/a (read-only)" if note.startswith("read-only") else f"skipped: {note}"
     if ledger.get("committed") is None:
         return "no data!"
-    diff = ledger.get("difference")
     mark = "!" if ledger.get("flagged") else ""
+    restart = " restart" if ledger.get("resets") else ""
+    if ledger.get("read_only"):
+        return f"read-only +{ledger['committed']}" + (f"{restart}!" if mark else f"{restart} ok")
+    lo, hi = ledger.get("committed_min"), ledger["committed"]
+    count = f"{lo}..{hi}" if lo is not None and lo != hi else f"{hi}"
+    diff = ledger.get("difference")
     off = _f(None if diff is None else diff * 100, "{:.1f}")
-    return f"{ledger['committed']} ({off}% off{mark})"
+    if not mark and not restart:
+        return f"{count} ok" if diff is not None else count
+    return f"{count} ({off}% off{restart}{mark})"
 
 
 def table_rows(summary: Summary) -> list[tuple[str, ...]]:
-    """The summary table: every TPS figure next to its failures."""
+    """The summary table: goodput first, every Caliper TPS figure next to its failures."""
     rows: list[tuple[str, ...]] = []
     for r in summary.rounds:
         fail = f"{r.failed}" + (" !" if r.failed else "")
         rows.append((r.label, _f(r.requested_tps, "{:g}"),
                      f"{_f(r.send_rate_tps, '{:.1f}')} ({r.failed} failed)",
+                     _f(r.goodput(), "{:.2f}"), _f(r.ledger_goodput_tps, "{:.2f}"),
                      f"{_f(r.throughput_tps, '{:.1f}')} ({r.failed} failed)",
                      str(r.succeeded), fail, _f(r.latency.avg), _f(r.latency.p50),
                      _f(r.latency.p95), _f(r.latency.p99), _f(r.latency.max),
@@ -170,8 +307,11 @@ def format_table(summary: Summary) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
+    lines.append(f"  ({TABLE_NOTE})")
     for r in summary.rounds:
         lines.append(f"  {r.label}: {r.verdict.get('summary', '')}")
+        if r.ledger.get("note"):
+            lines.append(f"  {r.label}: ledger: {r.ledger['note']}")
         if r.error:
             lines.append(f"  {r.label}: error: {r.error}")
     return "\n".join(lines)
@@ -282,13 +422,13 @@ def write_bundle(results_root: Path, summary: Summary, files: Mapping[str, Conte
 def load(bundle: Path) -> Summary:
     """The Summary of a bundle directory (or of its summary.json)."""
     path = bundle / SUMMARY if bundle.is_dir() else bundle
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise InputError.field(None, "DIR", "a results bundle (with summary.json)",
-                               str(bundle)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not JSON: {exc}") from exc
+                               str(bundle))
+    # the one input boundary: a regular file, bounded in size and nesting, no NaN
+    doc = inputs.load_json(inputs.read_text(path, what="results summary",
+                                            max_bytes=MAX_SUMMARY_BYTES),
+                           source=path, max_depth=16)
     return Summary.from_json(doc, str(path))
 
 
@@ -327,10 +467,42 @@ REQUIRED_PARTS = ("summary.json", "index.html", "report.html", "versions.json",
                   "plots/cpu.png", "prometheus/snapshot.tar.gz", "logs/manager.log")
 
 
-def check_bundle(bundle: Path) -> list[str]:
+JUDGED = ("load-generator-bound", "fabric-bound", "headroom")
+
+
+def verdict_problems(r: RoundSummary) -> list[str]:
+    """What is wrong with a round's verdict: none of the five; a verdict that rests on
+    missing data without saying so (a rule without data and no explanation of what is
+    missing, or headroom / fabric-bound with a required rule unevaluated); inconclusive
+    or failing without their evidence. Older bundles (no `missing`) fail here when they
+    had missing data."""
+    v = r.verdict.get("verdict")
+    where = f"round {r.label}"
+    if v not in VERDICTS or v == NO_VERDICT:
+        return [f"{where}: verdict {v}"]
+    out = []
+    explained = r.verdict.get("missing") or {}
+    silent = [m for m in r.verdict.get("missing_data", []) if not explained.get(m)]
+    if silent:
+        out.append(f"{where}: verdict {v} with rules that had no data and no word on what "
+                   f"is missing: {', '.join(silent)}")
+    required = [c["rule"] for c in r.verdict.get("checks", [])
+                if c.get("fired") is None and c.get("missing") and c.get("required", True)]
+    if v in ("fabric-bound", "headroom") and required:
+        out.append(f"{where}: verdict {v} although required rules had no data: "
+                   f"{', '.join(required)}")
+    if v == "inconclusive" and not explained:
+        out.append(f"{where}: inconclusive without saying what is missing")
+    if v == "failing" and not r.failed:
+        out.append(f"{where}: failing without failed transactions")
+    return out
+
+
+def check_bundle(bundle: Path, *, accept: Sequence[str] = JUDGED) -> list[str]:
     """What is wrong with a published bundle (empty: nothing): a part missing, a
-    summary.json round that disagrees with report.html's table, a round without a verdict,
-    a ledger cross-check beyond its tolerance, a private key."""
+    summary.json round that disagrees with report.html's table, a verdict not in `accept`
+    (default: the three that judge the round) or resting on missing data without saying so
+    (verdict_problems), a ledger cross-check beyond its tolerance, a private key."""
 
     problems = [f"missing {rel}" for rel in REQUIRED_PARTS if not (bundle / rel).is_file()]
     if not list(bundle.glob("logs/*/caliper-worker@*.log")):
@@ -354,8 +526,10 @@ def check_bundle(bundle: Path) -> list[str]:
             if mine != theirs:
                 problems.append(f"round {r.label}: summary.json {mine} != report.html {theirs}")
     for r in summary.rounds:
-        if r.verdict.get("verdict") not in ("load-generator-bound", "fabric-bound", "headroom"):
-            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}")
+        problems += verdict_problems(r)
+        if r.verdict.get("verdict") in JUDGEMENTS and r.verdict.get("verdict") not in accept:
+            problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}: "
+                            f"{r.verdict.get('summary', '')}")
         if r.ledger.get("flagged"):
             problems.append(f"round {r.label}: ledger cross-check {ledger_text(r.ledger)}")
     problems += [f"private key in {p.relative_to(bundle)}" for p in scan_private_keys(bundle)]

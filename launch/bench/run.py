@@ -58,6 +58,7 @@ from launch.bench.lab import (
     check_bootstrapped,
     check_byof,
     open_lab,
+    recorded_spec,
     resolve_workers,
 )
 from launch.bench.prometheus import Prometheus, Pushgateway
@@ -201,12 +202,20 @@ def bench(env: str, options: Options, *, build_dir: Path, repo_root: Path, resul
     """`launch bench ENV`: open the lab, reach it over SSH, run (see run()). The spec's
     `bench.thresholds` apply under options.thresholds' explicit overrides
     (--threshold NAME=VALUE pairs); `workers_per_vm`: a number, "auto" or None (the spec's)."""
+    # every option is checked against the recorded spec before any machine is asked
+    try:
+        spec_path, spec = recorded_spec(env, build_dir=build_dir)
+    except InputError:
+        # what open_lab says comes first (the environment not up, then its spec gone)
+        open_lab(env, build_dir=build_dir, repo_root=repo_root)
+        raise
+    select_rounds(spec, options)
+    base = Thresholds.from_mapping(spec.bench_thresholds, source=spec_path)
+    options = replace(options, thresholds=Thresholds.parse_pairs(options.threshold_pairs,
+                                                                 base=base))
     lab, targets = open_lab(env, build_dir=build_dir, repo_root=repo_root,
                             workers_per_vm=workers_per_vm if isinstance(workers_per_vm, int)
                             else None)
-    base = Thresholds.from_mapping(lab.plan.spec.bench_thresholds, source=lab.spec_path)
-    options = replace(options, thresholds=Thresholds.parse_pairs(options.threshold_pairs,
-                                                                 base=base))
     door = SshDoor(targets, lab.env_dir / "logs" / "bench-ssh.log")
     lab = resolve_workers(door, lab, workers_per_vm)
     return run(lab, door, options, results_root=results_root, on_progress=on_progress)

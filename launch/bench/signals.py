@@ -1,17 +1,53 @@
 """Prometheus' answers for one round -> the signals the verdict and the plots read.
 
 Pure: RoundResponses (launch.bench.prometheus, live or recorded) in, RoundSignals out.
-Series values are floats; NaN (a quantile with no observations) is dropped.
+Series values are floats; NaN (a quantile with no observations) is dropped. A signal with
+no answer says why (`RoundSignals.missing`): no series, not asked by the fabperf that
+recorded the bundle, or no Prometheus answers at all (monitor down, fetch failed); the
+verdict names it with where it should have come from (SOURCES).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from launch.bench.prometheus import SCRAPE_INTERVAL_S
+
 Point = tuple[float, float]
+
+
+# signal -> (what it is, where it comes from): what a verdict names when it is missing
+SOURCES: Mapping[str, tuple[str, str]] = {
+    "worker_vm_cpu": ("worker VM CPU", "node_exporter's node_cpu_seconds_total (job node) on "
+                      "the worker VMs, or fabperf_cgroup_cpu_seconds_total for a container"),
+    "worker_process_cpu": ("worker process CPU", "the workers' pushed "
+                           "process_cpu_seconds_total (Pushgateway, job caliper-workers)"),
+    "eventloop_lag": ("worker event-loop lag", "the workers' pushed "
+                      "nodejs_eventloop_lag_seconds samples (Pushgateway, job "
+                      "caliper-workers)"),
+    "fabric_cpu": ("Fabric process CPU", "process-exporter's "
+                   "namedprocess_namegroup_cpu_seconds_total (job process) on the Fabric VMs, "
+                   "or an operations endpoint's process_cpu_seconds_total with the spec's "
+                   "cpus (BYOF)"),
+    "fabric_vm_cpu": ("Fabric VM CPU", "node_exporter (job node) on the peer/orderer VMs, or "
+                      "fabperf_cgroup_cpu_seconds_total for a container"),
+    "disk_busy": ("peer/orderer disk busy", "node_exporter's node_disk_io_time_seconds_total "
+                  "(job node) on the peer/orderer VMs"),
+    "inflight": ("transactions in flight", "the workers' pushed caliper_tx_submitted and "
+                 "caliper_tx_finished (Pushgateway), or the manager log's 'Transaction Info' "
+                 "lines"),
+}
+
+# signal -> the instant (or range) query it is read from (launch.bench.prometheus)
+QUERY_OF = {"worker_vm_cpu": "worker_vm_cpu", "worker_process_cpu": "worker_process_cpu",
+            "eventloop_lag": "eventloop_lag_samples", "fabric_cpu": "fabric_cpu",
+            "fabric_vm_cpu": "fabric_vm_cpu", "disk_busy": "disk_busy",
+            "inflight": "inflight"}
+NOT_RECORDED = ("not asked: the bundle was recorded by a fabperf that did not ask this "
+                "query")
 
 
 @dataclass(frozen=True)
@@ -21,15 +57,32 @@ class RoundSignals:
 
     worker_vm_cpu: Mapping[str, float] = field(default_factory=dict)       # host -> busy 0..1
     worker_process_cpu: Mapping[str, float] = field(default_factory=dict)  # worker -> cores
-    eventloop_lag: Mapping[str, float] = field(default_factory=dict)       # worker -> s (p99)
+    eventloop_lag: Mapping[str, float] = field(default_factory=dict)
+    """worker -> the median of its instantaneous event-loop lag samples in the round (s)"""
     fabric_cpu: Mapping[str, float] = field(default_factory=dict)  # "host/group" -> share
+    fabric_vm_cpu: Mapping[str, float] = field(default_factory=dict)  # host -> busy 0..1
+    disk_busy: Mapping[str, float] = field(default_factory=dict)   # host -> busiest disk 0..1
+    worker_vm_cores: Mapping[str, float] = field(default_factory=dict)  # host -> vCPUs
+    fabric_down: Mapping[str, float] = field(default_factory=dict)
+    """"host/role" -> seconds of the round its operations endpoint did not answer (up == 0)"""
     percentiles: Mapping[str, float | None] = field(default_factory=dict)  # p50/p95/p99, s
     latency_buckets: tuple[float, ...] = ()     # the histogram's bucket bounds (seconds)
     inflight: tuple[Point, ...] = ()
     latency: tuple[Point, ...] = ()             # mean latency of successful tx over time
+    inflight_source: str = ""     # "pushgateway" or "manager log"
     series: Mapping[str, Mapping[str, tuple[Point, ...]]] = field(default_factory=dict)
     """name -> legend -> points: send_rate, finish_rate, committed_rate, latency_pNN,
-    cpu_by_group (for the plots)"""
+    cpu_by_group, worker_vm_cpu, worker_process_cpu, fabric_vm_cpu (for the plots)"""
+    missing: Mapping[str, str] = field(default_factory=dict)
+    """signal -> why it has no value (see the module docstring)"""
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """signal -> why this environment cannot have it (a BYOF network runs no fabperf
+    exporter): its rule does not apply rather than miss"""
+
+
+def absent(reason: str, **known: Any) -> RoundSignals:
+    """Signals of a round Prometheus gave nothing for: every signal missing for `reason`."""
+    return RoundSignals(missing=dict.fromkeys(SOURCES, reason), **known)
 
 
 def _num(v: Any) -> float:
@@ -125,15 +178,32 @@ def from_responses(resp: Any) -> RoundSignals:
     fabric_cpu = _keyed(inst.get("fabric_cpu"), ("host", "groupname"), "{}/{}")
     if not fabric_cpu:
         fabric_cpu = operations_cpu(inst.get("fabric_process_cpu"))
-    return RoundSignals(
+    failed_scrapes = _keyed(inst.get("fabric_down"), ("host", "role"), "{}/{}")
+    down = {k: n * SCRAPE_INTERVAL_S for k, n in failed_scrapes.items() if n > 0}
+    got = RoundSignals(
         worker_vm_cpu=_keyed(inst.get("worker_vm_cpu"), ("host",)),
         worker_process_cpu=_keyed(inst.get("worker_process_cpu"), ("workerIndex",),
                                   "worker {}"),
-        eventloop_lag=_keyed(inst.get("eventloop_lag"), ("workerIndex",), "worker {}"),
+        eventloop_lag=_keyed(inst.get("eventloop_lag_samples"), ("workerIndex",), "worker {}"),
         fabric_cpu=fabric_cpu,
+        fabric_vm_cpu=_keyed(inst.get("fabric_vm_cpu"), ("host",)),
+        disk_busy=_keyed(inst.get("disk_busy"), ("host",)),
+        worker_vm_cores=_keyed(inst.get("worker_vm_cores"), ("host",)),
+        fabric_down=down,
         percentiles=pct,
         latency_buckets=tuple(b for b in buckets if not math.isinf(b) and not math.isnan(b)),
         inflight=inflight,
         latency=one.get("latency_avg", ()),
+        inflight_source="pushgateway" if inflight else "",
         series=series,
     )
+    missing = {}
+    for name, query in QUERY_OF.items():
+        if getattr(got, name):
+            continue
+        asked = rng if name == "inflight" else inst
+        missing[name] = "no series in the round's window" if query in asked else NOT_RECORDED
+    if "eventloop_lag_samples" not in inst and "eventloop_lag" in inst:
+        missing["eventloop_lag"] = (NOT_RECORDED + " (the bundle's eventloop_lag is the p99 "
+                                    "since the worker started, not this round's: not used)")
+    return replace(got, missing=missing)

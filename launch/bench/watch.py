@@ -88,6 +88,7 @@ def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: fl
     start = clock()
     reported: set[int] = set()
     mlog = report.ManagerLog()
+    said = ""       # the last progress line: a state that has not changed is said once
     while True:
         # activity first, then the journal: a manager that ends between the two looks has
         # logged its end by then (the other order took a finished run for a dead one)
@@ -123,8 +124,9 @@ def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: fl
         if line is None and not mlog.connected:
             got = "waiting for workers" if mlog.expected_workers else "manager starting"
             line = f"{got} ({lab.total_workers} processes on {len(lab.workers)} VMs)"
-        if line:
+        if line and line != said:
             on_progress(line)
+            said = line
         sleep(timeouts.poll)
 
 

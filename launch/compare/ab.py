@@ -1,5 +1,5 @@
-"""`launch compare ENV.yaml --ref A --ref B [--repeat N]`: the same rounds on each Fabric ref,
-interleaved, then the comparison.
+"""`launch compare ENV.yaml --ref A --ref B [--repeat N] [--max-repeat M]`: the same rounds on
+each Fabric ref, interleaved, repeated until the comparison answers, then the comparison.
 
     bake     every ref first (a failing bake stops before anything is measured); a ref whose
              fingerprint this run directory already recorded, with its artifact still there,
@@ -7,7 +7,11 @@ interleaved, then the comparison.
     measure  repeat 1: A B ..., repeat 2: A B ..., so drift on the machine hits every ref;
              each step puts the Fabric hosts on the ref's image, created anew with a new
              channel (Lab.launch), and runs the rounds once (Lab.bench)
-    compare  launch.compare.table over the groups <run>/<label>/, page in <run>/
+    compare  launch.compare.table over the groups <run>/<label>/ by launch.compare.stats'
+             rule; while a compared figure of a comparable round is `unknown`, another batch
+             of N interleaved repeats (A B A B ...), up to M per ref; each look at the data
+             is one of the rule's `looks` (stats.looks_of), so stopping early costs no
+             false positives. The result says how many repeats were needed. Page in <run>/
 
 Everything of a run is in results/compare/<stamp>/: state.json (what was asked, the images,
 every step with its bundle or its error, the status: running | complete | failed |
@@ -24,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from fabkit.errors import ExternalError, InputError
-from launch.compare import page, table
+from launch.compare import page, stats, table
 from launch.compare.lab import Image, Lab, Variant
 from launch.compare.record import Record, open_record
 
 SCHEMA = "fabperf.compare.run/1"
 STATE = "state.json"
 MAX_REPEATS = 50
+REPEAT = 5
+MAX_REPEAT = 20
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,16 @@ class Request:
     """What `launch compare` was asked."""
 
     variants: tuple[Variant, ...]
-    repeats: int = 3
+    repeats: int = REPEAT
+    """the first batch, per ref"""
     rounds: tuple[str, ...] = ()
+    max_repeats: int = MAX_REPEAT
+    """the cap, per ref"""
+    min_effect_pct: float = stats.MIN_EFFECT_PCT
+
+    @property
+    def looks(self) -> int:
+        return stats.looks_of(self.repeats, self.max_repeats)
 
     def check(self) -> None:
         if len(self.variants) < 2:
@@ -47,14 +61,22 @@ class Request:
         labels = [v.label for v in self.variants]
         if len(set(labels)) != len(labels):
             raise InputError.field(None, "--ref", "distinct refs", labels)
-        if not 1 <= self.repeats <= MAX_REPEATS:
-            raise InputError.field(None, "--repeat", f"1 to {MAX_REPEATS}", self.repeats,
-                                   hint="fewer than 3 repeats cannot tell a change from noise")
+        if not stats.MIN_REPEATS <= self.repeats <= MAX_REPEATS:
+            raise InputError.field(None, "--repeat", f"{stats.MIN_REPEATS} to {MAX_REPEATS}",
+                                   self.repeats, hint=f"fewer than {stats.MIN_REPEATS} "
+                                   "repeats cannot tell a change from noise")
+        if not self.repeats <= self.max_repeats <= MAX_REPEATS:
+            raise InputError.field(None, "--max-repeat", f"--repeat ({self.repeats}) to "
+                                   f"{MAX_REPEATS}", self.max_repeats)
+        if not 0 < self.min_effect_pct < 100:
+            raise InputError.field(None, "--min-effect", "a percentage in (0, 100)",
+                                   self.min_effect_pct)
 
 
-def schedule(variants: Sequence[Variant], repeats: int) -> list[tuple[int, Variant]]:
+def schedule(variants: Sequence[Variant], repeats: int, first: int = 1
+             ) -> list[tuple[int, Variant]]:
     """(repeat, variant) in run order: A B A B ... (each repeat visits every ref once)."""
-    return [(r, v) for r in range(1, repeats + 1) for v in variants]
+    return [(r, v) for r in range(first, repeats + 1) for v in variants]
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,10 @@ class Result:
     comparison: table.Comparison
     page: Path
     failed_steps: tuple[dict[str, Any], ...]
+    repeats: int = 0
+    """repeats per ref the comparison needed (the last look's)"""
+    looks: int = 1
+    """looks taken (of request.looks at most)"""
 
 
 def _images(lab: Lab, request: Request, st: Record,
@@ -96,6 +122,11 @@ def preview(lab: Lab, request: Request) -> list[str]:
     order = " ".join(f"{v.label}#{r}" for r, v in schedule(request.variants, request.repeats))
     lines.append(f"steps: {order} (each: recreate the Fabric hosts, run "
                  f"{', '.join(request.rounds) or 'every round'})")
+    sizes = stats.look_sizes(request.repeats, request.max_repeats)
+    if len(sizes) > 1:
+        lines.append(f"then, while a figure is unknown: more interleaved repeats up to "
+                     f"{', '.join(map(str, sizes[1:]))} per ref")
+    lines.append(f"rule: {stats.method(request.min_effect_pct, 0, request.looks)}")
     return lines
 
 
@@ -105,40 +136,34 @@ def run(lab: Lab, request: Request, run_dir: Path, *,
     state.json of the same request resumes: its finished steps are not run again."""
     request.check()
     asked = {"environment": lab.environment, "variants": [v.to_json() for v in request.variants],
-             "repeats": request.repeats, "rounds": list(request.rounds)}
+             "repeats": request.repeats, "rounds": list(request.rounds),
+             "max_repeats": request.max_repeats, "min_effect_pct": request.min_effect_pct}
     st, resumed = open_record(run_dir / STATE, schema=SCHEMA, key="request", asked=asked,
                               fresh={"images": {}, "steps": []}, what="compare run",
                               hint="give another --out directory")
     if resumed:
         progress(f"resuming {run_dir}: {len(st.doc.get('steps', []))} steps recorded")
     steps: list[dict[str, Any]] = st.doc.setdefault("steps", [])
+    sizes = stats.look_sizes(request.repeats, request.max_repeats)
+    comparison: table.Comparison | None = None
+    looked = 0
     try:
         images = _images(lab, request, st, progress)
-        plan = schedule(request.variants, request.repeats)
-        for i, (repeat, v) in enumerate(plan, 1):
-            done = next((s for s in steps if s["label"] == v.label and s["repeat"] == repeat
-                         and s["status"] == "measured"), None)
-            if done is not None:
+        for look, n in enumerate(sizes, 1):
+            _measure(lab, request, st, steps, images, n, run_dir, progress)
+            looked, comparison = look, _comparison(request, run_dir)
+            if comparison is None:
                 continue
-            where = f"step {i}/{len(plan)}: {v.label} repeat {repeat}/{request.repeats}"
-            progress(where)
-            st.set(status="running", at=where)
-            lab.launch(v, images[v.label])
-            step: dict[str, Any] = {"label": v.label, "repeat": repeat,
-                                    "image": images[v.label].name}
-            try:
-                bench = lab.bench(run_dir / v.label, request.rounds)
-            except ExternalError as exc:
-                progress(f"{where}: bench failed: {exc.message.splitlines()[0]}")
-                step.update(status="failed", error=exc.message)
+            left = comparison.unknown()
+            st.set(looks=look, repeats_used=n)
+            if not left:
+                progress(f"answered after {n} repeats per ref (look {look} of {len(sizes)})")
+                break
+            if n < sizes[-1]:
+                progress(f"look {look}: {len(left)} figure(s) unknown ({', '.join(left[:4])}"
+                         f"{' ...' if len(left) > 4 else ''}): {sizes[look]} repeats per ref")
             else:
-                verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')} "
-                                     f"{r.throughput_tps} TPS" for r in bench.summary.rounds)
-                progress(f"{where}: {verdicts} ({bench.bundle})")
-                step.update(status="measured", bundle=str(bench.bundle))
-            steps[:] = [s for s in steps if not (s["label"] == v.label
-                                                  and s["repeat"] == repeat)] + [step]
-            st.save()
+                progress(f"still unknown at the cap ({n} repeats per ref): {', '.join(left)}")
     except KeyboardInterrupt:
         st.set(status="interrupted")
         raise
@@ -151,9 +176,49 @@ def run(lab: Lab, request: Request, run_dir: Path, *,
         st.set(status="failed", error=f"nothing measured for {missing}")
         raise ExternalError(f"compare: no run of {', '.join(missing)} completed "
                             f"(see {st.path})")
-    comparison = table.compare([table.load_group(run_dir / v.label, v.label)
-                                for v in request.variants], request.rounds)
+    assert comparison is not None
     index = page.write(comparison, run_dir)
     failed = tuple(s for s in steps if s["status"] != "measured")
-    st.set(status="complete", at="", page=str(index))
-    return Result(run_dir, comparison, index, failed)
+    st.set(status="complete", at="", page=str(index), answer=comparison.answer())
+    return Result(run_dir, comparison, index, failed, sizes[looked - 1], looked)
+
+
+def _comparison(request: Request, run_dir: Path) -> table.Comparison | None:
+    """The comparison of what is measured so far (None while a ref has no bundle)."""
+    if not all((run_dir / v.label).is_dir() and table.bundles_under(run_dir / v.label)
+               for v in request.variants):
+        return None
+    return table.compare([table.load_group(run_dir / v.label, v.label)
+                          for v in request.variants], request.rounds,
+                         min_effect_pct=request.min_effect_pct, looks=request.looks)
+
+
+def _measure(lab: Lab, request: Request, st: Record, steps: list[dict[str, Any]],
+             images: dict[str, Image], upto: int, run_dir: Path,
+             progress: Callable[[str], None]) -> None:
+    """Every step of repeats 1..upto not measured yet, interleaved."""
+    plan = schedule(request.variants, upto)
+    for i, (repeat, v) in enumerate(plan, 1):
+        done = next((s for s in steps if s["label"] == v.label and s["repeat"] == repeat
+                     and s["status"] == "measured"), None)
+        if done is not None:
+            continue
+        where = f"step {i}/{len(plan)}: {v.label} repeat {repeat}/{upto}"
+        progress(where)
+        st.set(status="running", at=where)
+        lab.launch(v, images[v.label])
+        step: dict[str, Any] = {"label": v.label, "repeat": repeat,
+                                "image": images[v.label].name}
+        try:
+            bench = lab.bench(run_dir / v.label, request.rounds)
+        except ExternalError as exc:
+            progress(f"{where}: bench failed: {exc.message.splitlines()[0]}")
+            step.update(status="failed", error=exc.message)
+        else:
+            verdicts = ", ".join(f"{r.label}={r.verdict.get('verdict')} "
+                                 f"{r.throughput_tps} TPS" for r in bench.summary.rounds)
+            progress(f"{where}: {verdicts} ({bench.bundle})")
+            step.update(status="measured", bundle=str(bench.bundle))
+        steps[:] = [s for s in steps if not (s["label"] == v.label
+                                              and s["repeat"] == repeat)] + [step]
+        st.save()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from fabkit import runner
@@ -77,3 +78,27 @@ def clone(url: str, dest: Path) -> Path:
         runner.run(["git", "clone", "--bare", "--quiet", url, str(dest)],
                    what=f"git clone {url}", timeout=1800)
     return dest
+
+
+def check_offline(gitdir: Path, commits: Sequence[str]) -> None:
+    """What every bake of the bisect will take from the repository, checked before the first
+    one: each commit is there (a shallow or partial clone may lack some) with its go.mod (the
+    Go version its bake asks for). InputError listing every missing object."""
+    asks = [f"{c}^{{commit}}" for c in commits] + [f"{c}:go.mod" for c in commits]
+    res = runner.run(["git", "-C", str(gitdir), "cat-file", "--batch-check"],
+                     input="\n".join(asks) + "\n", what="git cat-file --batch-check")
+    missing = [line.split()[0] for line in res.stdout.splitlines() if line.endswith(" missing")]
+    commits_missing = [m[:12] for m in missing if m.endswith("^{commit}")]
+    gomod_missing = [m[:12] for m in missing if m.endswith(":go.mod")]
+    if commits_missing:
+        raise InputError(f"{gitdir}: {len(commits_missing)} commit(s) a bisect bake needs are "
+                         f"not in the repository: {', '.join(commits_missing[:8])}"
+                         + (" ..." if len(commits_missing) > 8 else ""),
+                         hint="fetch the full history (git fetch --unshallow) before bisecting")
+    if gomod_missing:
+        raise InputError(f"{gitdir}: {len(gomod_missing)} commit(s) have no go.mod, where the "
+                         f"bake reads the Go version to build with: "
+                         f"{', '.join(gomod_missing[:8])}"
+                         + (" ..." if len(gomod_missing) > 8 else ""),
+                         hint="is --source a Fabric repository? give a --good at or after "
+                              "the first commit with go.mod")

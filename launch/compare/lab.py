@@ -182,6 +182,22 @@ class RealLab:
             self.threshold_pairs,
             base=Thresholds.from_mapping(self.spec.bench_thresholds, source=spec_path))
 
+    def check_variants(self, variants: Sequence[Variant]) -> None:
+        """Each variant's fabric.version in this spec, checked by the spec's own rules before
+        anything is baked (a version the spec refuses would fail only after the bake)."""
+        for v in variants:
+            if not v.fabric_version:
+                continue
+            doc = {**self.raw, "fabric": {**(self.raw.get("fabric") or {}),
+                                          "version": v.fabric_version}}
+            try:
+                spec_mod.parse(doc, self.spec_path)
+            except InputError as exc:
+                raise InputError.field(
+                    None, f"--fabric-version {v.ref}",
+                    "a Fabric release this spec accepts (X.Y.Z, 2.5.x or 3.x)",
+                    v.fabric_version, hint=exc.message) from None
+
     def _targets(self, v: Variant):
 
         overrides = profiles.make_overrides(os.environ.get("FABPERF_CONFIG"), ())

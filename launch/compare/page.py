@@ -20,9 +20,9 @@ from pathlib import Path
 
 from fabkit.atomic import write_atomic
 from launch.bench import plots as bench_plots
-from launch.compare import stats, table
+from launch.compare import table
 
-PLOTS = {"throughput": (("throughput",), "Throughput over the repeats (TPS)"),
+PLOTS = {"goodput": (("goodput",), "Goodput over the repeats (TPS, succeeded per second)"),
          "latency": (("p50", "p95"), "Latency of successful transactions over the repeats (s)"),
          "send_rate": (("send_rate",), "Send rate over the repeats (TPS)")}
 
@@ -71,7 +71,7 @@ def index_html(c: table.Comparison, out_dir: Path, plots: Sequence[str]) -> str:
     for row in table.table_rows(c):
         cells = []
         for h, cell in zip(table.HEAD, row, strict=True):
-            flag = h.startswith("Δ") and "beyond noise" in cell
+            flag = h.startswith("Δ") and " different" in cell
             cells.append(f"<td class=\"flag\">{e(cell)}</td>" if flag else f"<td>{e(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     details = "".join(f"<li>{e(line)}</li>" for line in table.details(c))
@@ -98,7 +98,7 @@ def index_html(c: table.Comparison, out_dir: Path, plots: Sequence[str]) -> str:
 beside them; "n" is the number of repeats whose round completed. Caliper counts failed
 transactions in its rates: the failures are in their own column.</p>
 <table><tr>{head}</tr>{''.join(body)}</table>
-<p class="small">Method: {e(stats.METHOD)}.</p>
+<p class="small">Method: {e(c.method)}.</p>
 <ul class="small">{details}</ul>
 <ul class="small">{notes}</ul>
 {imgs}

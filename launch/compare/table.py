@@ -25,7 +25,7 @@ from typing import Any
 from fabkit.errors import InputError
 from launch.bench import results
 from launch.bench.results import RoundSummary, Summary
-from launch.compare import stats
+from launch.compare import figures, stats
 
 SCHEMA = "fabperf.compare/1"
 MAX_DEPTH = 3
@@ -33,22 +33,28 @@ MAX_DEPTH = 3
 
 @dataclass(frozen=True)
 class Metric:
-    """One compared figure of a round."""
+    """One figure of a round."""
 
     key: str
     title: str
     unit: str
     higher_is_better: bool
     get: Callable[[RoundSummary], float | None]
+    compared: bool
+    """judged by the rule (else shown only)"""
 
 
 METRICS = (
-    Metric("throughput", "throughput", "TPS", True, lambda r: r.throughput_tps),
-    Metric("send_rate", "send rate", "TPS", True, lambda r: r.send_rate_tps),
-    Metric("p50", "latency p50", "s", False, lambda r: r.latency.p50),
-    Metric("p95", "latency p95", "s", False, lambda r: r.latency.p95),
+    Metric("goodput", "goodput", "TPS", True, figures.goodput, True),
+    Metric("p50", "latency p50", "s", False, lambda r: r.latency.p50, True),
+    Metric("p95", "latency p95", "s", False, lambda r: r.latency.p95, True),
+    Metric("ledger_goodput", "ledger goodput", "TPS", True, figures.ledger_goodput, False),
+    Metric("throughput", "Caliper throughput (failures included)", "TPS", True,
+           lambda r: r.throughput_tps, False),
+    Metric("send_rate", "send rate", "TPS", True, lambda r: r.send_rate_tps, False),
 )
 BY_KEY = {m.key: m for m in METRICS}
+COMPARED = tuple(m for m in METRICS if m.compared)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,8 @@ class Group:
     summaries: tuple[Summary, ...]
 
 
-def _bundles_under(root: Path) -> list[Path]:
+def bundles_under(root: Path) -> list[Path]:
+    """The bundles at or below root (MAX_DEPTH levels, hidden staging directories skipped)."""
     found: list[Path] = []
 
     def walk(d: Path, depth: int) -> None:
@@ -91,7 +98,7 @@ def load_group(path: Path, label: str | None = None) -> Group:
     if not path.is_dir():
         raise InputError.field(None, "DIR", "a results bundle or a directory of bundles",
                                str(path))
-    bundles = _bundles_under(path)
+    bundles = bundles_under(path)
     if not bundles:
         raise InputError(f"{path}: no results bundle (no summary.json within {MAX_DEPTH} "
                          "levels)", hint="give a bundle results/<env>/<stamp>/ or a "
@@ -115,8 +122,25 @@ class GroupRound:
     failed: stats.Spread
     verdicts: Mapping[str, int]
     requested_tps: tuple[float, ...]
+    not_comparable: tuple[str, ...] = ()
+    """'<stamp>: <reason>' of the completed repeats that say nothing about Fabric (a
+    load-generator-bound, inconclusive or failing verdict, failures over the bound): any one
+    makes the group's round not comparable"""
     differences: Mapping[str, stats.Difference] = field(default_factory=dict)
-    """against the baseline (empty for the baseline itself)"""
+    """against the baseline, compared figures only (empty for the baseline itself and when
+    either side is not comparable)"""
+
+    @property
+    def comparable(self) -> bool:
+        return not self.not_comparable
+
+    def reason(self) -> str:
+        """Why the round is not comparable, in one line ('' when it is)."""
+        if not self.not_comparable:
+            return ""
+        causes = Counter(x.split(": ", 1)[1] for x in self.not_comparable)
+        return (f"{len(self.not_comparable)} of {self.repeats} repeats: "
+                + ", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in causes.items()))
 
     def to_json(self) -> dict[str, Any]:
         return {"group": self.group, "repeats": self.repeats,
@@ -124,6 +148,7 @@ class GroupRound:
                 "figures": {k: v.to_json() for k, v in self.figures.items()},
                 "failed": self.failed.to_json(), "verdicts": dict(self.verdicts),
                 "requested_tps": list(self.requested_tps),
+                "not_comparable": list(self.not_comparable),
                 "differences": {k: v.to_json() for k, v in self.differences.items()}}
 
 
@@ -131,6 +156,8 @@ class GroupRound:
 class RoundComparison:
     label: str
     groups: tuple[GroupRound, ...]
+    not_comparable: str = ""
+    """why no group of this round is compared with the baseline ('' when they are)"""
 
 
 @dataclass(frozen=True)
@@ -140,27 +167,61 @@ class Comparison:
     groups: tuple[Group, ...]
     rounds: tuple[RoundComparison, ...]
     notes: tuple[str, ...] = ()
+    min_effect_pct: float = stats.MIN_EFFECT_PCT
+    looks: int = 1
+    tests: int = 0
+    """figures x rounds x groups judged together (the Holm family)"""
 
     @property
     def baseline(self) -> Group:
         return self.groups[0]
 
+    @property
+    def method(self) -> str:
+        return stats.method(self.min_effect_pct, self.tests, self.looks)
+
     def round(self, label: str) -> RoundComparison:
         return next(r for r in self.rounds if r.label == label)
 
+    def differences(self) -> list[tuple[str, str, str, stats.Difference]]:
+        """(round, group, figure, difference) of every judged figure."""
+        return [(r.label, g.group, k, d) for r in self.rounds for g in r.groups[1:]
+                for k, d in g.differences.items()]
+
+    def unknown(self) -> list[str]:
+        """'round group figure' of every compared figure still unknown (more repeats may
+        answer it; a not comparable round is not among them: repeats do not fix that)."""
+        return [f"{r} {g} {k}" for r, g, k, d in self.differences()
+                if d.answer == stats.UNKNOWN]
+
+    def answer(self) -> str:
+        """The report in one word: different if any figure is, else unknown if any is, else
+        same ('not comparable' when nothing could be compared)."""
+        ds = [d.answer for *_, d in self.differences()]
+        if not ds:
+            return "not comparable"
+        for a in (stats.DIFFERENT, stats.UNKNOWN):
+            if a in ds:
+                return a
+        return stats.SAME
+
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "method": stats.METHOD, "baseline": self.baseline.label,
+        return {"schema": SCHEMA, "method": self.method, "min_effect_pct": self.min_effect_pct,
+                "alpha": stats.ALPHA, "looks": self.looks, "tests": self.tests,
+                "answer": self.answer(), "baseline": self.baseline.label,
                 "groups": [{"label": g.label, "path": str(g.path),
                             "bundles": [str(b) for b in g.bundles]} for g in self.groups],
-                "rounds": [{"label": r.label, "groups": [g.to_json() for g in r.groups]}
-                           for r in self.rounds],
+                "rounds": [{"label": r.label, "not_comparable": r.not_comparable,
+                            "groups": [g.to_json() for g in r.groups]} for r in self.rounds],
                 "notes": list(self.notes)}
 
 
-def group_round(group: Group, label: str) -> GroupRound:
+def group_round(group: Group, label: str, max_failed_pct: float = figures.MAX_FAILED_PCT
+                ) -> GroupRound:
     """The figures of one round label over a group's repeats (completed rounds only)."""
     done: list[RoundSummary] = []
     incomplete: list[str] = []
+    bad: list[str] = []
     for s in group.summaries:
         r = next((x for x in s.rounds if x.label == label), None)
         if r is None:
@@ -169,18 +230,28 @@ def group_round(group: Group, label: str) -> GroupRound:
             incomplete.append(f"{s.stamp}: {r.status}")
         else:
             done.append(r)
+            why = figures.not_comparable(r, max_failed_pct)
+            if why:
+                bad.append(f"{s.stamp}: {why}")
     return GroupRound(
         group.label, len(done), tuple(incomplete),
         {m.key: stats.spread([m.get(r) for r in done]) for m in METRICS},
         stats.spread([r.failed for r in done]),
         dict(Counter(str(r.verdict.get("verdict", "-")) for r in done)),
-        tuple(sorted({r.requested_tps for r in done if r.requested_tps is not None})))
+        tuple(sorted({r.requested_tps for r in done if r.requested_tps is not None})),
+        tuple(bad))
 
 
-def compare(groups: Sequence[Group], labels: Sequence[str] = ()) -> Comparison:
-    """Every round label (baseline order first; `labels` restricts) of every group."""
+def compare(groups: Sequence[Group], labels: Sequence[str] = (), *,
+            min_effect_pct: float = stats.MIN_EFFECT_PCT, looks: int = 1,
+            max_failed_pct: float = figures.MAX_FAILED_PCT) -> Comparison:
+    """Every round label (baseline order first; `labels` restricts) of every group, judged
+    together: one Holm family over every compared figure x round x group."""
     if len(groups) < 2:
         raise InputError.field(None, "DIR", "at least two groups to compare", len(groups))
+    if not 0 < min_effect_pct < 100:
+        raise InputError.field(None, "--min-effect", "a percentage in (0, 100)",
+                               min_effect_pct)
     names = [g.label for g in groups]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -194,36 +265,50 @@ def compare(groups: Sequence[Group], labels: Sequence[str] = ()) -> Comparison:
         if want not in order:
             raise InputError.field(None, "--round", f"one of the measured rounds {order}", want)
     notes: list[str] = []
-    rounds = []
+    per_round: list[tuple[str, list[GroupRound], str]] = []
+    pending: list[tuple[int, int, str, stats.Pending]] = []
     for label in (labels or order):
-        per = [group_round(g, label) for g in groups]
+        per = [group_round(g, label, max_failed_pct) for g in groups]
         base = per[0]
-        out = [base]
-        for gr in per[1:]:
-            diffs = {m.key: stats.difference(base.figures[m.key], gr.figures[m.key])
-                     for m in METRICS}
-            out.append(GroupRound(**{**gr.__dict__, "differences": diffs}))
+        why = f"baseline {base.group}: {base.reason()}" if not base.comparable else ""
+        for gi, gr in enumerate(per[1:], 1):
+            if why or not gr.comparable:
+                continue
+            for m in COMPARED:
+                pending.append((len(per_round), gi, m.key, stats.prepare(
+                    base.figures[m.key].values, gr.figures[m.key].values, min_effect_pct)))
         rates = {gr.group: gr.requested_tps for gr in per if gr.requested_tps}
         if len(set(rates.values())) > 1:
             notes.append(f"round {label}: the groups requested different rates {rates}: "
                          "their figures are not like for like")
-        rounds.append(RoundComparison(label, tuple(out)))
-    return Comparison(tuple(groups), tuple(rounds), tuple(notes))
+        per_round.append((label, per, why))
+    judged = stats.judge_all([p for *_, p in pending], looks=looks)
+    diffs: dict[tuple[int, int], dict[str, stats.Difference]] = {}
+    for (ri, gi, key, _), d in zip(pending, judged, strict=True):
+        diffs.setdefault((ri, gi), {})[key] = d
+    rounds = []
+    for ri, (label, per, why) in enumerate(per_round):
+        out = [per[0]] + [GroupRound(**{**gr.__dict__, "differences": diffs.get((ri, gi), {})})
+                          for gi, gr in enumerate(per[1:], 1)]
+        rounds.append(RoundComparison(label, tuple(out), why))
+    tests = sum(1 for *_, p in pending if p.tests is not None)
+    return Comparison(tuple(groups), tuple(rounds), tuple(notes), min_effect_pct, looks, tests)
 
 
-def load(args: Sequence[str], labels: Sequence[str] = ()) -> Comparison:
+def load(args: Sequence[str], labels: Sequence[str] = (), *,
+         min_effect_pct: float = stats.MIN_EFFECT_PCT, looks: int = 1) -> Comparison:
     """The comparison of the command line's DIR / LABEL=DIR arguments."""
     groups = []
     for arg in args:
         label, path = parse_group_arg(arg)
         groups.append(load_group(path, label))
-    return compare(groups, labels)
+    return compare(groups, labels, min_effect_pct=min_effect_pct, looks=looks)
 
 
 # --- the text view (shared with the HTML page) --------------------------------------------
 
-HEAD = ("round", "group", "n", "throughput TPS", "Δ throughput", "send TPS", "p50 s", "p95 s",
-        "Δ p95", "failed", "verdicts")
+HEAD = ("round", "group", "n", "goodput TPS", "Δ goodput", "p50 s", "Δ p50", "p95 s",
+        "Δ p95", "throughput TPS", "send TPS", "failed", "verdicts")
 
 
 def _num(v: float | None, digits: int) -> str:
@@ -240,15 +325,12 @@ def spread_text(s: stats.Spread, digits: int) -> str:
 
 
 def difference_text(d: stats.Difference | None, m: Metric | None = None) -> str:
-    """'-12.3% beyond noise (worse)', '+1.0% within noise', '+4.0% (not enough repeats)'."""
+    """'-8.2% different (worse)', '+1.0% same', '+4.0% unknown'."""
     if d is None:
-        return "(baseline)"
+        return "-"
     if d.delta_pct is None:
-        return d.verdict
-    pct = f"{d.delta_pct:+.1f}%"
-    if d.verdict == "not enough repeats":
-        return f"{pct} (not enough repeats)"
-    return f"{pct} {d.verdict}" + (_worse(m, d) if m is not None else "")
+        return f"{d.answer} ({d.why})" if d.why else d.answer
+    return f"{d.delta_pct:+.1f}% {d.answer}" + (_worse(m, d) if m is not None else "")
 
 
 def table_rows(c: Comparison) -> list[tuple[str, ...]]:
@@ -259,31 +341,45 @@ def table_rows(c: Comparison) -> list[tuple[str, ...]]:
             failed = "-" if g.failed.median is None else \
                 f"{g.failed.median:g}" + (f" (max {g.failed.max:g})" if g.failed.max else "")
             verdicts = ", ".join(f"{k}×{v}" for k, v in sorted(g.verdicts.items())) or "-"
+
+            def diff(key: str, i: int = i, g: GroupRound = g, r: RoundComparison = r) -> str:
+                if i == 0:
+                    return "(baseline)"
+                if r.not_comparable or not g.comparable:
+                    return "not comparable"
+                return difference_text(g.differences.get(key), BY_KEY[key])
+
             rows.append((r.label if i == 0 else "", g.group, str(g.repeats),
-                         spread_text(f["throughput"], 1),
-                         difference_text(g.differences.get("throughput") if i else None,
-                                         BY_KEY["throughput"]),
-                         spread_text(f["send_rate"], 1), spread_text(f["p50"], 3),
-                         spread_text(f["p95"], 3),
-                         difference_text(g.differences.get("p95") if i else None,
-                                         BY_KEY["p95"]),
+                         spread_text(f["goodput"], 1), diff("goodput"),
+                         spread_text(f["p50"], 3), diff("p50"),
+                         spread_text(f["p95"], 3), diff("p95"),
+                         spread_text(f["throughput"], 1), spread_text(f["send_rate"], 1),
                          failed, verdicts))
     return rows
 
 
 def details(c: Comparison) -> list[str]:
-    """One line per compared figure: the interval and the p-value behind each verdict."""
+    """One line per compared figure: the interval and the p-values behind each answer; the
+    reason of every round or group that is not comparable."""
     lines = []
     for r in c.rounds:
+        if r.not_comparable:
+            lines.append(f"{r.label}: not comparable: {r.not_comparable}")
         for g in r.groups[1:]:
-            for m in METRICS:
-                d = g.differences[m.key]
-                if d.ci is None:
+            if not g.comparable and not r.not_comparable:
+                lines.append(f"{r.label} {g.group}: not comparable: {g.reason()}")
+            for m in COMPARED:
+                d = g.differences.get(m.key)
+                if d is None:
+                    continue
+                if d.interval_pct is None or d.p_different is None or d.p_same is None:
+                    lines.append(f"{r.label} {g.group} vs {c.baseline.label} {m.title}: "
+                                 f"{d.answer} ({d.why})")
                     continue
                 lines.append(f"{r.label} {g.group} vs {c.baseline.label} {m.title}: "
-                             f"Δ {d.delta:+.3g} {m.unit}, {stats.CONFIDENCE:.0%} interval "
-                             f"[{d.ci[0]:+.3g}, {d.ci[1]:+.3g}], Mann-Whitney p="
-                             f"{d.p_value:.3f}: {d.verdict}"
+                             f"{d.delta_pct:+.1f} %, interval [{d.interval_pct[0]:+.1f}, "
+                             f"{d.interval_pct[1]:+.1f}] %, p(beyond +-{c.min_effect_pct:g} %)="
+                             f"{d.p_different:.2g}, p(within)={d.p_same:.2g}: {d.answer}"
                              + _worse(m, d))
         for g in r.groups:
             for inc in g.incomplete:
@@ -291,10 +387,10 @@ def details(c: Comparison) -> list[str]:
     return lines
 
 
-def _worse(m: Metric, d: stats.Difference) -> str:
-    if not d.significant or d.delta is None:
+def _worse(m: Metric | None, d: stats.Difference) -> str:
+    if m is None or d.answer != stats.DIFFERENT or d.delta_pct is None:
         return ""
-    better = (d.delta > 0) == m.higher_is_better
+    better = (d.delta_pct > 0) == m.higher_is_better
     return " (better)" if better else " (worse)"
 
 
@@ -304,8 +400,14 @@ def format_table(c: Comparison) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.append("")
-    lines.append(f"baseline: {c.baseline.label}; [min-max] over the repeats; method: "
-                 f"{stats.METHOD}")
+    apart = [f"{r.label}" for r in c.rounds if r.not_comparable] + [
+        f"{r.label} {g.group}" for r in c.rounds if not r.not_comparable
+        for g in r.groups[1:] if not g.comparable]
+    answer = c.answer() + (f" (not comparable: {', '.join(apart)})" if apart else "")
+    lines.append(f"answer: {answer}; baseline: {c.baseline.label}; [min-max] over the "
+                 f"repeats; goodput = succeeded / window (Caliper's throughput counts "
+                 f"failures: shown, not compared)")
+    lines.append(f"method: {c.method}")
     lines += details(c)
     lines += [f"note: {n}" for n in c.notes]
     return "\n".join(lines)

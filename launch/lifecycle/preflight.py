@@ -14,6 +14,14 @@ spec) always runs it first and creates nothing when it fails. What is checked:
   the launcher cannot reach is a warning (it may be reachable only from the VMs' network),
   never an error and never a hang.
 
+Every check runs on this machine (the launcher); each line says so. The TLS checks dial an
+endpoint from here only where here reaches it as the VMs will: an address that means
+something else from this machine (QEMU's 10.0.2.2 is this machine as a guest sees it; a
+cloud's private addresses; the environment's own network, `network.cidr`) is not dialled,
+and the check is skipped with the reason, unless `fabric.launcher_hosts` gives the address
+this machine reaches the endpoint at (then that one is dialled, with the name the workers
+check).
+
 Failures name the spec field and what was found; all of them are reported at once.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -35,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 
 from fabkit import inputs
 from fabkit.errors import InputError
+from launch.machines.providers.base import provider_class
 from launch.spec.byof import ByofSpec, Identity, identity_pems
 
 CONNECT_TIMEOUT_S = 3.0      # TCP connect and TLS handshake, each endpoint
@@ -53,25 +63,33 @@ class Finding:
         return f"{self.field}: {self.message}"
 
 
+HERE = "[this machine]"      # where a check ran: every preflight check runs on the launcher
+
+
 @dataclass(frozen=True)
 class Report:
-    """What preflight found. `ok` lines say what passed (shown with -v and in JSON)."""
+    """What preflight found. `ok` lines say what passed (shown with -v and in JSON);
+    `skipped`: endpoints this machine does not dial, with the reason."""
 
     source: Path
     failures: tuple[Finding, ...] = ()
     warnings: tuple[Finding, ...] = ()
     ok: tuple[str, ...] = ()
+    skipped: tuple[Finding, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {"spec": str(self.source), "failures": [str(f) for f in self.failures],
-                "warnings": [str(w) for w in self.warnings], "ok": list(self.ok)}
+                "warnings": [str(w) for w in self.warnings], "ok": list(self.ok),
+                "skipped": [str(k) for k in self.skipped]}
 
     def raise_for_failures(self) -> None:
-        """InputError (exit 2) listing every failure."""
+        """InputError (exit 2) listing every failure first, then the warnings (a warning
+        printed before the error would hide what is wrong)."""
         if self.failures:
+            also = "".join(f"\n  warning: {w}" for w in self.warnings)
             raise InputError(f"{self.source}: preflight failed ({len(self.failures)} "
                              "problem(s)); nothing was created:\n  "
-                             + "\n  ".join(str(f) for f in self.failures),
+                             + "\n  ".join(str(f) for f in self.failures) + also,
                              hint="fix the files the fields name, then `launch byof "
                                   f"{self.source} --check` again")
 
@@ -181,10 +199,11 @@ class Probe:
 
 
 def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _dial,
-          timeout: float = CONNECT_TIMEOUT_S) -> Probe:
-    """Connect to an endpoint and, for TLS, verify its certificate with its CA."""
+          timeout: float = CONNECT_TIMEOUT_S, via: str = "alias") -> Probe:
+    """Connect to an endpoint from this machine and, for TLS, verify its certificate with
+    its CA. ``aliases``: host -> the address to dial (``via`` says where it came from)."""
     address = (aliases or {}).get(ep.host, ep.host)
-    shown = f"{ep.host}:{ep.port}" + (f" (alias {address})" if address != ep.host else "")
+    shown = f"{ep.host}:{ep.port}" + (f" ({via} {address})" if address != ep.host else "")
     try:
         sock = dial(address, ep.port, timeout)
     except OSError as exc:
@@ -193,7 +212,7 @@ def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _
                                      "checked here (the VMs may still reach it)"))
     try:
         if ep.server_name is None:
-            return Probe(ok=f"{ep.field}: {shown} answers")
+            return Probe(ok=f"{HERE} {ep.field}: {shown} answers")
         if ep.ca_pem is not None:
             ctx = ssl.create_default_context(cadata=ep.ca_pem)
         else:
@@ -209,7 +228,8 @@ def probe(ep: Endpoint, aliases: dict[str, str] | None = None, *, dial: Dial = _
                 if der is None:     # a verified handshake always has one
                     raise ssl.SSLError("the server presented no certificate")
                 cert = x509.load_der_x509_certificate(der)
-                return Probe(ok=f"{ep.field}: {shown} presents {_name(cert)}, verified by "
+                return Probe(ok=f"{HERE} {ep.field}: {shown} presents {_name(cert)}, "
+                                f"verified by "
                                 f"{ep.ca_file or 'the system trust store'} for "
                                 f"{ep.server_name}")
         except ssl.SSLCertVerificationError as exc:
@@ -241,6 +261,37 @@ def endpoints(spec: ByofSpec) -> list[Endpoint]:
     return out
 
 
+def vm_side_networks(spec: ByofSpec) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                    str]]:
+    """Networks whose addresses this machine does not reach as the VMs do: the
+    environment's own network and what its provider declares (VM_SIDE_NETWORKS)."""
+    nets = [(ipaddress.ip_network(spec.cidr), "the environment's own network (network.cidr)")]
+    declared = getattr(provider_class(spec.provider.value), "VM_SIDE_NETWORKS", ())
+    return nets + [(ipaddress.ip_network(net), why) for net, why in declared]
+
+
+def launcher_route(ep: Endpoint, spec: ByofSpec,
+                   vm_side: Sequence[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]
+                   ) -> tuple[str | None, str]:
+    """Where this machine dials an endpoint: (address, how it was chosen), or (None, why it
+    is not dialled from here)."""
+    if ep.host in spec.launcher_hosts:
+        return spec.launcher_hosts[ep.host], "fabric.launcher_hosts:"
+    address = spec.aliases.get(ep.host, ep.host)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address, "alias"        # a DNS name: resolved here as on the VMs
+    for net, why in vm_side:
+        if ip.version == net.version and ip in net:
+            return None, (f"{ep.host}:{ep.port} is {address}, which the VMs reach but this "
+                          f"machine may not ({net}: {why}); not dialled from here, its TLS "
+                          f"certificate is checked by the workers when they connect. Give "
+                          f"fabric.launcher_hosts.{ep.host}: ADDRESS (where this machine "
+                          "reaches it) to check it here")
+    return address, "alias"
+
+
 def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_S,
         now: _dt.datetime | None = None) -> Report:
     """Every check of the module docstring; never raises for what it finds."""
@@ -256,7 +307,7 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
             failures.append(Finding(where, str(exc)))
             return False
         if msg:
-            ok.append(f"{where}: {msg}")
+            ok.append(f"{HERE} {where}: {msg}")
         return True
 
     for m in spec.msps:
@@ -286,10 +337,18 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
                            functools.partial(_key_matches, ep.client_cert, ep.client_key))
         if good:
             reachable.append(ep)
-    aliases = dict(spec.aliases)
+    vm_side = vm_side_networks(spec)
+    skipped: list[Finding] = []
+    routes: list[tuple[Endpoint, str, str]] = []
+    for ep in reachable:
+        address, how = launcher_route(ep, spec, vm_side)
+        if address is None:
+            skipped.append(Finding(ep.field, how))
+        else:
+            routes.append((ep, address, how))
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        probes = list(pool.map(lambda ep: probe(ep, aliases, dial=dial, timeout=timeout),
-                               reachable))
+        probes = list(pool.map(lambda r: probe(r[0], {r[0].host: r[1]}, dial=dial,
+                                               timeout=timeout, via=r[2]), routes))
     for p in probes:
         if p.failure:
             failures.append(p.failure)
@@ -297,7 +356,7 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
             warnings.append(p.warning)
         if p.ok:
             ok.append(p.ok)
-    return Report(spec.source, tuple(failures), tuple(warnings), tuple(ok))
+    return Report(spec.source, tuple(failures), tuple(warnings), tuple(ok), tuple(skipped))
 
 
 def _identity(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate], ca_field: str,

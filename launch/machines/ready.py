@@ -39,6 +39,12 @@ class Layer(StrEnum):
     MARKER = "ready-marker"
 
 
+# what `launch up` says as each host passes each layer (minutes pass between them)
+PASSED = {Layer.PROCESS: "process running", Layer.SSH: "SSH answers",
+          Layer.CLOUD_INIT: "cloud-init finished",
+          Layer.MARKER: "role ready, this launch's marker"}
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds allowed for each layer (TCG on 2 shared cores boots in about a minute)."""
@@ -130,6 +136,7 @@ def wait_host(
                        + (f": {probe.died()}" if probe.died() else ""))
         sleep(min(1.0, timeouts.poll))
     seconds[Layer.PROCESS] = clock() - start
+    _passed(probe.host, Layer.PROCESS, seconds)
 
     # 2. SSH answers
     start = clock()
@@ -144,6 +151,7 @@ def wait_host(
             raise fail(Layer.SSH, f"SSH did not answer within {timeouts.ssh:.0f}s (last: {last})")
         sleep(timeouts.poll)
     seconds[Layer.SSH] = clock() - start
+    _passed(probe.host, Layer.SSH, seconds)
 
     # 3. cloud-init finished; 0 done, 2 recoverable errors (warn), anything else failed
     start = clock()
@@ -164,6 +172,7 @@ def wait_host(
                        f"cloud-init did not finish within {timeouts.cloud_init:.0f}s")
         sleep(timeouts.poll)
     seconds[Layer.CLOUD_INIT] = clock() - start
+    _passed(probe.host, Layer.CLOUD_INIT, seconds)
 
     # 4. the ready marker carries this launch's nonce
     start = clock()
@@ -183,8 +192,15 @@ def wait_host(
         check_alive(Layer.MARKER)
         sleep(timeouts.poll)
     seconds[Layer.MARKER] = clock() - start
+    _passed(probe.host, Layer.MARKER, seconds)
     return HostReadiness(probe.host, {k: round(v, 1) for k, v in seconds.items()},
                          tuple(warnings))
+
+
+def _passed(host: str, layer: Layer, seconds: dict[str, float]) -> None:
+    """Say that a host passed a layer, and when (its time since the first layer began)."""
+    log.info("%s: %s (%.0fs, %.0fs in all)", host, PASSED[layer], seconds[layer],
+             sum(seconds.values()))
 
 
 def _read_failed(probe: Probe) -> str:

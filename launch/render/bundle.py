@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabkit.errors import InputError
 from launch.render import byof_bundle, caliper, cloudinit, crypto, fabric, monitor
 from launch.render import plan as planner
 from launch.render.cloudinit import File, UserData
@@ -77,6 +78,10 @@ def render(spec: Spec, out: Path, *, rotate: bool = False, nonce: str | None = N
     (launch.render.byof_bundle; every key is the user's)."""
     out = Path(out)
     check_out(out)
+    if rotate and isinstance(spec, ByofSpec):
+        raise InputError.field(spec.source, "--rotate", "no --rotate for a BYOF spec (its "
+                               "keys and certificates are the user's; fabperf issues none)",
+                               True)
     plan = planner.build(spec, manifest_root=manifest_root)
     nonce = nonce or secrets.token_hex(16)
     old_grafana = out / "monitor" / "grafana.env"

@@ -36,6 +36,8 @@ as environment specs (launch.spec.env, whose readers and Caliper/round models it
           client_key: org1/ops-client.key
       hosts:                        # written to /etc/hosts of every VM fabperf starts
         peer0.org1.example.com: 192.0.2.10
+      launcher_hosts:               # where THIS machine reaches an endpoint, when not as
+        peer0.org1.example.com: 127.0.0.1   # the VMs do (preflight dials it; optional)
     caliper: {workers: {vms: 2, processes: 2}, rounds: [...]}   # as in an environment file
     monitor: {grafana_admin_user: admin}
     bench: {thresholds: {}}
@@ -52,7 +54,7 @@ import ipaddress
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,7 +83,7 @@ from launch.spec.providers import Provider
 TOP_KEYS = ("kind", "name", "provider", "settings", "network", "images", "manifest",
             "fabric", "caliper", "monitor", "bench")
 FABRIC_KEYS = ("version", "channel", "chaincode", "msps", "gateways", "connection_profile",
-               "operations", "hosts")
+               "operations", "hosts", "launcher_hosts")
 MAX_PROFILE_BYTES = 4 << 20
 
 MAX_MSPS = env_spec.MAX_ORGS
@@ -232,6 +234,9 @@ class ByofSpec(SpecBase):
     gateways: tuple[Gateway, ...]
     operations: tuple[Operations, ...]
     aliases: Mapping[str, str]   # host name -> address, for /etc/hosts on fabperf's VMs
+    launcher_hosts: Mapping[str, str] = field(default_factory=dict)
+    """endpoint host (a name or the address the VMs dial) -> the address the operator's
+    machine reaches it at: the preflight dials this instead (`fabric.launcher_hosts`)"""
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -457,18 +462,19 @@ def _operations(f: Fields, base: Path) -> tuple[Operations, ...]:
     return tuple(out)
 
 
-def _aliases(f: Fields) -> dict[str, str]:
-    raw = f.get("hosts", {})
+def _aliases(f: Fields, key: str = "hosts",
+             why: str = "each is a line of /etc/hosts on every VM fabperf starts"
+             ) -> dict[str, str]:
+    raw = f.get(key, {})
     if not isinstance(raw, Mapping):
-        raise f.fail("hosts", "a mapping host name -> IP address", raw)
+        raise f.fail(key, "a mapping host name -> IP address", raw)
     if len(raw) > MAX_ALIASES:
-        raise f.fail("hosts", f"at most {MAX_ALIASES} names", f"{len(raw)} names",
-                     hint="each is a line of /etc/hosts on every VM fabperf starts")
+        raise f.fail(key, f"at most {MAX_ALIASES} names", f"{len(raw)} names", hint=why)
     out: dict[str, str] = {}
     for name, address in raw.items():
-        where = f"{f.where('hosts')}.{name}"
+        where = f"{f.where(key)}.{name}"
         if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):
-            raise InputError.field(f.file, f.where("hosts"), "host names as keys", name)
+            raise InputError.field(f.file, f.where(key), "host names as keys", name)
         try:
             out[name] = str(ipaddress.ip_address(str(address)))
         except ValueError:
@@ -524,6 +530,10 @@ def parse(raw: object, source: Path) -> ByofSpec:
     gateways = _gateways(f, base, msps)
     operations = _operations(f, base)
     aliases = _aliases(f)
+    # the operator's own address of an endpoint, for the preflight (an address in `hosts`
+    # is what the VMs reach, which the operator's machine may not: QEMU's 10.0.2.2)
+    launcher_hosts = _aliases(f, "launcher_hosts",
+                              "each names an endpoint the preflight dials from this machine")
     caliper = read_caliper(top)
     monitor = read_monitor(top)
     bench = read_bench(top)
@@ -533,7 +543,7 @@ def parse(raw: object, source: Path) -> ByofSpec:
         first_host=first, images=images, manifest=manifest, fabric=FabricVersion(version),
         channel=channel, chaincode=chaincode, msps=msps, gateways=gateways,
         operations=operations, aliases=aliases, caliper=caliper, monitor=monitor,
-        bench_thresholds=bench)
+        bench_thresholds=bench, launcher_hosts=launcher_hosts)
 
 
 def files(spec: ByofSpec) -> list[tuple[str, Path]]:

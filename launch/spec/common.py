@@ -43,6 +43,11 @@ DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*"
                      r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 CHANNEL_RE = re.compile(r"[a-z][a-z0-9.-]{0,248}")  # Fabric's channel name rule
+LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")   # a DNS label; an image name
+# a workload module, relative to Caliper's workspace on the worker VM: no component starts
+# with "." (so no "..") and it is not absolute: it cannot name a file outside the workspace
+WORKLOAD_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}/){0,15}"
+                         r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.js")
 
 # Upper bounds of the sections both kinds share (launch.spec.env has the topology's).
 MAX_CALIPER_VMS = 128
@@ -133,6 +138,9 @@ class SpecBase:
     monitor: Monitor
     bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
     """`bench: thresholds:` overrides of launch.spec.thresholds.Thresholds (validated here)"""
+    avoid_addresses: frozenset[str] = frozenset()
+    """addresses of network.cidr something else holds (the cloud says, at `up`): the plan
+    gives its hosts other ones"""
 
 
 # --- the shared sections ------------------------------------------------------------------
@@ -178,6 +186,8 @@ def read_images(top: Fields) -> tuple[dict[str, str], Path]:
     ):
         raise top.fail("images", "a mapping image name -> artifact id", images_raw)
     for image, artifact in images_raw.items():  # qemu artifacts are paths
+        if not isinstance(image, str) or not LABEL_RE.fullmatch(image):
+            raise top.fail("images", "image names such as fabric-node (a-z, 0-9, -)", image)
         inputs.check_path_text(artifact, source=top.file, path=f"images.{image}")
     manifest = Path(inputs.check_path_text(top.str("manifest", "build/manifest.json"),
                                            source=top.file, path="manifest"))
@@ -215,7 +225,9 @@ def read_caliper(top: Fields) -> Caliper:
                       why="a million transactions per second is beyond any Fabric network"),
             duration=duration,
             tx_number=tx_number,
-            workload_module=wl.str("module", "workloads/create-asset.js"),
+            workload_module=wl.str("module", "workloads/create-asset.js", pattern=WORKLOAD_RE,
+                                   what="a .js module inside Caliper's workspace (a relative "
+                                        "path such as workloads/create-asset.js, no '..')"),
             workload_arguments=dict(arguments),
             rate_control=dict(rate) if rate is not None else None,
         )

@@ -413,7 +413,8 @@ def _placement(top: Fields) -> tuple[PlacedHost, ...] | None:
             except ValueError:
                 raise h.fail("address", "an IPv4 address", address) from None
         host = PlacedHost(name=name, roles=tuple(roles), address=address,
-                          image=h.str("image", None))
+                          image=h.str("image", None, pattern=_LABEL,
+                                      what="an image name such as fabric-node (a-z, 0-9, -)"))
         h.done()
         if any(x.name == name for x in hosts):
             raise h.fail("name", "a host name no other host uses (duplicate hostname)", name)

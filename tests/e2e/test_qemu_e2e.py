@@ -196,15 +196,31 @@ def test_launch_bench_one_round_verdict_ledger_and_panels(local_env, tmp_path):
     assert [r["label"] for r in summary["rounds"]] == ["create"]
     for r in summary["rounds"]:
         assert r["status"] == "completed", r
+        # judged (not failing, not inconclusive), and every rule without data says what is
+        # missing and where it should have come from (check_bundle asserts it too)
         assert r["verdict"]["verdict"] in ("headroom", "fabric-bound", "load-generator-bound")
-        assert r["succeeded"] > 0, r
-    create = summary["rounds"][0]
+        assert set(r["verdict"]["missing"]) == set(r["verdict"]["missing_data"]), r["verdict"]
+        assert not [c for c in r["verdict"]["checks"] if c["fired"] is None and c["required"]
+                    and c["missing"]], r["verdict"]
+        assert r["succeeded"] > 0 and r["failed"] <= 0.01 * (r["succeeded"] + r["failed"]), r
+        # goodput first: what succeeded per second of the window, next to Caliper's figure
+        assert r["goodput_tps"] == pytest.approx(r["succeeded"] / r["window"]["seconds"],
+                                                 rel=0.01), r
+        assert r["channel"] == "mychannel", r
+    create, read = summary["rounds"]
     assert create["ledger"]["flagged"] is False, create["ledger"]
+    assert create["ledger_goodput_tps"] == pytest.approx(create["goodput_tps"], rel=0.05)
+    # the read round only evaluates (its workload module says so): its channel gained about
+    # nothing, and no ledger goodput is claimed for it
+    assert read["ledger"]["read_only"] is True and read["ledger"]["flagged"] is False, read
+    assert read["ledger_goodput_tps"] is None
     TIMINGS.update({f"bench: {k}": v for k, v in (summary.get("timings") or {}).items()
                     if isinstance(v, (int, float))})
-    # the text table names a verdict per round (as a person sees it)
+    # the text table names a verdict per round and leads with goodput (as a person sees it)
     table = cli("launch", "results", "show", str(bundle)).stdout
     assert "create" in table and create["verdict"]["verdict"] in table
+    assert "goodput TPS" in table and "throughput TPS (incl. failed)" in table
+    print(table)     # the closing note of issue 20 reports it
 
     state = json.loads((local_env["edir"] / "state.json").read_text())
     prom = f"http://127.0.0.1:{state['hosts']['monitor']['ports']['9090']}"

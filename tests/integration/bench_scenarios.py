@@ -51,6 +51,16 @@ class Scenario:
     latency_start: float
     latency_end: float
     workers: int = 2
+    lag_now: float | None = None   # instantaneous lag samples (default: lag_p99)
+    round_index: int = 0
+    first_finish_s: float = 0      # no finished counter pushed before this
+    disk_busy: float = 0.08        # the Fabric VM's disk, share of time busy
+    peer_down: tuple[float, float] | None = None   # seconds into the round: peer stopped
+    failed: int = 0
+    other_channel_commit: float = 0   # TPS another channel commits meanwhile
+    cgroup: tuple[float, int] | None = None
+    """the worker host is an nspawn container: (its cgroup's busy share, its cores) as the
+    fabperf_cgroup_* series say (node_exporter then reports the whole host's CPUs)"""
 
 
 SCENARIOS = {
@@ -58,6 +68,22 @@ SCENARIOS = {
                                      0.97, 0.98, 0.25, 0.70, 0.15, 0.40, 0.45),
     "fabric-bound": Scenario("fabric-bound", "saturate", 100, 99.5, 70, 0.30, 0.28, 0.004,
                              1.86, 0.20, 0.5, 3.0),
+    # a run's first round lags (instantaneous samples and the p99 since the worker started
+    # at 0.4 s), its second is calm: the p99 gauge still says 0.4 s (prom-client 12 never
+    # resets it), the samples 3 ms; nothing finishes in its first 10 s (latency 10 s), so
+    # the finished counter has no series yet while in flight grows
+    "lagging": Scenario("lagging", "lagging", 50, 50, 50, 0.40, 0.60, 0.4, 0.40, 0.10, 0.5,
+                        0.5),
+    # ... and its worker host is a container on a host busy with other things: node_exporter
+    # says 95 %, the container's own cgroup 30 % of its 4 cores
+    "calm": Scenario("calm", "calm", 50, 50, 50, 0.95, 0.25, 0.4, 0.40, 0.10, 10.0, 10.0,
+                     lag_now=0.003, round_index=1, first_finish_s=10,
+                     other_channel_commit=20, cgroup=(0.30, 4)),
+    # the live case of issue 20: a 60 s create round at 3 TPS, the peer stopped for 28 s
+    # (from 20 s to 48 s): 84 succeeded, 98 failed; its ledger counter restarts from zero
+    "peer-stopped": Scenario("peer-stopped", "create", 3, 3.0, 3.0, 0.35, 0.12, 0.208, 0.30,
+                             0.05, 1.2, 1.2, workers=1, lag_now=0.012, peer_down=(20, 48),
+                             failed=98),
 }
 
 
@@ -80,16 +106,40 @@ def openmetrics(s: Scenario, t0: float) -> str:
     node = {"job": "node", "environment": "local"}
     proc = {"job": "process", "environment": "local"}
     push = {"job": "caliper-workers", "environment": "local", "host": MONITOR_HOST,
-            "role": "monitor", "instance": "", "roundLabel": s.label, "roundIndex": "0"}
+            "role": "monitor", "instance": "", "roundLabel": s.label,
+            "roundIndex": str(s.round_index)}
     acc: dict[str, float] = defaultdict(float)
     for t in times:
         in_round = t0 <= t <= t0 + ROUND_S
         frac = min(1.0, max(0.0, (t - t0) / ROUND_S))
+        down = s.peer_down is not None and in_round and \
+            s.peer_down[0] <= t - t0 < s.peer_down[1]
+        if s.cgroup is not None:     # issue 23's contract: same host and role labels
+            busy, cpus = s.cgroup
+            acc["cgroup"] += (busy if in_round else 0.02) * cpus * STEP
+            labels = {"job": "nspawn", "environment": "local", "host": CALIPER_HOST,
+                      "role": "caliper"}
+            put("fabperf_cgroup_cpu_seconds_total", labels, t, acc["cgroup"])
+            put("fabperf_cgroup_cpus", labels, t, float(cpus))
+        # the Fabric VM's disk: a share of each second busy
+        acc["disk"] += (s.disk_busy if in_round else 0.01) * STEP
+        for host, addr, role in ((CALIPER_HOST, CALIPER_ADDR, "caliper"),
+                                 (FABRIC_HOST, FABRIC_ADDR, "orderer,peer")):
+            put("node_disk_io_time_seconds_total", {**node, "host": host, "role": role,
+                                                    "instance": f"{addr}:9100",
+                                                    "device": "vda"}, t,
+                acc["disk"] if host == FABRIC_HOST else 0.01 * (t - times[0]))
+            put("node_disk_io_time_seconds_total", {**node, "host": host, "role": role,
+                                                    "instance": f"{addr}:9100",
+                                                    "device": "loop0"}, t, t - times[0])
+        # the peer's operations endpoint: down while the peer is stopped
+        put("up", {"job": "fabric", "environment": "local", "host": FABRIC_HOST,
+                   "role": "peer", "instance": f"{FABRIC_ADDR}:9443"}, t, 0.0 if down else 1.0)
         # node_exporter: 2 CPUs per VM, counters of idle/user seconds
         for host, addr, role, busy in (
                 (CALIPER_HOST, CALIPER_ADDR, "caliper", s.worker_vm_busy if in_round else 0.03),
                 (FABRIC_HOST, FABRIC_ADDR, "orderer,peer",
-                 (s.peer_cores + s.orderer_cores) / 2 if in_round else 0.05)):
+                 min(0.99, (s.peer_cores + s.orderer_cores) / 2) if in_round else 0.05)):
             for cpu in ("0", "1"):
                 for mode, share in (("idle", 1 - busy), ("user", busy)):
                     key = f"cpu {host} {cpu} {mode}"
@@ -113,16 +163,31 @@ def openmetrics(s: Scenario, t0: float) -> str:
                 acc[key])
             put("namedprocess_namegroup_num_procs", labels, t, s.workers if group == "caliper"
                 else 1)
-        # the peer's ledger: valid endorser transactions committed
-        if in_round:
-            acc["ledger"] += s.commit * STEP
-        put("ledger_transaction_count", {"job": "fabric", "environment": "local",
-                                         "host": FABRIC_HOST, "role": "peer",
-                                         "instance": f"{FABRIC_ADDR}:9443",
-                                         "channel": "mychannel", "chaincode": "fixed-asset:1.0",
-                                         "validation_code": "VALID",
-                                         "transaction_type": "ENDORSER_TRANSACTION"},
-            t, acc["ledger"])
+        # the peer's ledger: valid endorser transactions committed; a stopped peer is not
+        # scraped, and its counter starts again from zero when it comes back
+        ledger = {"job": "fabric", "environment": "local", "host": FABRIC_HOST, "role": "peer",
+                  "instance": f"{FABRIC_ADDR}:9443", "chaincode": "fixed-asset:1.0",
+                  "transaction_type": "ENDORSER_TRANSACTION"}
+        if s.peer_down is not None and in_round and t - t0 >= s.peer_down[1] \
+                and not acc["restarted"]:
+            acc["restarted"], acc["ledger"] = 1, 0.0
+        if in_round and t > t0 and not down:
+            # commits of the 5 s up to t; in the first interval only after the first latency
+            # (nothing commits sooner). After the restart the peer-stopped round commits
+            # 2.84 TPS: 84 in all, what Caliper saw succeed
+            seconds = STEP - min(STEP, s.latency_start) if t == t0 + STEP else STEP
+            rate = 2.84 if s.peer_down and acc["restarted"] else s.commit
+            acc["ledger"] += rate * seconds
+            acc["other"] += s.other_channel_commit * STEP
+        if not down:
+            put("ledger_transaction_count", {**ledger, "channel": "mychannel",
+                                             "validation_code": "VALID"}, t, acc["ledger"])
+            put("ledger_transaction_count", {**ledger, "channel": "mychannel",
+                                             "validation_code": "MVCC_READ_CONFLICT"}, t,
+                2.0 if s.failed and t >= t0 + 10 and not acc["restarted"] else 0.0)
+            if s.other_channel_commit:
+                put("ledger_transaction_count", {**ledger, "channel": "otherchannel",
+                                                 "validation_code": "VALID"}, t, acc["other"])
         # Caliper's pushed metrics, per worker: present from the round start; on the last
         # push (after the round) the registry has been reset: counters read 0.
         if t < t0:
@@ -135,7 +200,8 @@ def openmetrics(s: Scenario, t0: float) -> str:
             share = 1 / s.workers
             if not after:
                 acc[f"sub{w}"] += s.send * share * STEP
-                finished = min(acc[f"sub{w}"], acc[f"fin{w}"] + s.commit * share * STEP)
+                rate = 0.0 if t - t0 < s.first_finish_s else s.commit
+                finished = min(acc[f"sub{w}"], acc[f"fin{w}"] + rate * share * STEP)
                 # tx finish as fast as Fabric commits them
                 done = finished - acc[f"fin{w}"]
                 acc[f"fin{w}"] = finished
@@ -151,7 +217,8 @@ def openmetrics(s: Scenario, t0: float) -> str:
             else:
                 vals = (0.0, 0.0, 0.0, 0.0)
             put("caliper_tx_submitted", lab, t, vals[0])
-            put("caliper_tx_finished", {**lab, "final_status": "success"}, t, vals[1])
+            if t - t0 >= s.first_finish_s:     # prom-client: no series before the first
+                put("caliper_tx_finished", {**lab, "final_status": "success"}, t, vals[1])
             put("caliper_tx_e2e_latency_sum", {**lab, "final_status": "success"}, t, vals[2])
             put("caliper_tx_e2e_latency_count", {**lab, "final_status": "success"}, t, vals[3])
             for le in (*BUCKETS, math.inf):
@@ -161,6 +228,8 @@ def openmetrics(s: Scenario, t0: float) -> str:
                      else f"{le:g}"}, t, v)
             put("process_cpu_seconds_total", lab, t, 0.0 if after else acc[f"cpu{w}"])
             put("nodejs_eventloop_lag_p99_seconds", lab, t, s.lag_p99)
+            put("nodejs_eventloop_lag_seconds", lab, t,
+                s.lag_p99 if s.lag_now is None else s.lag_now)
     lines = []
     for name in sorted(fam):
         lines.append(f"# TYPE {name} gauge")
@@ -172,6 +241,8 @@ def openmetrics(s: Scenario, t0: float) -> str:
 
 def totals(s: Scenario) -> tuple[int, int, float, float, float]:
     """(succeeded, failed, send rate, throughput, avg latency) as Caliper would report."""
+    if s.peer_down is not None:     # the live figures of issue 20
+        return 84, s.failed, s.send, s.send, (s.latency_start + s.latency_end) / 2
     sent = int(s.send * ROUND_S)
     succ = min(sent, int(s.commit * ROUND_S))
     tail = (sent - succ) / s.commit if s.commit else 0

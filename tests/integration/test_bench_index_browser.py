@@ -36,7 +36,9 @@ def bundle(tmp_path: Path) -> Path:
     fabric-bound), as collect.write publishes it."""
     benchmark: dict = {"test": {"workers": {"number": 2}, "rounds": []}}
     responses, rows = {}, []
-    for i, s in enumerate(SCENARIOS.values()):
+    recorded = [s for s in SCENARIOS.values()
+                if s.name in ("load-generator-bound", "fabric-bound")]
+    for i, s in enumerate(recorded):
         doc = json.loads((DATA / s.name / "round-0.json").read_text())
         responses[i] = prometheus.RoundResponses.from_json({**doc, "round_index": i})
         succ, fail, send, tput, avg = totals(s)
@@ -51,7 +53,7 @@ def bundle(tmp_path: Path) -> Path:
                         report_html=report_html(rows), responses=responses,
                         caliper={"workers": 2, "worker_vms": [{"host": "caliper"}]})
     path, summary = collect.write(tmp_path / "results", f, Thresholds())
-    assert [r.verdict["verdict"] for r in summary.rounds] == list(SCENARIOS)
+    assert [r.verdict["verdict"] for r in summary.rounds] == [s.name for s in recorded]
     return path
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,44 @@ def test_scan_qcow2_finds_a_planted_key_and_passes_a_clean_disk(tmp_path: Path) 
     # nothing left attached or mounted
     assert str(tmp_path) not in runner.run(["losetup", "-l"]).stdout
     assert str(tmp_path) not in Path("/proc/self/mounts").read_text()
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-utils not installed")
+def test_a_busy_mount_is_detached_lazily_and_nothing_inside_it_is_deleted(
+        tmp_path: Path) -> None:
+    # issue 25, item 1: a process held the read-only mount for a moment; umount's failure
+    # was ignored and the temporary directory's removal then tried to delete the image's own
+    # files (EROFS). Here a process really holds a file open in the mount point, on a real
+    # loop device, for longer than the retries last.
+    clean = _qcow2(tmp_path, "busy", planted=False)
+    said: list[str] = []
+    holder = None
+    try:
+        with imagescan.mounted_qcow2(clean, workdir=tmp_path, progress=said.append) as root:
+            held = root / "etc/fabperf/image.json"
+            holder = subprocess.Popen(
+                [sys.executable, "-c", "import sys, time; f = open(sys.argv[1]); "
+                 "print('open', flush=True); time.sleep(60)", str(held)],
+                cwd=root, stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            mnt = root
+        # the mount is gone from our namespace though the holder still uses the filesystem
+        assert holder.poll() is None
+        assert str(mnt) not in Path("/proc/self/mounts").read_text()
+        assert any("detached it lazily" in m and "busy" in m for m in said), said
+        assert not mnt.parent.exists()   # the work directory went, the image's files did not
+        assert (Path(f"/proc/{holder.pid}/cwd") / "etc/fabperf/image.json").read_text() \
+            == "{}\n"
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    # once the holder is gone the kernel releases the filesystem and the loop device
+    for _ in range(50):
+        if str(tmp_path) not in runner.run(["losetup", "-l"]).stdout:
+            break
+        time.sleep(0.1)
+    assert str(tmp_path) not in runner.run(["losetup", "-l"]).stdout
 
 
 KEYSCAN = REPO / "packer/files/common/fabperf-keyscan"

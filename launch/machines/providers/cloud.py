@@ -38,6 +38,11 @@ class CloudProvider:
     PUBLIC: ClassVar[str]                  # the settings.readiness value for a public address
     DEFAULT_PARALLEL: ClassVar[int]
     follows_hosts: ClassVar[bool] = True   # readiness and the bootstrap over SSH
+    # private addresses are the cloud network's, as the instances see it; from the
+    # operator's machine they are some other network (the BYOF preflight does not dial them)
+    VM_SIDE_NETWORKS: ClassVar[tuple[tuple[str, str], ...]] = tuple(
+        (net, "a private address: the cloud network's, as the instances see it")
+        for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

@@ -749,6 +749,11 @@ class NspawnProvider:
         return out
 
     @classmethod
+    def located(cls, settings: object) -> str:
+        """Where `collect` looks: this machine's image cache."""
+        return f"nspawn {rootfs.CACHE}"
+
+    @classmethod
     def remove_garbage(cls, settings: object, items: Sequence[Garbage]) -> list[str]:
         removed = []
         for g in items:

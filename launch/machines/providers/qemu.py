@@ -309,6 +309,10 @@ class QemuProvider:
     SETTINGS = SETTINGS
     max_parallel = 1        # QEMU start-up is CPU-bound on the build machines
     follows_hosts = True
+    # addresses that mean something else from the operator's machine than from a guest
+    # (the BYOF preflight does not dial them from here)
+    VM_SIDE_NETWORKS = (("10.0.2.0/24", "QEMU's user-mode network (10.0.2.2 is this machine "
+                                        "as a guest sees it)"),)
 
     def __init__(self, ctx: ProviderContext, *,
                  proc: Path = Path("/proc"),

@@ -81,8 +81,14 @@ go_version="$("${GO}" env GOVERSION)"
 # 1. The binaries, with Fabric's Makefile (same ldflags as a release: metadata.Version/CommitSHA).
 log "compiling ${FABRIC_BINARIES} with ${go_version}"
 t0=$(date +%s)
+# A failing compile says so on its own line and exits 86, so that `launch bisect`
+# (launch/compare/bisect.py COMPILE_FAILED) skips the commit; every other failure of a
+# bake (disk, network, a VM) stops the bisect instead of being taken for "does not build".
 # shellcheck disable=SC2086 # FABRIC_BINARIES is a list
-( cd "${FABRIC_SRC_DIR}" && make EXTRA_VERSION="${short}" ${FABRIC_BINARIES} )
+if ! ( cd "${FABRIC_SRC_DIR}" && make EXTRA_VERSION="${short}" ${FABRIC_BINARIES} ); then
+  printf 'fabperf: FABRIC COMPILE FAILED: make %s at %s\n' "${FABRIC_BINARIES}" "${short}" >&2
+  exit 86
+fi
 log "compiled in $(( $(date +%s) - t0 )) s"
 install -d -m 0755 "${FABRIC_BIN}"
 for b in ${FABRIC_BINARIES}; do

@@ -71,7 +71,7 @@ def main() -> None:
                     base, index=i, label=label, requested_tps=RATES[label],
                     rate_control={"type": "fixed-rate", "opts": {"tps": RATES[label]}},
                     send_rate_tps=send, throughput_tps=tput,
-                    succeeded=int(tput * 30) - failed, failed=failed,
+                    succeeded=int(tput * 60) - failed, failed=failed,
                     latency=Latency(avg=p50, min=0.01, max=p95 * 1.5, p50=p50, p95=p95,
                                     p99=p95 * 1.2),
                     verdict={**base.verdict, "verdict": verdict,

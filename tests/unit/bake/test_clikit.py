@@ -70,3 +70,26 @@ def test_ctrl_c_is_130(capsys: pytest.CaptureFixture) -> None:
         raise KeyboardInterrupt
 
     assert run_main(_group(stop), ["go"]) == clikit.EXIT_INTERRUPTED == 130
+
+
+def test_internal_error_logs_are_bounded_to_the_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # issue 25, item 14: every internal error wrote build/logs/internal-*.log into the
+    # checkout, without bound (20 files after two probe runs)
+    monkeypatch.setenv("FABPERF_BUILD_DIR", str(tmp_path / "build"))
+    logs = tmp_path / "build" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "internal-keep.txt").write_text("not a log of ours")
+    (logs / "packer-build.log").write_text("other logs stay")
+    said = []
+    for i in range(clikit.KEEP_INTERNAL_LOGS + 15):
+        def boom(i: int = i) -> None:
+            raise RuntimeError(f"crash {i}")
+        assert run_main(_group(boom), ["go"]) == 1
+        said.append(capsys.readouterr().err)
+    kept = sorted(logs.glob("internal-*.log"))
+    assert len(kept) == clikit.KEEP_INTERNAL_LOGS
+    texts = "".join(p.read_text() for p in kept)
+    assert "crash 24" in texts and "crash 15" in texts and "crash 14" not in texts
+    assert f"(details in {logs}" in said[-1]      # all in the build dir, none in the fallback
+    assert (logs / "internal-keep.txt").exists() and (logs / "packer-build.log").exists()

@@ -104,7 +104,7 @@ def test_without_operations_endpoints_the_ledger_check_is_skipped(tmp_path: Path
     assert not any("ledger_blockchain_height" in q for q in prom.asked)
     (r,) = result.summary.rounds
     assert r.ledger["applicable"] is False and r.ledger["flagged"] is False
-    assert r.ledger["note"] == ledger.SKIPPED
+    assert r.ledger["skipped"] == ledger.SKIPPED_BYOF
     notes = "\n".join(result.summary.notes)
     assert "the spec lists no operations endpoint" in notes
     assert "the ledger cross-check is skipped" in notes
@@ -112,11 +112,11 @@ def test_without_operations_endpoints_the_ledger_check_is_skipped(tmp_path: Path
 
 
 def test_the_cross_check_without_series() -> None:
-    empty = {"resultType": "vector", "result": []}
-    skipped = ledger.cross_check(empty, empty, 10, tolerance=0.02, expected=False)
-    assert (skipped.applicable, skipped.flagged, skipped.note) == (False, False, ledger.SKIPPED)
-    missing = ledger.cross_check(empty, empty, 10, tolerance=0.02)
-    assert missing.flagged and "no ledger_transaction_count" in missing.note
+    skipped = ledger.skipped(10, ledger.SKIPPED_BYOF)
+    assert (skipped.applicable, skipped.flagged, skipped.skipped) == \
+        (False, False, ledger.SKIPPED_BYOF)
+    missing = ledger.cross_check({}, 10, channel="mychannel", tolerance=0.02)
+    assert missing.flagged and "no peer reports ledger_transaction_count" in missing.note
 
 
 def test_fabric_cpu_from_operations_endpoints_with_cpus() -> None:

@@ -42,9 +42,14 @@ def test_results_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str
                           "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc[0]["rounds"][0]["verdict"] == "fabric-bound"
+    # goodput first: what succeeded per second of the window, and what the ledger committed
+    assert doc[0]["rounds"][0]["goodput_tps"] == pytest.approx(5970 / 60, rel=0.01)
+    assert doc[0]["rounds"][0]["ledger_goodput_tps"] == pytest.approx(70, rel=0.02)
     assert run_main(cli, ["results", "show", str(path)]) == 0
     out = capsys.readouterr().out
     assert "99.5 (0 failed)" in out and "fabric-bound:" in out
+    assert "goodput TPS" in out and "throughput TPS (incl. failed)" in out
+    assert "p99 s (Prom.)" in out and "max s (Caliper)" in out
     assert run_main(cli, ["results", "show", str(path), "--output", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["schema"] == "fabperf.bench.summary/1"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -144,3 +145,58 @@ def test_check_bundle_names_what_is_wrong(tmp_path: Path) -> None:
     doc["rounds"][0]["succeeded"] = 1
     (path / "summary.json").write_text(json.dumps(doc))
     assert any("summary.json (1, 0" in p for p in results.check_bundle(path))
+
+
+def test_older_bundles_still_load_and_get_goodput_computed(tmp_path: Path) -> None:
+    """summary.json of the live bundles, written before goodput_tps existed: readers
+    compute succeeded / window seconds (the contract for older bundles)."""
+    for case in ("fabric-bound-live", "load-generator-bound-live"):
+        old = results.load(DATA / case)
+        r = old.rounds[0]
+        assert r.window is not None
+        assert r.goodput_tps is None and r.goodput() == pytest.approx(
+            r.succeeded / r.window["seconds"], abs=0.001)
+        assert results.format_table(old)        # shows without the new fields
+
+
+def test_the_cpu_plot_shows_what_the_verdict_judged_with_its_thresholds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: per-process-group shares only (the worker process at 2-8 % while the
+    verdict's evidence was the worker VM at 96-100 %)."""
+    from launch.bench import plots, signals
+
+    doc = json.loads((DATA / "fabric-bound/round-0.json").read_text())
+    sig = signals.from_responses(prometheus.RoundResponses.from_json(doc))
+    legends = [legend for legend, pts in plots.cpu_lines(sig) if pts]
+    busiest = max(sig.worker_process_cpu, key=lambda k: sig.worker_process_cpu[k])
+    assert legends[0] == "worker VM caliper"
+    assert f"busiest worker process ({busiest}, of 1 core)" in legends
+    assert "Fabric VM fabric" in legends and "fabric peer" in legends
+    assert not [x for x in legends if x.endswith(" caliper") and "VM" not in x]
+    drawn: list[tuple[float, str]] = []
+
+    import matplotlib.axes
+
+    real = matplotlib.axes.Axes.axhline
+
+    def spy(self: Any, y: float = 0, *a: Any, **kw: Any) -> Any:
+        drawn.append((y, kw.get("label", "")))
+        return real(self, y, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
+    plots.render_plots(tmp_path, [("saturate", 0.0, sig)], Thresholds(worker_cpu=0.8).to_json())
+    assert (0.8, "threshold worker_cpu 80%") in drawn
+    assert (0.85, "threshold fabric_cpu 85%") in drawn
+
+
+def test_index_html_shows_why_a_round_failed_and_what_is_missing() -> None:
+    from launch.bench import plots
+
+    failing = collect.rejudge(DATA / "peer-stopped-synthetic")
+    page = plots.index_html(failing, [])
+    assert "Why transactions failed:" in page and "peer unavailable" in page
+    assert "fabric/peer down for about 30" in page and "goodput TPS" in page
+    assert "restarted during the round" in page
+    unsure = collect.rejudge(DATA / "fabric-bound-live", Thresholds(eventloop_lag_s=0.5))
+    page = plots.index_html(unsure, [])
+    assert "Missing data:" in page and "nodejs_eventloop_lag_seconds" in page

@@ -50,6 +50,12 @@ class FakePrometheus:
         if expr == prometheus.LEDGER_QUERY:
             return RECORDED.ledger_before if at == RECORDED.window.start \
                 else RECORDED.ledger_after
+        if expr.startswith("ledger_transaction_count{") and at is not None:
+            # the recorded samples, moved to the round asked about
+            shift = at - RECORDED.ledger_at
+            return {"resultType": "matrix", "result": [
+                {**s, "values": [[t + shift, v] for t, v in s["values"]]}
+                for s in RECORDED.ledger_samples["result"]]}
         kind, name = self.by_expr.get(self.norm(expr), ("", ""))
         if kind == "instant":
             return RECORDED.instant[name]
@@ -360,3 +366,17 @@ def test_ledger_is_read_before_the_next_round_starts(tmp_path: Path) -> None:
     # round 1: before at its start, after at min(end + 10 s, round 2's start)
     assert asked[:2] == [t, t + 66]
     assert asked[2:] == [t + 67, t + 97 + 10]
+
+
+def test_a_waiting_state_is_said_once(tmp_path: Path) -> None:
+    # issue 25, item 11: "manager starting (2 processes on 1 VMs)" was printed at every poll
+    door = FakeDoor(registers=False)
+    clock = Clock(RECORDED.window.start - 30)
+    lines: list[str] = []
+    with pytest.raises(ExternalError):
+        run.run(lab(tmp_path), door, Options(timeouts=Timeouts(register=60, poll=5)),
+                results_root=tmp_path / "results", on_progress=lines.append,
+                prom=FakePrometheus(), pushgateway=FakePushgateway(), clock=clock,
+                sleep=clock.sleep, local_versions=lambda: {"fabperf": "0.1.0"})
+    waiting = [x for x in lines if x.startswith(("manager starting", "waiting for workers"))]
+    assert waiting and len(waiting) == len(set(waiting)), lines

@@ -19,8 +19,9 @@ A, B = lab.variant("v2.5.12"), lab.variant("v3.0.0")
 SOURCES = {"v2.5.12": "v2.5.12", "v3.0.0": "v3.0.0"}
 
 
-def request(repeats: int = 3) -> ab.Request:
-    return ab.Request((A, B), repeats)
+def request(repeats: int = 3, max_repeats: int | None = None,
+            rounds: tuple[str, ...] = ()) -> ab.Request:
+    return ab.Request((A, B), repeats, rounds, max_repeats or repeats)
 
 
 def test_variant_follows_the_ref() -> None:
@@ -55,7 +56,8 @@ def test_bakes_first_then_interleaves_launch_and_bench(tmp_path: Path) -> None:
                          for k in ("launch", "bench")]
     create = result.comparison.round("create")
     assert [g.repeats for g in create.groups] == [3, 3]
-    assert create.groups[1].differences["throughput"].verdict == "beyond noise"
+    assert create.groups[1].differences["goodput"].answer == "different"
+    assert (result.repeats, result.looks) == (3, 1)
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["status"] == "complete" and len(state["steps"]) == 6
     assert all(Path(s["bundle"]).is_dir() for s in state["steps"])
@@ -146,11 +148,52 @@ def test_bad_requests() -> None:
     with pytest.raises(InputError, match="distinct"):
         ab.Request((A, A)).check()
     with pytest.raises(InputError, match="--repeat"):
-        ab.Request((A, B), 0).check()
+        ab.Request((A, B), 2).check()
+    with pytest.raises(InputError, match="--max-repeat"):
+        ab.Request((A, B), 5, (), 4).check()
+    with pytest.raises(InputError, match="--min-effect"):
+        ab.Request((A, B), 5, (), 20, 0).check()
+    assert ab.Request((A, B)).repeats == 5 and ab.Request((A, B)).max_repeats == 20
+    assert ab.Request((A, B)).looks == 4
+
+
+def test_an_answered_comparison_stops_at_the_first_batch(tmp_path: Path) -> None:
+    fake = FakeLab(SOURCES)
+    lines: list[str] = []
+    result = ab.run(fake, request(3, 9, ("create",)), tmp_path / "run",
+                    progress=lines.append)
+    assert (result.repeats, result.looks) == (3, 1)
+    assert sum(c[0] == "bench" for c in fake.calls) == 6
+    assert "answered after 3 repeats per ref (look 1 of 3)" in lines
+    assert result.comparison.looks == 3            # judged with every look it could take
+    assert result.comparison.answer() == "different"
+
+
+def test_unknown_figures_add_interleaved_batches_up_to_the_cap(tmp_path: Path) -> None:
+    # the recorded read round's latencies (0.05-0.06 s, 10 ms steps) stay unknown
+    fake = FakeLab(SOURCES)
+    lines: list[str] = []
+    result = ab.run(fake, request(3, 7), tmp_path / "run", progress=lines.append)
+    assert (result.repeats, result.looks) == (7, 3)
+    benches = [c[1] for c in fake.calls if c[0] == "bench"]
+    assert benches == ["v2.5.12", "v3.0.0"] * 7                # A B A B ... throughout
+    # at 3 a side and the level of 3 looks, create's goodput is still unknown too
+    assert ("look 1: 4 figure(s) unknown (create v3.0.0 goodput, create v3.0.0 p95, read "
+            "v3.0.0 p50, read v3.0.0 p95): 6 repeats per ref") in lines
+    assert ("look 2: 2 figure(s) unknown (read v3.0.0 p50, read v3.0.0 p95): 7 repeats "
+            "per ref") in lines
+    assert any(line.startswith("still unknown at the cap (7 repeats per ref)")
+               for line in lines)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["looks"] == 3 and state["repeats_used"] == 7
+    assert state["answer"] == "different"
 
 
 def test_preview_names_images_and_steps() -> None:
-    lines = ab.preview(FakeLab(SOURCES), request(2))
+    lines = ab.preview(FakeLab(SOURCES), request(3))
     assert lines[0].startswith("v2.5.12: fabperf-fabric-node-fp-v2.5.12")
     assert "fabric.version 2.5.12" in lines[0]
-    assert lines[-1].startswith("steps: v2.5.12#1 v3.0.0#1 v2.5.12#2 v3.0.0#2")
+    assert lines[2].startswith("steps: v2.5.12#1 v3.0.0#1 v2.5.12#2 v3.0.0#2 v2.5.12#3")
+    lines = ab.preview(FakeLab(SOURCES), ab.Request((A, B)))
+    assert "up to 10, 15, 20 per ref" in lines[3] and "split over 4 looks" in lines[4]
+    assert "Holm over every figure x round x group compared" in lines[4]

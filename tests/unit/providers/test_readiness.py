@@ -199,3 +199,19 @@ def test_an_interrupt_stops_a_waiter_blocked_in_a_command(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         wait_all(probes, "N1", Timeouts(poll=0.05))
     assert terminated.is_set()
+
+
+def test_each_layer_is_said_as_each_host_passes_it(caplog):
+    # issue 25, item 11: `launch up` was silent for minutes between "waiting for ... to be
+    # ready" and the bootstrap
+    import logging
+
+    clock = Clock()
+    node = FakeNode(clock, ssh_after=30)
+    with caplog.at_level(logging.INFO, logger="fabperf.ready"):
+        wait_host(node.probe("fabric"), "N1", Timeouts(poll=1), clock=clock, sleep=clock.sleep)
+    said = [r.getMessage() for r in caplog.records if r.name == "fabperf.ready"]
+    assert [s.split(" (")[0] for s in said] == [
+        "fabric: process running", "fabric: SSH answers", "fabric: cloud-init finished",
+        "fabric: role ready, this launch's marker"]
+    assert said[1].startswith("fabric: SSH answers (3") and "s in all)" in said[1]
