@@ -224,18 +224,30 @@ def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tm
 
     env, bdir = lab["env"], lab["bdir"]
     out = tmp_path / "results"
-    with timed("nspawn: launch bench (1 round x 20 s at 150 TPS)"):
-        res = cli("launch", "bench", env, "--round", "create", "--tps", "150", "--duration",
+    with timed("nspawn: launch bench (2 rounds x 20 s at 150 TPS)"):
+        res = cli("launch", "bench", env, "--tps", "150", "--duration",
                   "20", "--build-dir", bdir, "--results-dir", out, "--output", "json",
                   timeout=1800, log=tmp_path / "bench.log", check=False)
     assert res.returncode == 0, (tmp_path / "bench.log").read_text()[-4000:]
     bundle = Path(json.loads(res.stdout)["bundle"])
     assert results.check_bundle(bundle) == []
     summary = json.loads((bundle / "summary.json").read_text())
-    (rnd,) = summary["rounds"]
-    assert rnd["status"] == "completed", rnd
-    window = rnd.get("window", {}).get("seconds") or 20
-    goodput = rnd.get("goodput_tps") or rnd["succeeded"] / window
+    rnd, read = summary["rounds"]
+    assert [rnd["label"], read["label"]] == ["create", "read"]
+    for r in (rnd, read):
+        assert r["status"] == "completed", r
+        # every rule without data says what is missing and where it should have come from
+        assert set(r["verdict"]["missing"]) == set(r["verdict"]["missing_data"]), r["verdict"]
+        assert r["channel"] == "mychannel", r
+    # goodput first: what succeeded per second of the window; the ledger's VALID beside it
+    goodput = rnd["goodput_tps"]
+    assert goodput == pytest.approx(rnd["succeeded"] / rnd["window"]["seconds"], rel=0.01)
+    assert rnd["ledger_goodput_tps"] == pytest.approx(goodput, rel=0.05), rnd["ledger"]
+    # the read round only evaluates (its workload module says so): its channel gained about
+    # nothing, and no ledger goodput is claimed for it
+    assert read["ledger"]["read_only"] is True and read["ledger"]["flagged"] is False, read
+    assert read["ledger_goodput_tps"] is None, read
+    assert read["failed"] <= 0.01 * (read["succeeded"] + read["failed"]), read
     # TCG carried 1-4 TPS on this machine; containers carry far more: 180-200 TPS on an
     # idle 2-core machine (benchmarks/nspawn_lab.py), 50-80 while other jobs load it, so
     # the bound here is what any load leaves (more than 6 x TCG's best)
@@ -255,6 +267,7 @@ def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tm
     TIMINGS["nspawn: bench goodput tps"] = round(goodput, 1)
     print(f"\nnspawn bench: goodput {goodput:.1f} TPS, failed {rnd['failed']}, "
           f"ledger {rnd['ledger'].get('committed')}, verdict {rnd['verdict']['verdict']}")
+    print(cli("launch", "results", "show", str(bundle)).stdout)
 
 
 def test_caliper_worker_files_services_and_network(lab):
