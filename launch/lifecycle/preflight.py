@@ -332,7 +332,8 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
         good = all(attempt(f"{base}.{k}", functools.partial(
             _parses, p, ep.ca_pem if k == "tls_ca" else None)) for k, p in files)
         if ep.client_cert and ep.client_key and good:
-            good = attempt(f"{base}.client_key", functools.partial(_key_matches, ep))
+            good = attempt(f"{base}.client_key",
+                           functools.partial(_key_matches, ep.client_cert, ep.client_key))
         if good:
             reachable.append(ep)
     vm_side = vm_side_networks(spec)
@@ -360,7 +361,8 @@ def run(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_
 def _identity(ident: Identity, msp_id: str, cas: Sequence[x509.Certificate], ca_field: str,
               now: _dt.datetime | None) -> str:
     if ident.wallet is None:
-        return check_identity(ident.cert, ident.key, cas, ca_field, now=now)  # type: ignore[arg-type]
+        cert, key = ident.pem_files()
+        return check_identity(cert, key, cas, ca_field, now=now)
     try:
         pems = identity_pems(ident, msp_id)
     except InputError as exc:
@@ -378,12 +380,12 @@ def _parses(path: Path, text: str | None) -> None:
     load_certs(path, text)
 
 
-def _key_matches(ep: Endpoint) -> None:
-    cert = load_certs(ep.client_cert)[0]  # type: ignore[arg-type]
-    key = load_key(ep.client_key)  # type: ignore[arg-type]
+def _key_matches(cert_file: Path, key_file: Path) -> None:
+    cert = load_certs(cert_file)[0]
+    key = load_key(key_file)
     if _spki(cert.public_key()) != _spki(key.public_key()):  # type: ignore[attr-defined]
-        raise _Problem(f"the key {ep.client_key} does not match the certificate "
-                       f"{ep.client_cert} ({_name(cert)})")
+        raise _Problem(f"the key {key_file} does not match the certificate "
+                       f"{cert_file} ({_name(cert)})")
     return None
 
 

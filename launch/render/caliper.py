@@ -19,7 +19,7 @@ import yaml
 from launch.render import crypto
 from launch.render.fabric import org_of
 from launch.render.plan import CaliperWorker, Plan
-from launch.spec.byof import ByofSpec, identity_pems
+from launch.spec.byof import ByofSpec, Gateway, identity_pems
 from launch.spec.common import Round
 from launch.spec.contract import CALIPER_WORKER_BENCHMARK as WORKER_BENCHCONFIG
 from launch.spec.contract import PORTS
@@ -59,10 +59,12 @@ def byof_network_config(plan: Plan, worker: CaliperWorker,
     files (launch.spec.byof), the TLS name override the gateway's tls_server_name (else the
     dialled host)."""
 
-    gw = worker.gateway
-    ident = plan.spec.msp(gw.msp_id).identity(worker.user)  # type: ignore[union-attr]
+    spec, gw = plan.spec, worker.gateway
+    if not isinstance(spec, ByofSpec) or not isinstance(gw, Gateway):
+        raise TypeError(f"{worker.host}: not a BYOF worker")
+    ident = spec.msp(gw.msp_id).identity(worker.user)
     cert, key = identity_pems(ident, gw.msp_id)
-    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)  # type: ignore[union-attr]
+    tls_ca = gw.tls_ca_pem or read(gw.tls_ca)
     return _network_doc(plan, worker, key=key, cert=cert, tls_ca=tls_ca)
 
 

@@ -111,6 +111,12 @@ class Identity:
     wallet: Path | None  # the wallet entry (JSON: credentials.certificate/privateKey, mspId)
     where: str          # its field path in the spec (for preflight messages)
 
+    def pem_files(self) -> tuple[Path, Path]:
+        """(certificate, key) of an identity given as two files (not a wallet entry)."""
+        if self.cert is None or self.key is None:
+            raise InputError(f"{self.where}: expected cert and key files, or a wallet entry")
+        return self.cert, self.key
+
 
 WALLET_MAX_BYTES = 1 << 20
 
@@ -119,8 +125,9 @@ def identity_pems(ident: Identity, msp_id: str) -> tuple[str, str]:
     """(certificate PEM, private key PEM) of an identity: its files, or its wallet entry
     (an X.509 identity of `msp_id`). InputError naming the field when it cannot be read."""
     if ident.wallet is None:
-        return (inputs.read_text(ident.cert, what="certificate", max_bytes=WALLET_MAX_BYTES),  # type: ignore[arg-type]
-                inputs.read_text(ident.key, what="private key", max_bytes=WALLET_MAX_BYTES))  # type: ignore[arg-type]
+        cert, key = ident.pem_files()
+        return (inputs.read_text(cert, what="certificate", max_bytes=WALLET_MAX_BYTES),
+                inputs.read_text(key, what="private key", max_bytes=WALLET_MAX_BYTES))
     where = f"{ident.where}.wallet"
     if not ident.wallet.is_file():
         raise InputError(f"{where}: no wallet entry {ident.wallet}")
@@ -542,7 +549,8 @@ def files(spec: ByofSpec) -> list[tuple[str, Path]]:
             if i.wallet is not None:
                 out.append((f"{i.where}.wallet", i.wallet))
             else:
-                out += [(f"{i.where}.cert", i.cert), (f"{i.where}.key", i.key)]  # type: ignore[list-item]
+                cert, key = i.pem_files()
+                out += [(f"{i.where}.cert", cert), (f"{i.where}.key", key)]
     out += [(f"{g.where}.tls_ca", g.tls_ca) for g in spec.gateways if g.tls_ca_pem is None]
     for o in spec.operations:
         out += [(f"{o.where}.{k}", p) for k, p in (("tls_ca", o.tls_ca),
