@@ -43,6 +43,11 @@ _ADDRESS = re.compile(r"(?:ECONNREFUSED|connect(?:ing)? to|address)\s*:?\s*"
 
 # (reason, pattern) in order: the first match names the failure
 REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # the peer's gRPC limiter (peer.limits.concurrency.gatewayService): "too many requests
+    # for /gateway.Gateway, exceeding concurrency limit (N)"; first, since Caliper wraps it
+    # in an EndorseError whose text matches the endorsement pattern below
+    ("gateway concurrency limit", re.compile(r"exceeding concurrency limit|too many requests "
+                                             r"for /gateway", re.I)),
     ("timeout", re.compile(r"DEADLINE_EXCEEDED|[Tt]ime(?:d)? ?out", re.I)),
     ("peer unavailable", re.compile(r"UNAVAILABLE|ECONNREFUSED|ECONNRESET|No connection "
                                     r"established|Failed to connect|socket hang up", re.I)),
