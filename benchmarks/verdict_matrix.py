@@ -57,7 +57,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,13 @@ sys.path.insert(0, str(REPO))
 from fabkit import runner  # noqa: E402
 from launch.bench import run as bench_run  # noqa: E402
 from launch.bench.door import SshDoor  # noqa: E402
+from launch.bench.lab import open_lab as open_bench_lab  # noqa: E402
+from launch.bench.lab import resolve_workers  # noqa: E402
 from launch.bench.results import Summary  # noqa: E402
 from launch.lifecycle import up  # noqa: E402
 from launch.spec import contract  # noqa: E402
+from launch.spec.common import Round  # noqa: E402
+from launch.spec.thresholds import Thresholds  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ENV = "vmatrix"
@@ -105,43 +109,44 @@ def cli(*args: str | Path, log: Path, check: bool = True) -> runner.Completed:
                       what=f"launch {args[0]}")
 
 
-def write_spec(tmp: Path, repeats: int, duration: int) -> Path:
-    """local.yaml on nspawn with every round the cases run (the rounds are rendered from the
-    spec the lab was launched with): <case>-<k> per case, each case its own id prefix."""
+def write_spec(where: Path) -> Path:
+    """local.yaml on nspawn under its own name, bridge and CIDR, Fabric and the monitor on
+    core 0, Caliper alone on core 1. Its rounds are local.yaml's: each case's rounds are
+    made per run (`rounds_of`), with an id prefix of their own."""
     doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
     doc.update({"name": ENV, "provider": "nspawn", "network": {"cidr": CIDR},
                 "manifest": str(REPO / "build" / "manifest.json")})
     doc["settings"] = {"bridge": BRIDGE,
                        "hosts": {"fabric": {"host_cpus": "0"}, "monitor": {"host_cpus": "0"},
                                  "caliper": {"host_cpus": "1", "cpus": 1}}}
-
-    def create(label: str, prefix: str, d: int = duration) -> dict[str, Any]:
-        return {"label": label, "tps": 10, "duration": d,
-                "workload": {"module": "workloads/create-asset.js",
-                             "arguments": {"payloadSize": 100, "idPrefix": prefix}}}
-    rounds = [create("probe-1", "probe")]
-    for case in CASES:
-        for k in range(1, repeats + 1):
-            if case.workload == "update":
-                rounds.append({"label": f"{case.name}-{k}", "tps": 10, "duration": duration,
-                               "workload": {"module": "workloads/update-asset.js",
-                                            "arguments": {"assets": 2, "idPrefix": case.name}}})
-            else:
-                rounds.append(create(f"{case.name}-{k}", case.name))
-            if case.workload == "reject":
-                # same prefix, same round index in its own run: the seed's ids exist
-                rounds.append(create(f"{case.name}-seed-{k}", case.name, 2))
-    doc["caliper"]["rounds"] = rounds
-    path = tmp / f"{ENV}.yaml"
+    path = where / f"{ENV}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+_RUNS = iter(range(1, 10_000))
+
+
+def rounds_of(name: str, workload: str, tps: int, duration: int, repeats: int,
+              prefix: str | None = None) -> list[Round]:
+    """`repeats` fixed-rate rounds <name>-<k>. Their asset ids carry a prefix of this run
+    (fabperf's workloads make ids <prefix>_<round index>_<worker>_<n>): a later run never
+    meets an earlier one's ids unless it is given the same `prefix` (the seeded case)."""
+    prefix = prefix or f"{name}{next(_RUNS)}{int(time.time()) % 100_000}"
+    if workload == "update":
+        module, args = "workloads/update-asset.js", {"assets": 2, "idPrefix": prefix}
+    else:
+        module, args = "workloads/create-asset.js", {"payloadSize": 100, "idPrefix": prefix}
+    return [Round(f"{name}-{k}", tps, duration, None, module, args, None)
+            for k in range(1, repeats + 1)]
 
 
 def open_lab(build_dir: Path, tmp: Path) -> Lab:
     state = up.recorded(ENV, build_dir=build_dir)
     targets = {h: up.target(ENV, h, build_dir=build_dir) for h in state.hosts}
     return Lab(build_dir, SshDoor(targets, tmp / "inject-ssh.log"),
-               {h: s.resources["cgroup"] for h, s in state.hosts.items()},
+               {h: s.resources.get("machine") or s.resources["cgroup"]
+                for h, s in state.hosts.items()},
                {h: s.address for h, s in state.hosts.items()})
 
 
@@ -431,12 +436,21 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def bench(lab: Lab, labels: Sequence[str], tps: int, results: Path,
+def bench(lab: Lab, rounds: Sequence[Round], results: Path,
           workers_per_vm: int | None = None) -> tuple[Path, Summary]:
-    opts = bench_run.Options(rounds=tuple(labels), tps=tps)
-    res = bench_run.bench(ENV, opts, build_dir=lab.build_dir, repo_root=REPO,
-                          results_root=results, workers_per_vm=workers_per_vm,
-                          on_progress=lambda line: print(f"    {line}", flush=True))
+    """`launch bench` (launch.bench.run, as its `bench()` opens the lab) with these rounds
+    instead of the spec's: the lab's plan is data, and its rounds are what the benchmark
+    config is rendered from."""
+    blab, targets = open_bench_lab(ENV, build_dir=lab.build_dir, repo_root=REPO,
+                                   workers_per_vm=workers_per_vm)
+    spec = blab.plan.spec
+    spec = replace(spec, caliper=replace(spec.caliper, rounds=tuple(rounds)))
+    blab = replace(blab, plan=replace(blab.plan, spec=spec))
+    door = SshDoor(targets, blab.env_dir / "logs" / "bench-ssh.log")
+    blab = resolve_workers(door, blab, workers_per_vm)
+    res = bench_run.run(blab, door, bench_run.Options(thresholds=Thresholds()),
+                        results_root=results,
+                        on_progress=lambda line: print(f"    {line}", flush=True))
     return res.bundle, res.summary
 
 
@@ -450,10 +464,16 @@ def run_case(lab: Lab, case: Case, capacity: float, repeats: int, duration: int,
         return out
     inj = case.make()
     out["injection"] = inj.what if inj else "none"
-    labels = [f"{case.name}-{k}" for k in range(1, repeats + 1)]
     t0 = time.monotonic()
+    prefix = None
     if case.workload == "reject":
-        bench(lab, [f"{case.name}-seed-{k}" for k in range(1, repeats + 1)], tps, results)
+        # the seed: the same rounds for 2 s with the same id prefix, so the first ~2/D of
+        # each worker's ids already exist when the case's own rounds run (same round
+        # indexes): the chaincode rejects them ("asset ... already exists")
+        seed = rounds_of(f"{case.name}-seed", "create", tps, 2, repeats)
+        prefix = str(seed[0].workload_arguments["idPrefix"])
+        bench(lab, seed, results)
+    rounds = rounds_of(case.name, case.workload, tps, duration, repeats, prefix)
     stop, errors = threading.Event(), []
     driver = None
     try:
@@ -463,7 +483,7 @@ def run_case(lab: Lab, case: Case, capacity: float, repeats: int, duration: int,
                 driver = threading.Thread(target=mid_round_driver, args=(
                     lab, inj, repeats, duration, stop, errors), daemon=True)
                 driver.start()
-        bundle, summary = bench(lab, labels, tps, results, case.workers_per_vm)
+        bundle, summary = bench(lab, rounds, results, case.workers_per_vm)
     finally:
         stop.set()
         if driver is not None:
@@ -522,6 +542,69 @@ def print_matrix(doc: dict[str, Any]) -> None:
           f"capacity C {doc['capacity_tps']:.1f} TPS; {doc['seconds']:.0f} s")
 
 
+# --- the reference run ----------------------------------------------------------------------
+
+def check_value(r: Any, rule: str) -> tuple[float | None, str]:
+    for c in r.verdict.get("checks", []):
+        if c["rule"] == rule:
+            return c.get("value"), c.get("where", "")
+    return None, ""
+
+
+def reference(lab: Lab, rates: Sequence[int], duration: int, results: Path
+              ) -> dict[str, Any]:
+    """A `launch size`-style ramp in one run: create rounds (local.yaml's create workload)
+    at rising fixed rates; the figure is the highest goodput the verdict calls
+    `fabric-bound` with the ledger check passing (else, said so, the best `headroom`)."""
+    prefix = f"ref{int(time.time()) % 100_000}"
+    rounds = [Round(f"ref-{r}", r, duration, None, "workloads/create-asset.js",
+                    {"payloadSize": 100, "idPrefix": prefix}, None) for r in rates]
+    bundle, summary = bench(lab, rounds, results)
+    steps = []
+    for r in summary.rounds:
+        fabric, fwhere = check_value(r, "fabric-vm-cpu")
+        worker, _ = check_value(r, "worker-vm-cpu")
+        proc, pwhere = check_value(r, "worker-process-cpu")
+        steps.append({"label": r.label, "requested_tps": r.requested_tps,
+                      "send_rate_tps": r.send_rate_tps, "goodput_tps": r.goodput_tps,
+                      "ledger_goodput_tps": r.ledger_goodput_tps, "failed": r.failed,
+                      "succeeded": r.succeeded, "latency_avg_s": r.latency.avg,
+                      "ledger": results_ledger(r.ledger), "ledger_flagged": bool(
+                          r.ledger.get("flagged")), "verdict": r.verdict.get("verdict"),
+                      "summary": r.verdict.get("summary"),
+                      "fabric_container_cpu": fabric, "caliper_container_cpu": worker,
+                      "busiest_worker_process_cpu": proc})
+    ok = [s for s in steps if s["verdict"] == "fabric-bound" and not s["ledger_flagged"]]
+    best = max(ok, key=lambda s: s["goodput_tps"] or 0) if ok else None
+    return {"bundle": str(bundle), "steps": steps, "figure": best,
+            "cpu_split": "Fabric (peer + orderer + chaincode) and the monitor pinned to host "
+                         "core 0, the Caliper container (2 worker processes + the manager) "
+                         "pinned to host core 1 and limited to one core"}
+
+
+def results_ledger(ledger: Any) -> str:
+    from launch.bench.results import ledger_text
+    return ledger_text(ledger)
+
+
+def print_reference(ref: dict[str, Any]) -> None:
+    print(f"{'req':>5} {'sent':>7} {'goodput':>8} {'fail':>5} {'avg s':>6} {'ledger':>12} "
+          f"{'fabric':>7} {'caliper':>7} {'proc':>5}  verdict")
+    for s in ref["steps"]:
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0%}"
+        print(f"{s['requested_tps'] or 0:>5.0f} {s['send_rate_tps'] or 0:>7.1f} "
+              f"{s['goodput_tps'] or 0:>8.1f} {s['failed']:>5} {s['latency_avg_s'] or 0:>6.2f} "
+              f"{s['ledger']:>12} {pct(s['fabric_container_cpu']):>7} "
+              f"{pct(s['caliper_container_cpu']):>7} {pct(s['busiest_worker_process_cpu']):>5}"
+              f"  {s['summary']}")
+    best = ref["figure"]
+    print("reference figure: " + (f"{best['goodput_tps']:.1f} TPS goodput at "
+                                  f"{best['requested_tps']:.0f} requested ({best['summary']})"
+                                  if best else "no step was fabric-bound with the ledger "
+                                  "check passing"))
+
+
 # --- test data -------------------------------------------------------------------------------
 
 def trim_bundle(src: Path, dst: Path, case: dict[str, Any], max_failure_lines: int = 40) -> None:
@@ -565,6 +648,9 @@ def main() -> int:
     ap.add_argument("--test-data", type=Path, default=None)
     ap.add_argument("--keep-lab", action="store_true", help="leave the lab up at the end")
     ap.add_argument("--reuse-lab", action="store_true", help="use the lab already up")
+    ap.add_argument("--reference", default="", metavar="R,R,...",
+                    help="after the cases: the reference ramp at these rates (TPS)")
+    ap.add_argument("--reference-duration", type=int, default=20)
     args = ap.parse_args()
     chosen = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -579,7 +665,7 @@ def main() -> int:
         tmp = Path(t)
         try:
             if not args.reuse_lab:
-                spec = write_spec(REPO / "build", args.repeats, args.duration)
+                spec = write_spec(REPO / "build")
                 t0 = time.monotonic()
                 cli("up", spec, "--build-dir", build_dir, log=out.parent / "up.log")
                 doc["up_s"] = round(time.monotonic() - t0, 1)
@@ -588,7 +674,8 @@ def main() -> int:
             if args.capacity:
                 capacity = args.capacity
             else:
-                _, s = bench(lab, ["probe-1"], args.probe_tps, results)
+                _, s = bench(lab, rounds_of("probe", "create", args.probe_tps, args.duration,
+                                            1), results)
                 capacity = float(s.rounds[0].goodput_tps or 0)
                 doc["probe"] = {"tps": args.probe_tps, "goodput_tps": capacity,
                                 "verdict": s.rounds[0].verdict.get("summary")}
@@ -600,6 +687,11 @@ def main() -> int:
                 c = run_case(lab, case, capacity, args.repeats, args.duration, results)
                 doc["cases"].append(c)
                 print("   " + ", ".join(r["verdict"] for r in c["rounds"]), flush=True)
+                out.write_text(json.dumps(doc, indent=2) + "\n")
+            if args.reference:
+                print("== reference ramp", flush=True)
+                doc["reference"] = reference(lab, [int(x) for x in args.reference.split(",")],
+                                             args.reference_duration, results)
                 out.write_text(json.dumps(doc, indent=2) + "\n")
         finally:
             if not args.keep_lab:
@@ -618,12 +710,20 @@ def main() -> int:
         "not_run": [c["case"] for c in doc["cases"] if c.get("status") == NOT_RUN]}
     doc["seconds"] = round(time.monotonic() - t_start, 1)
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    print_matrix(doc)
+    if doc["cases"]:
+        print_matrix(doc)
+    if "reference" in doc:
+        print_reference(doc["reference"])
     print(f"\nwritten: {out}")
     if args.test_data:
         for c in doc["cases"]:
             if c.get("bundle"):
                 trim_bundle(Path(c["bundle"]), args.test_data / c["case"], c)
+        if "reference" in doc:
+            ref = doc["reference"]
+            trim_bundle(Path(ref["bundle"]), args.test_data.parent / "reference", {
+                "case": "reference", "injection": "none", "expected": [], "names": [],
+                "tps": None, "rounds": ref["steps"]})
         print(f"test data: {args.test_data}")
     return 0
 
