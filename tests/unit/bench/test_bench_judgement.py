@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,34 @@ def test_a_growing_backlog_is_fabric_bound_whatever_the_round_length() -> None:
         assert v.verdict is Verdict.FABRIC_BOUND
         growth = next(c for c in v.checks if c.rule == "unfinished-growth")
         assert growth.value == pytest.approx(0.30, abs=0.01)
+
+
+def test_a_send_shortfall_with_idle_workers_and_a_growing_backlog_is_fabric_bound() -> None:
+    """Live on the native lab (issue 24's matrix, orderer capped at 2 % of a core): Caliper
+    sent 78 % of the asked 68 TPS with its container at 47 % CPU and 6 ms of event-loop lag,
+    while the in-flight count grew at 9-22 % of the send rate. Fabric pushed back; Caliper
+    was not the limit."""
+    rate, sent = 68.0, 53.4
+    inflight = tuple((T0 + t, 117 + 6.0 * t) for t in range(0, 16, 5))
+    sig = low_signals(worker_vm_cpu={"caliper": 0.47}, worker_process_cpu={"worker 1": 0.18},
+                      eventloop_lag={"worker 1": 0.006}, inflight=inflight)
+    v = judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), sig)
+    assert v.verdict is Verdict.FABRIC_BOUND, v.summary()
+    fired = {c.rule: c for c in v.reasons}
+    assert set(fired) == {"send-rate", "unfinished-growth"}
+    assert fired["send-rate"].side.value == "fabric"
+    assert "backpressure" in fired["send-rate"].detail
+    # the same shortfall with a busy worker, or with nothing on Fabric's side, stays Caliper's
+    busy = replace(sig, eventloop_lag={"worker 1": 0.3})
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), busy).verdict \
+        is Verdict.LOAD_GENERATOR_BOUND
+    flat = low_signals()
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 0.5, T0), flat).verdict \
+        is Verdict.LOAD_GENERATOR_BOUND
+    # a worker signal missing: the shortfall cannot be excused
+    nolag = replace(sig, eventloop_lag={})
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), nolag).verdict \
+        is not Verdict.FABRIC_BOUND
 
 
 # --- the event-loop lag of the round itself --------------------------------------------------
