@@ -3,7 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROVIDER ?= qemu
+# Where `make lab`/`make up` run ENV: nspawn (the qemu images as containers, native speed)
+# where systemd-nspawn is installed (`make deps` installs it), else qemu (full VMs);
+# PROVIDER=qemu gives VMs anyway, PROVIDER=aws|openstack bakes and launches in a cloud.
+PROVIDER ?= $(if $(shell command -v systemd-nspawn 2>/dev/null),nspawn,qemu)
+# nspawn boots the qemu images; every other provider bakes its own
+BAKE_PROVIDER := $(if $(filter nspawn,$(PROVIDER)),qemu,$(PROVIDER))
+# a local spec (provider qemu) runs on nspawn through `launch up --provider nspawn`
+UP_ARGS := $(if $(filter nspawn,$(PROVIDER)),--provider nspawn)
 ENV ?= environments/local.yaml
 # Extra arguments: e.g. BAKE_ARGS='--set monitor.GRAFANA_SOURCE=none --image caliper-worker'
 BAKE_ARGS ?=
@@ -26,7 +33,7 @@ BASE_ARGS ?= $(foreach c,$(wildcard /usr/local/share/ca-certificates/*.crt),--ex
 
 APT_PACKAGES := packer qemu-system-x86 qemu-utils cloud-image-utils debootstrap shellcheck \
 	genisoimage xorriso openssl python3-venv python3-pip ca-certificates sudo \
-	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2 \
+	e2fsprogs fdisk dosfstools mtools grub-pc-bin openssh-client vde2 systemd-container \
 	prometheus prometheus-pushgateway chromium
 APT_NO_RECOMMENDS := cloud-init
 
@@ -51,16 +58,17 @@ deps: ## system packages (Debian 12; run as root)
 base-image: venv ## the local Debian 12 base qcow2 for the qemu provider (root; cached)
 	$(BIN)/bake base-image $(BASE_ARGS)
 
-bake-images: venv $(if $(filter qemu,$(PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(PROVIDER)
-	$(BIN)/bake build --provider $(PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
+bake-images: venv $(if $(filter qemu,$(BAKE_PROVIDER)),base-image) ## bake fabric-node, caliper-worker and monitor on $(BAKE_PROVIDER)
+	$(BIN)/bake build --provider $(BAKE_PROVIDER) $(INPUT_ARGS) $(BAKE_ARGS)
 
-lab: bake-images ## the main job: bake what is missing, launch $(ENV), bootstrap Fabric, benchmark it
-	$(BIN)/launch up $(ENV)
+lab: bake-images ## the main job: bake what is missing, launch $(ENV) on $(PROVIDER), bootstrap Fabric, benchmark it
+	@echo "make lab: launching $(ENV) on $(PROVIDER)$(if $(filter nspawn,$(PROVIDER)), (containers at native speed; PROVIDER=qemu for full VMs))"
+	$(BIN)/launch up $(ENV) $(UP_ARGS)
 	$(BIN)/launch status $(ENV)
 	$(BIN)/launch bench $(ENV) $(BENCH_ARGS)
 
-up: venv ## launch the environment $(ENV) from the baked images (bootstraps the channel)
-	$(BIN)/launch up $(ENV)
+up: venv ## launch the environment $(ENV) on $(PROVIDER) from the baked images (bootstraps the channel)
+	$(BIN)/launch up $(ENV) $(UP_ARGS)
 
 status: venv ## hosts and every Fabric node's channel height of $(ENV)
 	$(BIN)/launch status $(ENV)

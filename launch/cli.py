@@ -107,12 +107,15 @@ _build_dir_option = click.option(
               help="How far to wait: every readiness layer, the machines running, or not at all.")
 @click.option("--ready-timeout", type=int, default=None, metavar="SECONDS",
               help="Seconds for cloud-init to finish on every host [default: 1800].")
+@click.option("--provider", "provider", default=None, metavar="P",
+              help="Run the spec on provider P instead of its own, when P boots the same "
+                   "images (qemu <-> nspawn: the same spec as VMs or as containers).")
 @_build_dir_option
 @output_option
 @verbosity_options
 def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failure: bool,
-           wait: str,
-           ready_timeout: int | None, build_dir: Path | None, output: str) -> None:
+           wait: str, ready_timeout: int | None, provider: str | None,
+           build_dir: Path | None, output: str) -> None:
     """Reserve addresses, render the bundle, create the hosts and wait until they are ready.
 
     A second `up` of a running environment changes nothing.
@@ -123,7 +126,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
     progress(f"launch up {env_file}")
     result = up.up(env_file, build_dir=bdir, repo_root=root, only=only,
                    keep_on_failure=keep_on_failure, timeouts=timeouts, wait=wait,
-                   recreate=recreate)
+                   recreate=recreate, run_on=provider)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for rep in result.readiness:
@@ -186,9 +189,10 @@ def byof_cmd(byof_file: Path, check_only: bool, keep_on_failure: bool,
             click.echo(f"preflight of {byof_file}: passed ({len(report.ok)} checks, "
                        f"{len(report.warnings)} warnings)")
         return
+    # click types a command's callback as optional; up_cmd's is its own function
     up_cmd.callback(env_file=byof_file, only=(), recreate=False,  # type: ignore[misc]
                     keep_on_failure=keep_on_failure,
-                    wait="ready", ready_timeout=ready_timeout, build_dir=build_dir,
+                    wait="ready", ready_timeout=ready_timeout, provider=None, build_dir=build_dir,
                     output=output)
 
 
@@ -757,7 +761,8 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
 @click.option("--older-than", "older_than", default="0", metavar="DURATION",
               help="Only resources older than this (90m, 6h, 2d, 1w) [default: 0].")
 @click.option("--provider", "providers", multiple=True, metavar="P",
-              help="aws or openstack (repeatable) [default: every cloud that can be asked].")
+              help="aws, openstack or nspawn (repeatable) "
+                   "[default: every provider that can be asked].")
 @click.option("--from", "spec_path", type=input_file(),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")

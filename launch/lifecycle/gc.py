@@ -1,9 +1,10 @@
-"""`launch gc`: find and remove what dead runs left in a cloud.
+"""`launch gc`: find and remove what dead runs left in a cloud, and unused nspawn image trees.
 
 A fabperf resource is garbage when its environment is gone (no state for that environment
 and environment id in this build directory) or its TTL passed (tags fabperf:created-at +
 fabperf:ttl-hours). Only resources older than ``older_than`` are considered; ``dry_run``
-lists them and removes nothing. Each cloud provider module has `collect` and
+lists them and removes nothing. Each provider with garbage (the clouds; nspawn: its cache
+of unpacked images) has `collect` and
 `remove_garbage`; gc itself never looks at a provider's name.
 """
 
@@ -16,11 +17,22 @@ from pathlib import Path
 
 from fabkit.errors import FabperfError, InputError
 from launch.lifecycle.up import env_dir
-from launch.machines.providers.base import Garbage, check_settings, env_id, provider_class
+from launch.machines.providers.base import (
+    PROVIDERS,
+    Garbage,
+    check_settings,
+    env_id,
+    provider_class,
+)
 from launch.machines.state import StateStore
 from launch.spec import byof
 
-CLOUDS = ("aws", "openstack")
+
+def collectors() -> tuple[str, ...]:
+    """The providers that have garbage to collect (a `collect` and a `remove_garbage`): the
+    clouds, and nspawn's cache of unpacked images."""
+    return tuple(n for n in PROVIDERS if hasattr(provider_class(n), "collect"))
+
 _UNITS = {"m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
 
 
@@ -50,16 +62,16 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
     settings: dict[str, object] = {}
     explicit = list(providers)
     for p in explicit:
-        if p not in CLOUDS:
-            raise InputError.field(None, "--provider", f"one of {list(CLOUDS)}", p)
+        if p not in collectors():
+            raise InputError.field(None, "--provider", f"one of {list(collectors())}", p)
     if spec_path is not None:
         spec = byof.load_any(spec_path)   # an environment file or a BYOF spec
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
-        if spec.provider.value not in CLOUDS:
+        if spec.provider.value not in collectors():
             # the spec's provider, not an option the user did not give
             raise InputError.field(
-                spec.source, "provider", f"a cloud provider gc can ask ({', '.join(CLOUDS)}) "
-                "for `launch gc --from`", spec.provider.value,
+                spec.source, "provider", f"a cloud provider gc can ask "
+                f"({', '.join(collectors())}) for `launch gc --from`", spec.provider.value,
                 hint="gc collects cloud resources; a local environment is removed by "
                      "`launch down`")
         explicit = explicit or [spec.provider.value]
@@ -71,7 +83,7 @@ def gc(build_dir: Path, *, providers: Sequence[str] = (), older_than_hours: floa
     found: list[Garbage] = []
     removed: list[str] = []
     skipped: list[str] = []
-    for name in explicit or CLOUDS:
+    for name in explicit or collectors():
         cls = provider_class(name)
         try:
             items = cls.collect(settings, live, older_than_hours)

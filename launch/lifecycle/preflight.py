@@ -40,6 +40,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from fabkit import inputs
 from fabkit.errors import InputError
@@ -117,7 +118,7 @@ def load_certs(path: Path, text: str | None = None) -> list[x509.Certificate]:
     return certs
 
 
-def load_key(path: Path, text: str | None = None) -> object:
+def load_key(path: Path, text: str | None = None) -> PrivateKeyTypes:
     """An unencrypted PEM private key (`text`: its content, already read)."""
     text = _read(path, "PEM private key file") if text is None else text
     try:
@@ -126,8 +127,8 @@ def load_key(path: Path, text: str | None = None) -> object:
         raise _Problem(f"{path} is not an unencrypted PEM private key ({exc})") from None
 
 
-def _spki(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -160,7 +161,7 @@ def check_identity(cert_path: Path, key_path: Path, cas: Sequence[x509.Certifica
         raise _Problem(f"{cert_path} ({_name(cert)}) is valid from "
                        f"{cert.not_valid_before_utc:%Y-%m-%d} to "
                        f"{cert.not_valid_after_utc:%Y-%m-%d}, not now")
-    if _spki(cert.public_key()) != _spki(key.public_key()):  # type: ignore[attr-defined]
+    if _spki(cert.public_key()) != _spki(key.public_key()):
         raise _Problem(f"the key {key_path} does not match the certificate {cert_path} "
                        f"({_name(cert)}): their public keys differ")
     return _name(cert)
@@ -383,14 +384,15 @@ def _parses(path: Path, text: str | None) -> None:
 def _key_matches(cert_file: Path, key_file: Path) -> None:
     cert = load_certs(cert_file)[0]
     key = load_key(key_file)
-    if _spki(cert.public_key()) != _spki(key.public_key()):  # type: ignore[attr-defined]
+    if _spki(cert.public_key()) != _spki(key.public_key()):
         raise _Problem(f"the key {key_file} does not match the certificate "
                        f"{cert_file} ({_name(cert)})")
     return None
 
 
-def check(spec: ByofSpec, **kwargs: object) -> Report:
+def check(spec: ByofSpec, *, dial: Dial = _dial, timeout: float = CONNECT_TIMEOUT_S,
+          now: _dt.datetime | None = None) -> Report:
     """run(), raising InputError (exit 2) when anything failed; the warnings are returned."""
-    report = run(spec, **kwargs)  # type: ignore[arg-type]
+    report = run(spec, dial=dial, timeout=timeout, now=now)
     report.raise_for_failures()
     return report

@@ -63,6 +63,7 @@ from launch.spec import byof
 from launch.spec.byof import ByofSpec, Spec
 from launch.spec.common import SpecKind
 from launch.spec.providers import LOCAL_DEFAULT
+from launch.spec.providers import Provider as SpecProvider
 
 log = logging.getLogger("fabperf.up")
 
@@ -116,7 +117,7 @@ _SETTLED = {"ready": (Phase.READY,), "running": (Phase.RUNNING, Phase.READY),
 
 def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str] = (),
        keep_on_failure: bool = False, timeouts: Timeouts | None = None,
-       wait: str = "ready", recreate: bool = False) -> UpResult:
+       wait: str = "ready", recreate: bool = False, run_on: str | None = None) -> UpResult:
     """Bring the environment described by ``spec_path`` up (see the module docstring).
 
     A BYOF spec (launch.spec.byof) brings up its caliper-worker VMs and monitor only, after its
@@ -127,6 +128,9 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     that stay must get the same user-data from it (else InputError). How `launch compare`
     puts the Fabric hosts on another image while the workers and the monitor keep running.
 
+    ``run_on`` runs the spec on another provider that boots the same images (on_provider:
+    `make lab` runs environments/local.yaml in containers where it can).
+
     The phases, in order: check every input (nothing is written before), recreate, settle
     (nothing to do?), record, reserve, render, create, wait, bootstrap; a failure after
     record rolls back what this `up` created."""
@@ -135,9 +139,13 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
     if recreate and not only:
         raise InputError.field(None, "--only", "the hosts to recreate", None)
     run = _check_inputs(spec_path, build_dir=build_dir, repo_root=repo_root, only=only,
-                        wait=wait)
+                        wait=wait, run_on=run_on)
     with run.store.lock():
         before = run.store.load()
+        if before is not None and before.hosts and before.provider != run.spec.provider.value:
+            raise InputError(f"environment {run.name} runs on {before.provider}, not "
+                             f"{run.spec.provider.value}",
+                             hint=f"`launch down {run.name}` first, then `launch up` again")
         if before is not None and recreate:
             before = _recreate(run, before)
         if before is not None:
@@ -194,12 +202,14 @@ class _Up:
 
 
 def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str],
-                  wait: str) -> _Up:
+                  wait: str, run_on: str | None = None) -> _Up:
     """Every input checked before anything is written (bad input changes nothing): the
     spec, the provider's settings, the plan, a BYOF spec's preflight, the hosts asked."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     spec = byof.load_any(spec_path)
+    if run_on is not None:
+        spec = on_provider(spec, run_on)
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
@@ -215,6 +225,25 @@ def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Se
                provider=provider, store=store, edir=edir, repo_root=repo_root,
                requests=provider.host_requests(plan, only), wait=wait, checked=checked,
                t0=t0, timings=timings)
+
+
+def on_provider(spec: Spec, provider: str) -> Spec:
+    """The spec with its provider replaced by ``provider``, which must boot the images the
+    spec's provider boots (the same bake provider); InputError otherwise."""
+    try:
+        wanted = SpecProvider(provider)
+    except ValueError:
+        raise InputError.field(None, "--provider",
+                               f"one of {[p.value for p in SpecProvider]}",
+                               provider) from None
+    if wanted is spec.provider:
+        return spec
+    if wanted.bakes_with() is None or wanted.bakes_with() != spec.provider.bakes_with():
+        raise InputError.field(
+            spec.source, "provider", f"a provider whose images {wanted.value} boots "
+            f"({wanted.bakes_with()} images) for --provider {wanted.value}",
+            spec.provider.value)
+    return replace(spec, provider=wanted)
 
 
 def _recreate(run: _Up, before: EnvState) -> EnvState | None:

@@ -243,6 +243,7 @@ def wait_all(probes: Sequence[Probe], nonce: str, timeouts: Timeouts | None = No
 
     pool = ThreadPoolExecutor(max_workers=min(8, len(probes)))
     try:
+        # kw: wait_host's keyword options (clock, probes' doors), passed through untyped
         futures = {pool.submit(wait_host, p, nonce, timeouts, sleep=sleep, **kw): p  # type: ignore[arg-type]
                    for p in probes}
         for fut, p in futures.items():

@@ -159,6 +159,7 @@ def cloud_config(plan: Plan, host: Host, files: Iterable[File], nonce: str, *,
     }
 
 
+# the C dumper when PyYAML has libyaml: a base chosen at import time, which mypy cannot see
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """The safe dumper, writing multi-line strings (PEM, env files) as literal blocks."""
 

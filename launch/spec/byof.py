@@ -252,7 +252,14 @@ class ByofSpec(SpecBase):
 # --- reading ------------------------------------------------------------------------------
 
 
-def _file(m: Fields, key: str, base: Path, *, required: bool = True) -> Path | None:
+def _file(m: Fields, key: str, base: Path) -> Path:
+    """A required file named by the spec (relative to the spec's directory)."""
+    found = _optional_file(m, key, base, required=True)
+    assert found is not None   # (required: absent is an InputError)
+    return found
+
+
+def _optional_file(m: Fields, key: str, base: Path, *, required: bool = False) -> Path | None:
     value = m.get(key, None if not required else ..., required=required)
     if value is None:
         return None
@@ -285,7 +292,7 @@ def _msps(f: Fields, base: Path) -> tuple[Msp, ...]:
         for j, id_raw in enumerate(ids_raw):
             d = m.item("identities", j, id_raw)
             name = d.str("name", pattern=NAME_RE, what="an identity name")
-            wallet = _file(d, "wallet", base, required=False)
+            wallet = _optional_file(d, "wallet", base)
             if wallet is not None:
                 if "cert" in d.raw or "key" in d.raw:
                     raise d.fail("wallet", "a wallet directory or cert + key files, not both",
@@ -301,7 +308,7 @@ def _msps(f: Fields, base: Path) -> tuple[Msp, ...]:
         m.done()
         if any(x.msp_id == msp_id for x in out):
             raise m.fail("msp_id", "an MSP id no other entry uses", msp_id)
-        out.append(Msp(msp_id, ca, tuple(identities), m.path))  # type: ignore[arg-type]
+        out.append(Msp(msp_id, ca, tuple(identities), m.path))
     return tuple(out)
 
 
@@ -330,7 +337,6 @@ def _profile_gateways(f: Fields, base: Path, msps: tuple[Msp, ...]) -> tuple[Gat
     """The gateways of a common connection profile (JSON or YAML): every peer of its
     organisations whose mspid is under fabric.msps. Its other sections are not read."""
     path = _file(f, "connection_profile", base)
-    assert path is not None
     doc = inputs.load_yaml_file(path, what="connection profile")
     top = Fields(path, "", doc)
     orgs, peers = top.map("organizations", required=True), top.map("peers", required=True)
@@ -399,7 +405,7 @@ def _gateways(f: Fields, base: Path, msps: tuple[Msp, ...]) -> tuple[Gateway, ..
         gw = Gateway(
             endpoint=_endpoint(m, "endpoint"),
             msp_id=m.str("msp_id", pattern=NAME_RE, what="an MSP id"),
-            tls_ca=_file(m, "tls_ca", base),  # type: ignore[arg-type]
+            tls_ca=_file(m, "tls_ca", base),
             tls_server_name=m.str("tls_server_name", None, pattern=_SERVER_NAME,
                                   what="a DNS name in the peer's TLS certificate"),
             where=m.path)
@@ -436,9 +442,9 @@ def _operations(f: Fields, base: Path) -> tuple[Operations, ...]:
                        what="peer or orderer"),
             cpus=m.int("cpus", None, minimum=1, maximum=1024,
                        why="the vCPUs of one host running the node"),
-            tls_ca=_file(m, "tls_ca", base, required=False),
-            client_cert=_file(m, "client_cert", base, required=False),
-            client_key=_file(m, "client_key", base, required=False),
+            tls_ca=_optional_file(m, "tls_ca", base),
+            client_cert=_optional_file(m, "client_cert", base),
+            client_key=_optional_file(m, "client_key", base),
             tls_server_name=m.str("tls_server_name", None, pattern=_SERVER_NAME,
                                   what="a DNS name in the endpoint's TLS certificate"),
             where=m.path)

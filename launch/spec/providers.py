@@ -22,6 +22,7 @@ class Provider(StrEnum):
     QEMU = "qemu"
     AWS = "aws"
     OPENSTACK = "openstack"
+    NSPAWN = "nspawn"
     NONE = "none"
 
     @property
@@ -80,6 +81,9 @@ FACTS: dict[Provider, ProviderFacts] = {
     Provider.OPENSTACK: ProviderFacts(starts_hosts=True, bakes_with="openstack",
                                       user_data=UserDataBudget(OPENSTACK_B64_LIMIT,
                                                                base64=True, where="Nova")),
+    # the qemu images' root filesystems as containers (launch.machines.providers.nspawn)
+    Provider.NSPAWN: ProviderFacts(starts_hosts=True, bakes_with="qemu",
+                                   user_data=UserDataBudget()),
     Provider.NONE: ProviderFacts(starts_hosts=False, bakes_with=None,
                                  user_data=UserDataBudget()),
 }

@@ -182,6 +182,7 @@ PROVIDERS: dict[str, str] = {
     "qemu": "launch.machines.providers.qemu:QemuProvider",
     "aws": "launch.machines.providers.aws:AwsProvider",
     "openstack": "launch.machines.providers.openstack:OpenStackProvider",
+    "nspawn": "launch.machines.providers.nspawn:NspawnProvider",
     "none": "launch.machines.providers.none:NoneProvider",
 }
 
@@ -278,8 +279,9 @@ def parallel(fn: Callable[[Any], None], items: Sequence[Any], width: int) -> Non
         futures: list[Future[None]] = [pool.submit(fn, item) for item in items]
         wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
-            if f.done() and not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+            exc = f.exception() if f.done() and not f.cancelled() else None
+            if exc is not None:
+                raise exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -62,7 +62,7 @@ from launch.machines.providers.base import (
     wait_recorded,
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
-from launch.machines.state import EnvState, HostState, Phase
+from launch.machines.state import EnvState, HostState, Phase, StateStore
 from launch.render.plan import Plan
 from launch.spec.contract import Role
 
@@ -79,21 +79,22 @@ MAX_SOCKET_DIR = 70
 DEFAULT_MEMORY_MB = {Role.PEER: 2048, Role.ORDERER: 2048, Role.CALIPER: 1536,
                      Role.MONITOR: 1536}
 DEFAULT_CPUS = 2
-_MEMORY = dict(minimum=256, maximum=1024 * 1024, why="a VM on one machine")
-_CPUS = dict(minimum=1, maximum=256, why="a VM on one machine")
+_MEMORY_RULE = inputs.Rule("memory_mb", (int, type(None)), None, minimum=256,
+                           maximum=1024 * 1024, why="a VM on one machine")
+_CPUS_RULE = inputs.Rule("cpus", (int, type(None)), None, minimum=1, maximum=256,
+                         why="a VM on one machine")
 
 SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("accel", str, "auto", choices=("auto", "kvm", "tcg"),
                 doc="accelerator (auto: tcg under a hypervisor)"),
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY,  # type: ignore[arg-type]
-                doc="memory of every VM (default per role)"),
-    inputs.Rule("cpus", int, DEFAULT_CPUS, **_CPUS, doc="vCPUs of every VM"),  # type: ignore[arg-type]
+    replace(_MEMORY_RULE, doc="memory of every VM (default per role)"),
+    replace(_CPUS_RULE, kind=int, default=DEFAULT_CPUS, doc="vCPUs of every VM"),
     inputs.Rule("hosts", dict, {},
                 doc="per-host overrides {HOST: {memory_mb, cpus, host_cpus}}"),
 )
 HOST_SETTINGS: tuple[inputs.Rule, ...] = (
-    inputs.Rule("memory_mb", (int, type(None)), None, **_MEMORY),  # type: ignore[arg-type]
-    inputs.Rule("cpus", (int, type(None)), None, **_CPUS),  # type: ignore[arg-type]
+    _MEMORY_RULE,
+    _CPUS_RULE,
     inputs.Rule("host_cpus", (str, int, type(None)), None,
                 doc="the host cores its QEMU runs on, a taskset list such as 1 or 0-1,3"),
 )
@@ -188,6 +189,18 @@ def network_config(lan_mac: str, address: str, prefix: int, wan_mac: str) -> dic
     }
 
 
+def meta_data(environment: str, host: str, generation: int,
+              keys: Sequence[str]) -> dict[str, object]:
+    """NoCloud meta-data: a new instance-id per generation (cloud-init runs again on a
+    replaced host), the host name, and the environment's key pair, which cloud-init
+    authorises for the image's default user."""
+    meta: dict[str, object] = {"instance-id": f"{environment}-{host}-{generation}",
+                               "local-hostname": host}
+    if keys:
+        meta["public-keys"] = list(keys)
+    return meta
+
+
 def free_port(exclude: set[int]) -> int:
     """A TCP port free on 127.0.0.1 now (the kernel picks it)."""
     for _ in range(50):
@@ -253,6 +266,40 @@ def qmp_command(sock_path: Path, command: str, timeout: float = 5.0) -> dict[str
             reply = json.loads(line)
             if "return" in reply or "error" in reply:
                 return dict(reply)
+
+
+def reserve_static(store: StateStore, state: EnvState,
+                   subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   hosts: Sequence[HostRequest]) -> dict[str, str]:
+    """Static addresses on a local subnet, each recorded at once: kept from the state, else
+    from the spec, else the next free one from .10 up (the local providers' `reserve`)."""
+    taken = {h.address for h in state.hosts.values() if h.address}
+    usable = list(subnet.hosts())[FIRST_HOST_OFFSET - 1:]
+    result: dict[str, str] = {}
+    for req in hosts:
+        existing = state.hosts.get(req.name)
+        if existing is not None and existing.address:
+            result[req.name] = existing.address
+            continue
+        if req.address:
+            ip = ipaddress.ip_address(req.address)
+            if ip not in subnet:
+                raise InputError.field(None, f"hosts.{req.name}.address",
+                                       f"an address in {subnet}", req.address)
+            addr = str(ip)
+            if addr in taken:
+                raise InputError.field(None, f"hosts.{req.name}.address",
+                                       "an address no other host uses", addr)
+        else:
+            free = [str(a) for a in usable if str(a) not in taken]
+            if not free:
+                raise InputError(f"subnet {subnet} has no free address for {req.name}")
+            addr = free[0]
+        taken.add(addr)
+        store.update_host(req.name, address=addr, roles=req.roles, image=req.image,
+                          phase=Phase.RESERVED)
+        result[req.name] = addr
+    return result
 
 
 class QemuProvider:
@@ -336,37 +383,9 @@ class QemuProvider:
 
     # --- reserve -------------------------------------------------------------------
     def reserve(self, hosts: Sequence[HostRequest]) -> dict[str, str]:
-        """Static addresses on the private subnet: kept from the state, else from the spec,
-        else the next free one from .10 up."""
+        """Static addresses on the private subnet (reserve_static)."""
         with self._lock:
-            state = self._state()
-            taken = {h.address for h in state.hosts.values() if h.address}
-            usable = list(self.subnet.hosts())[FIRST_HOST_OFFSET - 1:]
-            result: dict[str, str] = {}
-            for req in hosts:
-                existing = state.hosts.get(req.name)
-                if existing is not None and existing.address:
-                    result[req.name] = existing.address
-                    continue
-                if req.address:
-                    ip = ipaddress.ip_address(req.address)
-                    if ip not in self.subnet:
-                        raise InputError.field(None, f"hosts.{req.name}.address",
-                                               f"an address in {self.subnet}", req.address)
-                    addr = str(ip)
-                    if addr in taken:
-                        raise InputError.field(None, f"hosts.{req.name}.address",
-                                               "an address no other host uses", addr)
-                else:
-                    free = [str(a) for a in usable if str(a) not in taken]
-                    if not free:
-                        raise InputError(f"subnet {self.subnet} has no free address for {req.name}")
-                    addr = free[0]
-                taken.add(addr)
-                self.store.update_host(req.name, address=addr, roles=req.roles,
-                                       image=req.image, phase=Phase.RESERVED)
-                result[req.name] = addr
-            return result
+            return reserve_static(self.store, self._state(), self.subnet, hosts)
 
     # --- network -------------------------------------------------------------------
     def _switch_alive(self, net: dict[str, object]) -> bool:
@@ -535,12 +554,7 @@ class QemuProvider:
         fd = os.open(src / "user-data", os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(user_data)
-        meta: dict[str, object] = {"instance-id": f"{self.env}-{host}-{generation}",
-                                   "local-hostname": host}
-        keys = self._public_keys()
-        if keys:
-            # NoCloud's key pair: cloud-init authorises it for the image's default user.
-            meta["public-keys"] = keys
+        meta = meta_data(self.env, host, generation, self._public_keys())
         (src / "meta-data").write_text(yaml.safe_dump(meta, sort_keys=False))
         (src / "network-config").write_text(yaml.safe_dump(netcfg, sort_keys=False))
         seed = hdir / "seed.iso"

@@ -67,6 +67,7 @@ ROLES: dict[str, str | tuple[str, str]] = {
     "launch ssh command": "text",
     "launch status env": "text",
     "launch up only": "text",
+    "launch up provider": "text",
     "launch validate env": "text",
     "bake base-image mirror": "text",
     "bake goss validate hostspec": "text",
