@@ -51,6 +51,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -641,7 +642,15 @@ def trim_bundle(src: Path, dst: Path, case: dict[str, Any], max_failure_lines: i
 
 # --- main ------------------------------------------------------------------------------------
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # Ctrl-C or a TERM (a background job's SIGINT is ignored): the injection is undone and
+    # the lab taken down on the way out
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--duration", type=int, default=15, help="seconds per round")

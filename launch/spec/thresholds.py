@@ -67,6 +67,11 @@ class Thresholds:
     latency_climb_min_s: float = 0.2
     """... and by at least this many seconds (noise at millisecond latencies is no climb).
     A second opinion on the backlog: optional, a short round has too few samples."""
+    monitor_gap_s: float = 10.0
+    """inconclusive when the monitor's Prometheus has no scrape of itself for this many
+    seconds of the round (stopped, restarted or stalled): its series for the round have a
+    hole that rates and the backlog test paper over. 10 s: two missed scrapes at the
+    5 s interval; one can be the edge of the window (issue 24's matrix)."""
     crosscheck_tolerance: float = 0.02
     """The ledger cross-check is flagged when the peers' valid-transaction count of the
     round's channel and Caliper's succeeded count differ by more than this share, or the
