@@ -205,6 +205,32 @@ def test_a_send_shortfall_with_idle_workers_and_a_growing_backlog_is_fabric_boun
         is not Verdict.FABRIC_BOUND
 
 
+def test_a_monitor_stopped_mid_round_and_started_again_is_inconclusive() -> None:
+    """Live (issue 24's matrix): Prometheus stopped for a third of a 15 s round, started
+    again before the round ended. Every query answered afterwards (rates span the hole,
+    the in-flight series is carried over it) and the round was judged as if nothing had
+    happened. Its own scrapes of itself show the hole."""
+    window = Window(T0, T0 + 15.7)
+    def answers(scrapes: float) -> RoundResponses:
+        return RoundResponses(window, 0, {"monitor_scrapes": vec(({}, scrapes))}, {}, None,
+                              None, {})
+    assert signals.from_responses(answers(1)).monitor_gap_s == 10.0
+    assert signals.from_responses(answers(3)).monitor_gap_s == 0.0
+    n = RoundNumbers(50, 50.0, 49.0, 750, 0, 0.5, T0)
+    v = judge(n, low_signals(monitor_gap_s=10.0))
+    assert v.verdict is Verdict.INCONCLUSIVE, v.summary()
+    assert "monitor's Prometheus: no scrape of itself for about 10 s" in v.summary()
+    # one missed scrape (the window's edge) is no hole; a bundle recorded before the
+    # question is judged as before; what fired on the load generator's side still counts
+    assert judge(n, low_signals(monitor_gap_s=5.0)).verdict is Verdict.HEADROOM
+    assert judge(n, low_signals()).verdict is Verdict.HEADROOM
+    busy = low_signals(monitor_gap_s=10.0, worker_vm_cpu={"caliper": 0.99})
+    assert judge(n, busy).verdict is Verdict.LOAD_GENERATOR_BOUND
+    # and failures are failures whatever the monitor saw
+    assert judge(RoundNumbers(50, 50.0, 49.0, 700, 50, 0.5, T0),
+                 low_signals(monitor_gap_s=10.0)).verdict is Verdict.FAILING
+
+
 # --- the event-loop lag of the round itself --------------------------------------------------
 
 def _lag_round(index: int, p99: float, samples: float) -> RoundResponses:
