@@ -12,10 +12,13 @@ and each round's verdict is compared with the case's expected one(s).
 Injections (undone after their case; every one acts on this lab's own containers only):
 
     caliper-cpu-quota  the Caliper container's cgroup cpu.cfs_quota_us cut to 20 % of a core
-    one-worker         one Caliper worker process (--workers-per-vm 1) at 1.5 x C
+    one-worker         one Caliper worker process (--workers-per-vm 1) at 4 x C (C is two
+                       processes' and Fabric's joint limit on a loaded machine; one process
+                       sends about 200 TPS on a free core)
     peer-cpu-quota     the peer process alone moved into a child cgroup (cpu hierarchy) of
                        its container's, with a quota of 3 % of a core
-    orderer-cpu-quota  the same for the orderer process, 2 % of a core
+    orderer-cpu-quota  the same for the orderer process, 1 % of a core (the least CFS
+                       allows: at 2 % the orderer still carried C/2)
     gateway-limit      the peer restarted with CORE_PEER_LIMITS_CONCURRENCY_GATEWAYSERVICE=2 (a
                        systemd drop-in under /run in the container), restarted again without
     headroom           nothing, at C / 2
@@ -421,10 +424,10 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("caliper-cpu-quota", ("load-generator-bound",), 0.5,
          lambda: ContainerQuota("caliper", 0.2)),
-    Case("one-worker", ("load-generator-bound",), 1.5, lambda: None, workers_per_vm=1),
+    Case("one-worker", ("load-generator-bound",), 4.0, lambda: None, workers_per_vm=1),
     Case("peer-cpu-quota", ("fabric-bound",), 0.5, lambda: ProcessQuota("fabric", "peer", 0.03)),
     Case("orderer-cpu-quota", ("fabric-bound",), 0.5,
-         lambda: ProcessQuota("fabric", "orderer", 0.02)),
+         lambda: ProcessQuota("fabric", "orderer", 0.01)),
     Case("gateway-limit", ("fabric-bound", "failing"), 0.5, lambda: PeerGatewayLimit(2),
          names=("concurrency limit",)),
     Case("headroom", ("headroom",), 0.5, lambda: None),
@@ -435,7 +438,7 @@ CASES: tuple[Case, ...] = (
          names=("fabric/peer",)),
     Case("prometheus-stopped", ("inconclusive",), 0.5,
          lambda: StopService("monitor", "prometheus")),
-    Case("disk-throttled", ("fabric-bound",), 0.5, lambda: DiskThrottle("fabric", 512 * 1024),
+    Case("disk-throttled", ("fabric-bound",), 0.5, lambda: DiskThrottle("fabric", 256 * 1024),
          names=("disk",)),
 )
 
