@@ -616,13 +616,34 @@ def print_reference(ref: dict[str, Any]) -> None:
 
 # --- test data -------------------------------------------------------------------------------
 
-def trim_bundle(src: Path, dst: Path, case: dict[str, Any], max_failure_lines: int = 40) -> None:
+def _failure_entries(text: str) -> list[tuple[float | None, list[str]]]:
+    """A worker journal's failed transactions: each "Failed to perform" line with the
+    "Details:" lines the gateway's error carries after it, and the entry's time."""
+    entries: list[tuple[float | None, list[str]]] = []
+    for line in text.splitlines():
+        if "Failed to perform" in line:
+            try:
+                at: float | None = _dt.datetime.fromisoformat(
+                    line.split(" ", 1)[0].replace("+0000", "+00:00")).timestamp()
+            except ValueError:
+                at = None
+            entries.append((at, [line]))
+        elif entries and ("Details:" in line or ": -  " in line):
+            entries[-1][1].append(line)
+    return entries
+
+
+def trim_bundle(src: Path, dst: Path, case: dict[str, Any], per_round: int = 15) -> None:
     """What collect.rejudge reads, small: summary.json, prometheus/round-*.json (compact),
-    logs/manager.log and the first failure lines of each worker log."""
+    logs/manager.log and, of each worker log, the first `per_round` failed transactions of
+    each round (with their Details lines): the verdicts do not depend on the logs, the
+    failure reasons named do."""
     if dst.exists():
         shutil.rmtree(dst)
     (dst / "prometheus").mkdir(parents=True)
     shutil.copy2(src / "summary.json", dst / "summary.json")
+    windows = [(r["window"]["start"], r["window"]["end"]) for r in
+               json.loads((src / "summary.json").read_text())["rounds"] if r.get("window")]
     for p in sorted((src / "prometheus").glob("round-*.json")):
         (dst / "prometheus" / p.name).write_text(
             json.dumps(json.loads(p.read_text()), separators=(",", ":")) + "\n")
@@ -631,16 +652,42 @@ def trim_bundle(src: Path, dst: Path, case: dict[str, Any], max_failure_lines: i
         (dst / "logs").mkdir(exist_ok=True)
         shutil.copy2(logs / "manager.log", dst / "logs" / "manager.log")
     for p in sorted(logs.rglob("caliper-worker@*.log")):
-        lines = [ln for ln in p.read_text(errors="replace").splitlines()
-                 if "Failed to perform" in ln][:max_failure_lines]
+        kept: list[str] = []
+        taken = [0] * len(windows)
+        for at, lines in _failure_entries(p.read_text(errors="replace")):
+            for i, (start, end) in enumerate(windows):
+                if at is not None and start - 2 <= at <= end + 2 and taken[i] < per_round:
+                    taken[i] += 1
+                    kept += lines
+                    break
         out = dst / "logs" / p.relative_to(logs)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(ln + "\n" for ln in lines))
+        out.write_text("".join(ln + "\n" for ln in kept))
     verdicts = {r["label"]: r["verdict"] for r in case["rounds"]}
     (dst / "expected.json").write_text(json.dumps({
         "case": case["case"], "injection": case.get("injection"),
         "expected": case["expected"], "names": case["names"], "tps": case["tps"],
         "recorded": verdicts}, indent=2) + "\n")
+
+
+def write_test_data(doc: dict[str, Any], where: Path) -> None:
+    """Each case's bundle (and the reference run's) trimmed into `where`."""
+    for c in doc["cases"]:
+        if c.get("bundle"):
+            trim_bundle(Path(c["bundle"]), where / c["case"], c)
+    if "reference" in doc:
+        ref = doc["reference"]
+        dst = where.parent / "reference-nspawn"
+        trim_bundle(Path(ref["bundle"]), dst, {
+            "case": "reference", "injection": "none", "expected": [], "names": [],
+            "tps": None, "rounds": ref["steps"]})
+        verdicts = {s["label"]: s["verdict"] for s in ref["steps"]}
+        # the form tests/unit/bench/test_bench_judgement.py judges recorded bundles in
+        (dst / "expected.json").write_text(json.dumps({
+            "verdicts": verdicts, "recorded": verdicts,
+            "why": "the reference ramp of issue 24 (local.yaml's shape on nspawn, Fabric and "
+                   "the monitor on core 0, Caliper on core 1), recorded by this fabperf: "
+                   "judged again it gets the same verdicts"}, indent=2) + "\n")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -668,7 +715,15 @@ def main() -> int:
     ap.add_argument("--reference", default="", metavar="R,R,...",
                     help="after the cases: the reference ramp at these rates (TPS)")
     ap.add_argument("--reference-duration", type=int, default=20)
+    ap.add_argument("--test-data-from", type=Path, default=None, metavar="MATRIX_JSON",
+                    help="only write --test-data from a recorded matrix.json (nothing runs)")
     args = ap.parse_args()
+    if args.test_data_from:
+        if not args.test_data:
+            ap.error("--test-data-from needs --test-data DIR")
+        write_test_data(json.loads(args.test_data_from.read_text()), args.test_data)
+        print(f"test data: {args.test_data}")
+        return 0
     chosen = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or REPO / "results" / "verdict-matrix" / stamp / "matrix.json"
@@ -733,14 +788,7 @@ def main() -> int:
         print_reference(doc["reference"])
     print(f"\nwritten: {out}")
     if args.test_data:
-        for c in doc["cases"]:
-            if c.get("bundle"):
-                trim_bundle(Path(c["bundle"]), args.test_data / c["case"], c)
-        if "reference" in doc:
-            ref = doc["reference"]
-            trim_bundle(Path(ref["bundle"]), args.test_data.parent / "reference", {
-                "case": "reference", "injection": "none", "expected": [], "names": [],
-                "tps": None, "rounds": ref["steps"]})
+        write_test_data(doc, args.test_data)
         print(f"test data: {args.test_data}")
     return 0
 

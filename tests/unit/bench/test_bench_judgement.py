@@ -99,6 +99,21 @@ def test_check_bundle_fails_verdicts_resting_on_missing_data_without_saying_so()
     assert results.verdict_problems(new.rounds[0]) == []   # inconclusive, and says why
 
 
+def test_fabric_bound_on_a_rule_that_fired_rests_on_evidence_whatever_else_is_missing() -> None:
+    """Live (issue 24's matrix, the peer capped at 3 % of a core): the latency climbed x2.9
+    over the round while the backlog test had no sample after the 18 s mean latency of a
+    15 s round. The verdict is fabric-bound on that evidence (the verdict's order); the
+    bundle check called it resting on missing data. Without the climb it would."""
+    r = results.load(DATA / "matrix" / "peer-cpu-quota").rounds[0]
+    assert r.verdict["verdict"] == "fabric-bound" and "unfinished-growth" in r.verdict["missing"]
+    assert results.verdict_problems(r) == []
+    checks = [{**c, "fired": False} if c["rule"] == "latency-climb" else c
+              for c in r.verdict["checks"]]
+    unfounded = replace(r, verdict={**r.verdict, "checks": checks})
+    assert any("although required rules had no data: unfinished-growth" in p
+               for p in results.verdict_problems(unfounded))
+
+
 # --- failures ------------------------------------------------------------------------------
 
 def _iso(t: float) -> str:

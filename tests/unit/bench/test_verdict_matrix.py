@@ -7,7 +7,8 @@ failure lines of each worker log, plus expected.json (the injection, the expecte
 verdict(s), what the evidence must name, and the verdict each round was recorded with).
 Judged again with today's rules and default thresholds, every round gets the verdict it was
 recorded with; the rounds that missed the expected verdict are listed in expected.json's
-`misses` with why (the README and the issue's note explain them).
+`misses` with why, and the rounds whose evidence does not name what was injected in
+`not_named` with why (the README and the issue's note explain them).
 """
 
 from __future__ import annotations
@@ -45,5 +46,8 @@ def test_matrix_rounds_judged_again_get_the_recorded_verdict(case: Path) -> None
         assert r.verdict["verdict"] in exp["expected"], (r.label, r.verdict["summary"])
         if set(exp["expected"]) & BOUND:
             assert r.verdict["verdict"] != "headroom"
+        if r.label in exp.get("not_named", {}):
+            assert exp["not_named"][r.label], "a round whose evidence misses a name says why"
+            continue
         for name in exp.get("names", []):
             assert name.lower() in r.verdict["summary"].lower(), r.verdict["summary"]
