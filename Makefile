@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 # PROVIDER=qemu gives VMs anyway, PROVIDER=aws|openstack bakes and launches in a cloud.
 PROVIDER ?= $(if $(shell command -v systemd-nspawn 2>/dev/null),nspawn,qemu)
 # nspawn boots the qemu images; every other provider bakes its own
-BAKE_PROVIDER := $(if $(filter nspawn,$(PROVIDER)),qemu,$(PROVIDER))
+BAKE_PROVIDER = $(if $(filter nspawn,$(PROVIDER)),qemu,$(PROVIDER))
 # a local spec (provider qemu) runs on nspawn through `launch up --provider nspawn`
-UP_ARGS := $(if $(filter nspawn,$(PROVIDER)),--provider nspawn)
+UP_ARGS = $(if $(filter nspawn,$(PROVIDER)),--provider nspawn)
 ENV ?= environments/local.yaml
 # Extra arguments: e.g. BAKE_ARGS='--set monitor.GRAFANA_SOURCE=none --image caliper-worker'
 BAKE_ARGS ?=

@@ -134,7 +134,7 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
             click.echo(f"warning: {rep.host}: {warning}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "changed": result.changed,
-                   "waited": result.waited, "timings": dict(result.timings),
+                   "waited": result.waited, "where": result.where, "timings": dict(result.timings),
                    "hosts": [_host_json(h) for h in result.hosts],
                    "readiness": [{"host": r.host, "seconds": r.seconds}
                                  for r in result.readiness]})
@@ -144,6 +144,8 @@ def up_cmd(env_file: Path, only: tuple[str, ...], recreate: bool, keep_on_failur
            "none": " (created; not waited for)"}[result.waited]
     click.echo(f"environment {result.environment}: {verb}{how} in "
                f"{result.timings.get('total', 0)}s")
+    if result.where:
+        click.echo(f"  on {result.where}")
     for h in result.hosts:
         where = f"ssh 127.0.0.1:{h.ports['ssh']}" if "ssh" in h.ports else \
             " ".join(f"{k} {v}" for k, v in sorted(h.resources.items()))
@@ -294,22 +296,43 @@ def validate_cmd(env: str, no_goss: bool, build_dir: Path | None, output: str) -
                             + ", ".join(r.host for r in failed))
 
 
+_region_option = click.option(
+    "--region", "region", default=None, metavar="REGION",
+    help="AWS region to ask [default: the spec's, else $AWS_REGION, $AWS_DEFAULT_REGION, "
+         "the AWS profile's].")
+
+
 @cli.command("down")
 @click.argument("env", metavar="ENV")
+@click.option("--from", "spec_path", type=input_file(),
+              default=None, metavar="ENV.yaml",
+              help="The spec it was launched from: where to look when the state is lost "
+                   "or damaged.")
+@_region_option
 @_build_dir_option
 @output_option
 @verbosity_options
-def down_cmd(env: str, build_dir: Path | None, output: str) -> None:
-    """Stop the VMs (also those the state lost), remove overlays, seeds and the state."""
+def down_cmd(env: str, spec_path: Path | None, region: str | None, build_dir: Path | None,
+             output: str) -> None:
+    """Stop the VMs (also those the state lost), remove overlays, seeds and the state.
+
+    With a lost or damaged state it finds the machines by their tags, where `--from` or
+    `--region` (or the damaged state, or the AWS variables) say; it fails rather than
+    answer success when it could not look everywhere the environment may run."""
 
     _, bdir = _build_dir(build_dir)
-    result = up.down(env, build_dir=bdir)
+    result = up.down(env, build_dir=bdir, spec_path=spec_path, region=region)
     rep = result.report
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
     if output == "json":
         emit_json({"environment": result.environment, "removed": list(rep.removed),
+                   "where": list(result.where),
                    "leaked": [{"kind": x.kind, "id": x.ident, "detail": x.detail}
                               for x in rep.leaked_found]})
         return
+    if result.where:
+        click.echo(f"looked on {', '.join(result.where)}")
     if not rep.removed:
         click.echo(f"environment {result.environment}: nothing to remove")
     for x in rep.leaked_found:
@@ -766,26 +789,33 @@ def size_cmd(env_file: Path, target_tps: float, round_label: str | None,
 @click.option("--from", "spec_path", type=input_file(),
               default=None, metavar="ENV.yaml",
               help="Take the cloud settings (region, endpoint, cloud) from this spec.")
+@click.option("--region", "regions", multiple=True, metavar="REGION",
+              help="AWS region to ask (repeatable) [default: the spec's, else $AWS_REGION, "
+                   "$AWS_DEFAULT_REGION, the AWS profile's].")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @_build_dir_option
 @output_option
 @verbosity_options
 def gc_cmd(older_than: str, providers: tuple[str, ...], spec_path: Path | None,
-           dry_run: bool, build_dir: Path | None, output: str) -> None:
+           regions: tuple[str, ...], dry_run: bool, build_dir: Path | None,
+           output: str) -> None:
     """Remove fabperf cloud resources whose environment is gone or whose TTL passed."""
 
     hours = gc.parse_duration(older_than)
     _, bdir = _build_dir(build_dir)
     result = gc.gc(bdir, providers=providers, older_than_hours=hours, dry_run=dry_run,
-                   spec_path=spec_path)
+                   spec_path=spec_path, regions=regions)
     for s in result.skipped:
         click.echo(f"warning: skipped {s}", err=True)
     if output == "json":
         emit_json({"dry_run": dry_run, "removed": list(result.removed),
+                   "asked": list(result.asked),
                    "garbage": [{"provider": g.provider, "kind": g.kind, "id": g.ident,
                                 "environment": g.environment, "reason": g.reason,
                                 "age_hours": g.age_hours} for g in result.garbage]})
         return
+    if result.asked:
+        click.echo(f"asked {', '.join(result.asked)}")
     if not result.garbage:
         click.echo("nothing to collect")
     for g in result.garbage:

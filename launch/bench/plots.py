@@ -45,7 +45,7 @@ def _lines(name: str, sig: RoundSignals) -> list[tuple[str, Sequence[Point]]]:
     s = sig.series
     out: list[tuple[str, Sequence[Point]]]
     if name == "rates":
-        out: list[tuple[str, Sequence[Point]]] = [
+        out = [
             ("sent", pts) for pts in s.get("send_rate", {}).values()]
         out += [(f"finished {k}", pts) for k, pts in s.get("finish_rate", {}).items()]
         out += [("committed (ledger)", pts) for pts in s.get("committed_rate", {}).values()]

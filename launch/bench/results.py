@@ -34,6 +34,7 @@ from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from fabkit.inputs import Rule, check_fields, check_value
 from launch.bench import report
+from launch.bench.verdict import Verdict
 
 SCHEMA = "fabperf.bench.summary/1"
 SUMMARY = "summary.json"
@@ -175,8 +176,10 @@ class Summary:
 MAX_SUMMARY_BYTES = 16 * 2**20
 """summary.json holds numbers and the verdicts' evidence: a few kilobytes per round"""
 MAX_SUMMARY_ROUNDS = 1000
-VERDICTS = ("headroom", "fabric-bound", "load-generator-bound", "inconclusive", "failing",
-            "-")   # "-": no verdict, in bundles of rounds that were interrupted
+NO_VERDICT = "-"
+"""the verdict of a round that was interrupted before it could be judged"""
+JUDGEMENTS = tuple(v.value for v in Verdict)
+VERDICTS = (*JUDGEMENTS, NO_VERDICT)
 _NUM = (int, float)
 
 
@@ -464,7 +467,6 @@ REQUIRED_PARTS = ("summary.json", "index.html", "report.html", "versions.json",
                   "plots/cpu.png", "prometheus/snapshot.tar.gz", "logs/manager.log")
 
 
-VERDICTS = ("failing", "load-generator-bound", "fabric-bound", "headroom", "inconclusive")
 JUDGED = ("load-generator-bound", "fabric-bound", "headroom")
 
 
@@ -476,7 +478,7 @@ def verdict_problems(r: RoundSummary) -> list[str]:
     had missing data."""
     v = r.verdict.get("verdict")
     where = f"round {r.label}"
-    if v not in VERDICTS:
+    if v not in VERDICTS or v == NO_VERDICT:
         return [f"{where}: verdict {v}"]
     out = []
     explained = r.verdict.get("missing") or {}
@@ -529,7 +531,7 @@ def check_bundle(bundle: Path, *, accept: Sequence[str] = JUDGED) -> list[str]:
                 problems.append(f"round {r.label}: summary.json {mine} != report.html {theirs}")
     for r in summary.rounds:
         problems += verdict_problems(r)
-        if r.verdict.get("verdict") in VERDICTS and r.verdict.get("verdict") not in accept:
+        if r.verdict.get("verdict") in JUDGEMENTS and r.verdict.get("verdict") not in accept:
             problems.append(f"round {r.label}: verdict {r.verdict.get('verdict')}: "
                             f"{r.verdict.get('summary', '')}")
         if r.ledger.get("flagged"):

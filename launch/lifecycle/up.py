@@ -18,11 +18,10 @@ instances never boot) or "none" (created, not waited for).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
-import json
 import logging
-import re
 import shutil
 import tempfile
 import time
@@ -31,7 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fabkit.errors import ExternalError, InputError
+from fabkit import inputs
+from fabkit.errors import ExternalError, FabperfError, InputError
 from launch.lifecycle import bootstrap, preflight
 from launch.machines import ssh
 from launch.machines.providers.base import (
@@ -41,18 +41,22 @@ from launch.machines.providers.base import (
     Leaked,
     Provider,
     ProviderContext,
+    check_region,
     check_settings,
     create_all,
     get_provider,
+    provider_class,
 )
 from launch.machines.ready import HostReadiness, Timeouts
 from launch.machines.state import (
+    REMOVED,
     CorruptState,
     EnvState,
     HostState,
     Phase,
     StateStore,
     check_env_name,
+    salvage,
 )
 from launch.render import bundle as bundle_mod
 from launch.render import plan as plan_mod
@@ -100,6 +104,7 @@ class UpResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     waited: str = "ready"               # how far `up` waited (WAITS)
+    where: str = ""                     # the provider and its region / cloud
 
 
 def _sha256(path: Path) -> str:
@@ -168,7 +173,7 @@ def up(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Sequence[str]
         run.timings["total"] = round(time.monotonic() - run.t0, 1)
         return UpResult(run.name, True, tuple(state.hosts[n] for n in run.wanted),
                         tuple(reports), run.timings, (*run.checked, *bundle.warnings),
-                        waited=wait)
+                        waited=wait, where=run.where)
 
 
 @dataclass
@@ -188,6 +193,7 @@ class _Up:
     checked: tuple[str, ...]
     t0: float
     timings: dict[str, float]
+    where: str = ""                     # the provider and its region / cloud
 
     @property
     def name(self) -> str:
@@ -211,20 +217,24 @@ def _check_inputs(spec_path: Path, *, build_dir: Path, repo_root: Path, only: Se
     if run_on is not None:
         spec = on_provider(spec, run_on)
     settings = check_settings(spec.provider.value, spec.settings, spec.source)
+    edir = env_dir(build_dir, spec.name)
+    store = StateStore(edir)
+    provider = _provider(spec.provider.value, spec.name, edir, store, settings,
+                         cidr=spec.cidr, build_dir=build_dir, repo_root=repo_root)
+    located = where(provider)
+    log.info("%s: %s", spec.name, located)
+    # the plan leaves out the addresses something else holds in the network
+    spec = _avoiding_busy(spec, provider, store)
     plan = plan_mod.build(spec, manifest_root=repo_root)
     checked: tuple[str, ...] = ()
     if isinstance(spec, ByofSpec):
         report = preflight.check(spec)
         checked = tuple(f"preflight: {w}" for w in (*report.warnings, *report.skipped))
         timings["preflight"] = round(time.monotonic() - t0, 1)
-    edir = env_dir(build_dir, spec.name)
-    store = StateStore(edir)
-    provider = _provider(spec.provider.value, spec.name, edir, store, settings,
-                         cidr=spec.cidr, build_dir=build_dir, repo_root=repo_root)
     return _Up(spec=spec, spec_path=spec_path, spec_sha=_sha256(spec_path), plan=plan,
                provider=provider, store=store, edir=edir, repo_root=repo_root,
                requests=provider.host_requests(plan, only), wait=wait, checked=checked,
-               t0=t0, timings=timings)
+               t0=t0, timings=timings, where=located)
 
 
 def on_provider(spec: Spec, provider: str) -> Spec:
@@ -285,7 +295,7 @@ def _settled(run: _Up, before: EnvState, recreate: bool) -> UpResult | None:
         log.info("%s: every host is up (%s); nothing to do", run.name, run.wait)
         return UpResult(run.name, False, tuple(before.hosts[n] for n in wanted),
                         timings={"total": round(time.monotonic() - run.t0, 1)},
-                        warnings=run.checked, waited=run.wait)
+                        warnings=run.checked, waited=run.wait, where=run.where)
     return None
 
 
@@ -296,6 +306,13 @@ def _record(run: _Up, before: EnvState | None) -> str | None:
     if before is None:
         run.store.save(EnvState(environment=run.name, provider=run.spec.provider.value,
                                 network={}))
+    run.store.forget_removed()
+    if run.spec.avoid_addresses:
+        # the plan's addresses depend on them: a later `up` plans with the same ones
+        cur = run.store.load()
+        assert cur is not None
+        run.store.update(network={**cur.network,
+                                  "avoided": sorted(run.spec.avoid_addresses)})
     run.store.update(spec_path=str(Path(run.spec_path).resolve()), spec_sha256=run.spec_sha,
                      ssh_key=str(keys.private_key), ssh_user=ssh.ADMIN_USER,
                      kind=run.spec.kind.value)
@@ -380,7 +397,7 @@ def _undo(run: _Up, before: EnvState | None, created: list[str],
         log.warning("%s: keeping what failed (--keep-on-failure); "
                     "`launch down %s` removes it", run.name, run.name)
         return
-    _rollback(run.provider, before, created, run.name)
+    _rollback(run.provider, run.store, before, created, run.name)
     if before is None or not before.hosts:
         # nothing of the environment is left: its secrets go too
         for sub in ("bundle", "ssh"):
@@ -427,29 +444,60 @@ def _bootstrap(provider: Provider, store: StateStore, host: str, nonce: str,
     return done
 
 
-def _rollback(provider: Provider, before: EnvState | None, created: Sequence[str],
-              name: str) -> None:
-    """Undo this `up`: everything when it started the environment, else its own hosts."""
+def _rollback(provider: Provider, store: StateStore, before: EnvState | None,
+              created: Sequence[str], name: str) -> None:
+    """Undo this `up`: everything when it started the environment, else its own hosts.
+
+    A failed or interrupted rollback (a second Ctrl-C, SIGTERM) says how to finish it: the
+    state still lists what is left, and `launch down` removes it."""
     try:
         if before is None or not before.hosts:
             log.warning("%s: rolling back (removing the environment)", name)
-            provider.destroy()
+            report = provider.destroy()
         elif created:
             log.warning("%s: rolling back hosts %s", name, ", ".join(created))
-            provider.destroy_hosts(created)
+            report = provider.destroy_hosts(created)
+        else:
+            return
+        if report.errors:
+            log.error("%s: rollback incomplete (%s); `launch down %s` removes what is left",
+                      name, "; ".join(report.errors)[:2000], name)
+    except KeyboardInterrupt:
+        log.error("%s: rollback interrupted; what is left is in %s and carries the "
+                  "environment's tags: `launch down %s` removes it", name, store.path, name)
+        raise
     except Exception as exc:  # the original error matters more; the state still lists all
-        log.error("%s: rollback incomplete (%s); run `launch down %s`", name, exc, name)
+        log.error("%s: rollback incomplete (%s); `launch down %s` removes what is left",
+                  name, exc, name)
+
+
+def _avoiding_busy(spec: Spec, provider: Provider, store: StateStore) -> Spec:
+    """The spec with the addresses something else holds in its network (the provider says)
+    left out of the plan, plus those an earlier `up` of this environment left out (so the
+    plan, and the certificates, stay what they were)."""
+    busy_of = getattr(provider, "addresses_in_use", None)
+    if not callable(busy_of):
+        return spec
+    try:
+        before = store.load()
+    except CorruptState:
+        before = None
+    avoided = before.network.get("avoided", []) if before is not None else []
+    busy = set(busy_of()) | {a for a in avoided if isinstance(a, str)}
+    return replace(spec, avoid_addresses=frozenset(busy)) if busy else spec
 
 
 # --- down / status ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class DownResult:
-    """What `launch down` removed."""
+    """What `launch down` removed, and where it looked."""
 
     environment: str
     report: DestroyReport
     known: bool
+    where: tuple[str, ...] = ()         # each provider asked, with its region / cloud
+    warnings: tuple[str, ...] = ()
 
 
 def _existing(arg: str, build_dir: Path) -> tuple[str, Path, StateStore, EnvState | None]:
@@ -458,71 +506,201 @@ def _existing(arg: str, build_dir: Path) -> tuple[str, Path, StateStore, EnvStat
     return name, edir, store, store.load()
 
 
+def _spec_arg(arg: str) -> Path | None:
+    """ENV given as the path of its spec file (resolve_env's rule)."""
+    return Path(arg) if arg.endswith((".yaml", ".yml")) or Path(arg).is_file() else None
+
+
 def _recorded_provider(arg: str, name: str, edir: Path, store: StateStore,
-                       state: EnvState | None) -> Provider:
+                       state: EnvState | None,
+                       overrides: Mapping[str, object] | None = None) -> Provider:
     """The provider of an existing environment: from its state, else from its spec file
     (a lost state file: the provider finds the resources by their tags), else the local
     default (launch.spec.providers.LOCAL_DEFAULT)."""
     if state is not None:
         subnet = state.network.get("subnet")
-        return _provider(state.provider, name, edir, store, {},
+        return _provider(state.provider, name, edir, store, dict(overrides or {}),
                          cidr=str(subnet) if subnet else None)
-    if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
-        spec = byof.load_any(Path(arg))
+    spec_path = _spec_arg(arg)
+    if spec_path is not None and spec_path.is_file():
+        spec = byof.load_any(spec_path)
         settings = check_settings(spec.provider.value, spec.settings, spec.source)
-        return _provider(spec.provider.value, name, edir, store, settings, cidr=spec.cidr)
+        return _provider(spec.provider.value, name, edir, store,
+                         {**settings, **(overrides or {})}, cidr=spec.cidr)
     return _provider(LOCAL_DEFAULT.value, name, edir, store, {})
 
 
-def down(arg: str, *, build_dir: Path) -> DownResult:
+def where(provider: Provider) -> str:
+    """Where a provider makes its machines ("aws eu-west-1"), for the user to read."""
+    describe = getattr(provider, "where", None)
+    return str(describe()) if callable(describe) else str(getattr(provider, "name", "?"))
+
+
+def down(arg: str, *, build_dir: Path, spec_path: Path | None = None,
+         region: str | None = None) -> DownResult:
     """Remove everything of an environment; idempotent. An environment never seen: exit 2.
 
-    A damaged state.json does not stop it: the provider's tag/process scan finds what runs,
-    everything found is removed, and so is the damaged file."""
+    With its state: what the state lists plus what the provider's tags find. With a damaged
+    or lost state: the provider and settings come from what the damaged file still says,
+    the bundle's plan.json, the spec (``spec_path``, ENV given as a spec, or the spec_path
+    the damaged file names) and ``region``; when they do not name the provider every
+    provider that can be asked is asked. Whatever the tags find is removed; when nothing
+    is found and a provider could not be asked (no region, no credentials), InputError
+    says what to point it at, and the damaged file is kept: `down` never answers
+    success while the environment may still run somewhere it did not look."""
     name, edir = resolve_env(arg, build_dir)
+    # every option checked before anything is asked or removed
+    pointed = _pointed_spec(spec_path or _spec_arg(arg), name)
+    overrides: dict[str, object] = {"region": check_region(region)} if region else {}
     store = StateStore(edir)
-    damaged = False
+    damaged: CorruptState | None = None
     try:
         state = store.load()
     except CorruptState as exc:
-        log.warning("%s; removing what the provider's scan finds", exc.message)
-        store, state, damaged = StateStore(edir, tolerate_damage=True), None, True
-    if damaged:
-        provider = _provider(_damaged_state_provider(store), name, edir, store, {})
-    else:
-        provider = _recorded_provider(arg, name, edir, store, state)
-    leaked: list[Leaked] = provider.find_leaked()
-    if state is None and not leaked and not edir.exists():
-        raise InputError(f"unknown environment {name!r}: nothing recorded in {edir} and no "
-                         "running VM carries its tag")
+        state, damaged = None, exc
+    try:
+        if state is not None:
+            provider = _recorded_provider(arg, name, edir, store, state, overrides)
+            with store.lock():
+                report = _destroy(name, provider, store)
+                _forget_secrets(edir)
+            return DownResult(name, report, True, (where(provider),))
+        return _down_unrecorded(name, edir, damaged, pointed, overrides)
+    finally:
+        with contextlib.suppress(OSError):
+            (edir / ".lock").unlink(missing_ok=True)
+
+
+def _destroy(name: str, provider: Provider, store: StateStore) -> DestroyReport:
+    report = provider.destroy()
+    if report.errors:
+        raise ExternalError(f"environment {name}: could not remove everything:\n  "
+                            + "\n  ".join(report.errors),
+                            hint=f"the state file {store.path} still lists them; "
+                                 f"`launch down {name}` again")
+    return report
+
+
+def _forget_secrets(edir: Path) -> None:
+    """Secrets of the environment go with it; logs stay for post-mortems."""
+    for sub in ("bundle", "ssh"):
+        shutil.rmtree(edir / sub, ignore_errors=True)
+
+
+def _pointed_spec(spec_path: Path | None, name: str) -> Spec | None:
+    """The spec `down` is pointed at (`--from`, or ENV given as a spec): read through the
+    input boundary, and it must be the environment's."""
+    if spec_path is None:
+        return None
+    spec = byof.load_any(spec_path)
+    if spec.name != name:
+        raise InputError.field(spec.source, "name", f"the environment {name}", spec.name)
+    return spec
+
+
+def _down_unrecorded(name: str, edir: Path, damaged: CorruptState | None,
+                     pointed: Spec | None, overrides: Mapping[str, object]) -> DownResult:
+    """`down` without a usable state (see down)."""
+    store = StateStore(edir, tolerate_damage=True)
+    what = "damaged" if damaged is not None else "lost"
+    if damaged is None and not edir.exists() and pointed is None and not overrides:
+        raise InputError(f"unknown environment {name!r}: nothing recorded in {edir}",
+                         hint=f"`launch down {name} --from ENV.yaml` (or `--region REGION`) "
+                              "looks for it by its tags; when its build directory is gone, "
+                              "`launch gc` finds what it left")
+    if damaged is not None:
+        log.warning("%s; looking for the environment by its tags", damaged.message)
+    candidates, known = _where_it_ran(name, edir, pointed, overrides)
+    found: list[tuple[Provider, list[Leaked]]] = []
+    asked: list[str] = []
+    not_asked: list[str] = []
+    for pname, settings, cidr in candidates:
+        try:
+            provider = _provider(pname, name, edir, store, settings, cidr=cidr)
+            leaked = provider.find_leaked()
+        except FabperfError as exc:
+            if known:
+                raise InputError(
+                    f"environment {name}: its state is {what}, it ran on {pname}, and "
+                    f"{pname} cannot be asked: {exc.message}",
+                    hint=f"point it: `launch down {name} --from ENV.yaml` (the spec it was "
+                         f"launched from) or `--region REGION`") from exc
+            not_asked.append(f"{pname} ({exc.message.splitlines()[0]})")
+            continue
+        asked.append(where(provider))
+        if leaked or known:
+            found.append((provider, leaked))
+    if not found:
+        if not_asked:
+            raise InputError(
+                f"environment {name}: its state is {what} and does not say where it ran; "
+                f"nothing of it was found on {', '.join(asked) or 'no provider'}, and these "
+                f"could not be asked: {'; '.join(not_asked)}",
+                hint=f"point it: `launch down {name} --from ENV.yaml` (the spec it was "
+                     f"launched from) or `--region REGION` (AWS); the damaged state "
+                     f"{store.path} is kept" if damaged else
+                     f"point it: `launch down {name} --from ENV.yaml` or `--region REGION`")
+        if damaged is None and not edir.exists():
+            raise InputError(f"unknown environment {name!r}: nothing recorded in {edir} and "
+                             f"nothing carries its tag on {', '.join(asked)}")
+    removed: list[str] = []
+    leaked_all: list[Leaked] = []
     with store.lock():
-        report = provider.destroy()
-        if report.errors:
-            raise ExternalError(f"environment {name}: could not remove everything:\n  "
-                                + "\n  ".join(report.errors),
-                                hint=f"the state file {store.path} still lists them")
-        # Secrets of the environment go with it; logs stay for post-mortems.
-        for sub in ("bundle", "ssh"):
-            shutil.rmtree(edir / sub, ignore_errors=True)
-        if damaged and store.path.exists():
+        for provider, leaked in found:
+            report = _destroy(name, provider, store)
+            removed += report.removed
+            leaked_all += list(report.leaked_found) or leaked
+        _forget_secrets(edir)
+        if damaged is not None and store.exists():
             store.remove()
-            report = replace(report, removed=(*report.removed, f"{store.path} (damaged)"))
-    (edir / ".lock").unlink(missing_ok=True)
-    return DownResult(name, report, state is not None or damaged)
+            removed.append(f"{store.path} (damaged)")
+        if len(found) == 1:
+            provider = found[0][0]
+            store.mark_removed(str(getattr(provider, "name", "")),
+                               dict(getattr(provider, "settings", {}) or {}))
+    warnings = tuple(f"not asked: {x}" for x in not_asked)
+    return DownResult(name, DestroyReport(tuple(removed), tuple(leaked_all)),
+                      damaged is not None, tuple(asked), warnings)
 
 
-def _damaged_state_provider(store: StateStore) -> str:
-    """The provider a damaged state file still names (else the local default)."""
+def _where_it_ran(name: str, edir: Path, spec: Spec | None,
+                  overrides: Mapping[str, object]
+                  ) -> tuple[list[tuple[str, dict[str, object], str | None]], bool]:
+    """(provider, settings, cidr) to ask, and whether the provider is known: from the spec,
+    else from what the damaged state and the bundle's plan.json still say, else every
+    provider (settings: the overrides only)."""
+    saved = salvage(edir / "state.json")
+    if spec is None and saved.spec_path:
+        try:               # the spec the damaged state names, when it is still there
+            spec = _pointed_spec(Path(saved.spec_path), name)
+        except InputError as exc:
+            log.warning("the spec the damaged state names is no help: %s", exc.message)
+    if spec is not None:
+        settings = check_settings(spec.provider.value, spec.settings, spec.source)
+        explicit = dict(spec.settings or {})
+        return [(spec.provider.value, {**settings, **saved.settings, **explicit,
+                                       **overrides}, spec.cidr)], True
+    if saved.provider not in PROVIDERS:
+        saved = replace(saved, provider=_plan_provider(edir))
+    if saved.provider not in PROVIDERS:
+        # an environment `down` already removed: where it ran
+        saved = salvage(edir / REMOVED)
+    if saved.provider in PROVIDERS:
+        return [(saved.provider, {**saved.settings, **overrides}, None)], True
+    # every provider that makes machines (`none` renders for machines it does not run)
+    return [(p, dict(overrides), None) for p in PROVIDERS
+            if getattr(provider_class(p), "follows_hosts", True)], False
+
+
+def _plan_provider(edir: Path) -> str:
+    """The provider the bundle's plan.json names ("" when there is none to read)."""
+    path = edir / "bundle" / "plan.json"
     try:
-        text = store.path.read_text(encoding="utf-8", errors="replace")[:65536]
-    except OSError:
-        return LOCAL_DEFAULT.value
-    try:
-        name = json.loads(text).get("provider")
-    except (ValueError, AttributeError):
-        m = re.search(r'"provider"\s*:\s*"([a-z]+)"', text)
-        name = m.group(1) if m else None
-    return name if isinstance(name, str) and name in PROVIDERS else LOCAL_DEFAULT.value
+        doc = inputs.load_json_file(path, what="plan") if path.is_file() else None
+    except InputError:
+        return ""
+    value = doc.get("provider") if isinstance(doc, Mapping) else None
+    return value if isinstance(value, str) and value in PROVIDERS else ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
+import shutil
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from launch.spec.common import ENV_NAME_RE, SpecKind
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+REMOVED = "removed.json"      # where a removed environment ran (StateStore.mark_removed)
 
 
 class Phase(StrEnum):
@@ -143,10 +147,16 @@ class EnvState:
     version: int = STATE_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        """The state.json document."""
+        """The state.json document: what `down` needs to find the resources (provider,
+        version, the settings in `network`, spec_path) first and the hosts last, so a
+        truncated file still names where the environment runs (salvage)."""
         doc = asdict(self)
-        doc["hosts"] = {n: asdict(h) for n, h in self.hosts.items()}
-        return doc
+        hosts = {n: asdict(h) for n, h in self.hosts.items()}
+        first = ("environment", "provider", "version", "kind", "spec_path", "network")
+        out = {k: doc[k] for k in first}
+        out.update({k: v for k, v in doc.items() if k not in out and k != "hosts"})
+        out["hosts"] = hosts
+        return out
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], source: str | Path | None = None) -> EnvState:
@@ -185,6 +195,83 @@ class CorruptState(InputError):
     """state.json exists but cannot be used: `status` explains, `down` scans instead."""
 
 
+# A state of 100 hosts is about 150 KB; a file far beyond that is not one of ours.
+MAX_STATE_BYTES = 16 * 2**20
+
+
+def regular_file(path: Path) -> os.stat_result | None:
+    """stat of ``path`` when it is a regular file (following a link), None when it does not
+    exist; CorruptState for anything else (a FIFO would block a reader for ever, a device
+    such as /dev/zero never ends, a directory cannot be read)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CorruptState(f"damaged state file: {path}: cannot stat it ({exc.strerror})",
+                           hint=_DOWN_HINT.format(env=path.parent.name)) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO"
+                if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise CorruptState(f"damaged state file: {path} is {kind}, not a regular file",
+                           hint=_DOWN_HINT.format(env=path.parent.name))
+    return st
+
+
+_DOWN_HINT = ("`launch down {env}` still removes the environment (it finds the machines by "
+              "their tags; `--from ENV.yaml` or `--region` tell it where to look)")
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """What a damaged state file still tells: enough for `down` to find the resources."""
+
+    provider: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    spec_path: str = ""
+
+
+SALVAGE_BYTES = 256 * 1024
+
+
+def salvage(path: Path) -> Salvage:
+    """Read at most SALVAGE_BYTES of a damaged state file (only a regular file: never a
+    FIFO or a device) and take what still parses: the whole document when it does, else
+    the provider, spec_path and the cloud settings as the file spells them (provider,
+    version and network are written before the hosts)."""
+    try:
+        if regular_file(path) is None:
+            return Salvage()
+        with open(path, "rb") as f:
+            text = f.read(SALVAGE_BYTES).decode("utf-8", errors="replace")
+    except (CorruptState, OSError):
+        return Salvage()
+    try:
+        doc = inputs.load_json(text, source=path)
+    except InputError:
+        doc = None
+    if isinstance(doc, Mapping):
+        net = doc.get("network")
+        settings = net.get("settings") if isinstance(net, Mapping) else None
+        return Salvage(_text(doc.get("provider")),
+                       dict(settings) if isinstance(settings, Mapping) else {},
+                       _text(doc.get("spec_path")))
+
+    def field_of(key: str) -> str:
+        m = re.search(rf'"{key}"\s*:\s*"((?:[^"\\]|\\.){{0,1024}})"', text)
+        return m.group(1) if m else ""
+
+    settings = {k: v for k in ("region", "endpoint_url", "cloud", "user_data_bucket")
+                if (v := field_of(k))}
+    return Salvage(field_of("provider"), settings, field_of("spec_path"))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) and len(value) <= 4096 else ""
+
+
 class StateStore:
     """Reads and writes one environment's state.json; thread-safe within a process."""
 
@@ -197,29 +284,35 @@ class StateStore:
         self.tolerate_damage = tolerate_damage
 
     def exists(self) -> bool:
-        """Whether a state file is present."""
-        return self.path.exists()
+        """Whether a state file is present (a damaged one too)."""
+        return os.path.lexists(self.path)
 
     def load(self) -> EnvState | None:
-        """The recorded state, or None when there is none (CorruptState when damaged)."""
-        if not self.path.exists():
-            return None
+        """The recorded state, or None when there is none (CorruptState when damaged).
+
+        Anything but a regular file is refused before it is opened (a FIFO would block,
+        /dev/zero never ends) and at most MAX_STATE_BYTES are read."""
         try:
+            if regular_file(self.path) is None:
+                return None
             return EnvState.from_json(
-                inputs.load_json_file(self.path, what="state file"), self.path)
+                inputs.load_json(inputs.read_text(self.path, what="state file",
+                                                  max_bytes=MAX_STATE_BYTES),
+                                 source=self.path), self.path)
         except InputError as exc:
             if self.tolerate_damage:
                 return None
+            if isinstance(exc, CorruptState):
+                raise
             raise CorruptState(f"damaged state file: {exc.message}",
-                               hint=f"`launch down {self.dir.name}` still removes the "
-                                    "environment (it finds the VMs by their tags)") from None
+                               hint=_DOWN_HINT.format(env=self.dir.name)) from None
 
     def save(self, state: EnvState) -> EnvState:
         """Write the state atomically with mode 0600 and return what was written."""
         with self._mutex:
             state = replace(state, updated_at=now(), created_at=state.created_at or now())
             make_dirs(self.dir, leaf_mode=0o700)  # not writable by others, any umask
-            write_atomic(self.path, json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n",
+            write_atomic(self.path, json.dumps(state.to_json(), indent=2) + "\n",
                          mode=0o600, fsync=True)
             return state
 
@@ -247,8 +340,36 @@ class StateStore:
             return host
 
     def remove(self) -> None:
-        """Delete the state file (the environment is gone)."""
-        self.path.unlink(missing_ok=True)
+        """Delete the state file (the environment is gone); a damaged one that is not a
+        file (a directory, a FIFO, a link to a device) goes too, never what it points to.
+        A readable one leaves its provider and settings in REMOVED (mark_removed)."""
+        try:
+            state = self.load()
+        except CorruptState:
+            state = None
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            self.path.unlink(missing_ok=True)
+        if state is not None:
+            self.mark_removed(state.provider, state.network.get("settings") or {})
+
+    @property
+    def removed_path(self) -> Path:
+        return self.dir / REMOVED
+
+    def mark_removed(self, provider: str, settings: Mapping[str, Any]) -> None:
+        """Where the environment ran, kept after `down` removed it (no secret: the spec's
+        settings), so a second `down` asks the same place and answers "nothing to remove"
+        instead of asking every provider. `up` forgets it (forget_removed)."""
+        doc = {"environment": self.dir.name, "provider": provider,
+               "network": {"settings": dict(settings)}, "removed_at": now()}
+        write_atomic(self.removed_path, json.dumps(doc, indent=2, default=str) + "\n",
+                     mode=0o600)
+
+    def forget_removed(self) -> None:
+        """The environment exists again."""
+        self.removed_path.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -223,9 +223,10 @@ def _slots(spec: EnvSpec) -> list[tuple[str, tuple[Role, ...], str | None, str |
 
 
 def _addresses(spec: SpecBase, explicit: list[str | None]) -> list[str]:
-    """Explicit addresses as given; the rest in order from cidr + first_host, skipping those."""
+    """Explicit addresses as given; the rest in order from cidr + first_host, skipping those
+    and the ones something else holds in the network (spec.avoid_addresses)."""
     net = ipaddress.IPv4Network(spec.cidr)
-    taken = {a for a in explicit if a is not None}
+    taken = {a for a in explicit if a is not None} | set(spec.avoid_addresses)
     out: list[str] = []
     offset = spec.first_host
     for address in explicit:

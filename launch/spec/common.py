@@ -138,6 +138,9 @@ class SpecBase:
     monitor: Monitor
     bench_thresholds: Mapping[str, Any] = field(default_factory=dict)
     """`bench: thresholds:` overrides of launch.spec.thresholds.Thresholds (validated here)"""
+    avoid_addresses: frozenset[str] = frozenset()
+    """addresses of network.cidr something else holds (the cloud says, at `up`): the plan
+    gives its hosts other ones"""
 
 
 # --- the shared sections ------------------------------------------------------------------

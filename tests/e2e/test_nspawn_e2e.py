@@ -220,7 +220,7 @@ def test_each_hosts_cpu_comes_from_its_cgroup_with_its_labels(lab):
 
 
 def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tmp_path):
-    from launch.bench import results
+    from launch.bench import panels, results
 
     env, bdir = lab["env"], lab["bdir"]
     out = tmp_path / "results"
@@ -243,6 +243,15 @@ def test_bench_round_far_above_tcg_rates_with_goodput_ledger_and_verdict(lab, tm
     assert rnd["failed"] <= 0.01 * (rnd["succeeded"] + rnd["failed"]), rnd
     assert rnd["ledger"]["flagged"] is False, rnd["ledger"]
     assert rnd["verdict"]["verdict"] in ("headroom", "fabric-bound", "load-generator-bound")
+    # every Grafana panel has data during the round (containers stop their workers at once
+    # after it: the Caliper panels are about running workers); the hosts' CPU panel takes
+    # each container's from its cgroup (node_exporter there would report the machine's)
+    panels.assert_panels_have_data("http://10.79.0.12:9090", at=rnd["window"]["end"],
+                                   topology=panels.Topology("etcdraft", 1))
+    cpu = prometheus("10.79.0.12", 'max by (instance) (rate(fabperf_cgroup_cpu_seconds_total'
+                     '{job="node"}[1m]) / fabperf_cgroup_cpus{job="node"}) or (1 - avg by '
+                     '(instance) (rate(node_cpu_seconds_total{job="node", mode="idle"}[1m])))')
+    assert len(cpu) == 3 and all(0 <= float(c["value"][1]) <= 1.05 for c in cpu), cpu
     TIMINGS["nspawn: bench goodput tps"] = round(goodput, 1)
     print(f"\nnspawn bench: goodput {goodput:.1f} TPS, failed {rnd['failed']}, "
           f"ledger {rnd['ledger'].get('committed')}, verdict {rnd['verdict']['verdict']}")
@@ -359,7 +368,7 @@ def test_a_container_that_never_answers_ssh_is_rolled_back_to_nothing(base_qcow2
         assert "host mute0" in str(exc.value) and "console (last" in str(exc.value)
         assert store.load().hosts["mute0"].phase == "failed"
     finally:
-        _rollback(provider, None, ["mute0"], "nossh")
+        _rollback(provider, store, None, ["mute0"], "nossh")
     assert leftovers(edir) == {}
     assert not store.exists()
 

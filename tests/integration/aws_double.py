@@ -48,13 +48,20 @@ class MotoServer:
 
 
 def network(server: MotoServer) -> dict[str, Any]:
-    """A VPC 10.40.0.0/16 with the subnet 10.40.1.0/24 and a security group."""
+    """A VPC 10.40.0.0/16 with the subnet 10.40.1.0/24 and a security group whose members
+    reach each other on every port (as AWS's default group)."""
     ec2 = server.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName="fabperf", Description="lab", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg}]}])
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     return {"vpc": vpc, "subnet": subnet, "sg": sg, "ami": ami}
+
+
+def state_path(build: Path, environment: str) -> Path:
+    return build / "environments" / environment / "state.json"
 
 
 def aws_spec(tmp_path: Path, server: MotoServer, net: dict[str, Any], *, name: str = "awslab",

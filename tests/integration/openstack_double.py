@@ -4,7 +4,8 @@ create/list/get/delete) to run against it over HTTP.
 
 Servers answer BUILD on their first GET and ACTIVE afterwards; a deleted server answers 404.
 Faults: `fail(method, path_regex, k, status)` answers the k-th matching request with an
-error; `on(method, path_regex, k, fn)` calls fn at the k-th one (a Ctrl-C, a lost state).
+error (429 and 503 with a Retry-After of 0 s, as a busy API does); `on(method, path_regex,
+k, fn)` calls fn at the k-th one (a Ctrl-C, a lost state).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class Cloud:
         self.subnets = {"sub-lab": {"id": "sub-lab", "name": "fabperf-lab-v4",
                                     "network_id": "net-lab", "cidr": "192.168.50.0/24",
                                     "ip_version": 4, "tags": []}}
-        self.security_groups = {"sg-1": {"id": "sg-1", "name": "fabperf", "tags": []}}
+        # as OpenStack's default group: its members reach each other on every port
+        self.security_groups = {"sg-1": {"id": "sg-1", "name": "fabperf", "tags": [],
+                                         "security_group_rules": [
+                                             {"id": "r-1", "direction": "ingress",
+                                              "ethertype": "IPv4", "protocol": None,
+                                              "port_range_min": None, "port_range_max": None,
+                                              "remote_ip_prefix": None,
+                                              "remote_group_id": "sg-1"}]}}
         self.flavors = {f"fl-{n}": {"id": f"fl-{n}", "name": n, "vcpus": 4, "ram": 8192,
                                     "disk": 40} for n in ("m1.large", "m1.xlarge")}
         self.images: dict[str, dict[str, Any]] = {}
@@ -133,10 +141,12 @@ class Handler(BaseHTTPRequestHandler):
                         if "fn" in f:
                             f["fn"]()
                         else:
+                            busy = {"Retry-After": "0"} if f["status"] in (429, 503) \
+                                else None
                             self._send(f["status"], {"NeutronError" if "/network" in path
                                                      else "computeFault":
                                                      {"message": f["message"], "code": f["status"],
-                                                      "type": "Injected"}})
+                                                      "type": "Injected"}}, busy)
                             return
         try:
             self._dispatch(method, path, query)

@@ -14,6 +14,7 @@ import time
 
 import aws_double as dbl
 import pytest
+import yaml
 from aws_double import REPO
 
 from fabkit.clikit import run_main
@@ -39,6 +40,9 @@ def aws(moto, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # a safety net: a client that lost its endpoint setting still talks to moto, never AWS
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     moto.reset()
     net = dbl.network(moto)
     return {"server": moto, "net": net, "build": tmp_path / "build", "tmp": tmp_path}
@@ -358,3 +362,304 @@ def test_a_fresh_instance_profile_not_yet_usable_is_waited_for(aws, monkeypatch)
     assert len(dbl.tagged(aws["server"], "awslab")["instances"]) == 9
     up.down("awslab", build_dir=aws["build"])
     assert dbl.nothing_left(aws["server"], "awslab")
+
+
+# --- issue 22: recovery paths (faults through a proxy on loopback: fault_proxy.py) ---------
+
+@pytest.fixture
+def proxy(aws):
+    from fault_proxy import FaultProxy
+
+    p = FaultProxy(aws["server"].url, seed=22)
+    yield p
+    p.stop()
+
+
+def launch(aws, *args):
+    return run_main(cli, [*args, "--build-dir", str(aws["build"])])
+
+
+def no_region_anywhere(monkeypatch, tmp_path):
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+
+
+def running(aws, name="awslab"):
+    return len(dbl.tagged(aws["server"], name)["instances"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "provider-only"])
+def test_down_of_a_damaged_state_removes_everything_in_the_configured_region(
+        aws, monkeypatch, capsys, damage):
+    """Item 1: a truncated state still names provider and settings (written before the
+    hosts); one that names only the provider is asked in $AWS_DEFAULT_REGION, not
+    us-east-1. Before: exit 0, the file deleted, 12 instances running."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"])
+    lib_up(aws, spec)
+    path = dbl.state_path(aws["build"], "awslab")
+    text = path.read_text()
+    if damage == "truncated":
+        path.write_text(text[:len(text) // 2])
+    else:
+        # the settings are gone: region and endpoint come from the user's configuration
+        path.write_text('{"environment": "awslab", "provider": "aws", "hosts": {"pe')
+        monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url)
+    assert running(aws) == 12
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+    assert "aws eu-west-1" in capsys.readouterr().out
+    assert not path.exists()
+
+
+def test_down_of_a_lost_state_finds_the_environment_or_says_how_to_point_it(
+        aws, monkeypatch, capsys, tmp_path):
+    """Item 2: state.json lost, `down NAME`. With no region anywhere: exit 2 naming
+    --region and --from, nothing claimed removed; with --region: everything removed.
+    Before: exit 0 "nothing to remove" (the qemu fallback) with 12 instances running."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"])
+    lib_up(aws, spec)
+    dbl.state_path(aws["build"], "awslab").unlink()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url)
+    no_region_anywhere(monkeypatch, tmp_path)
+    assert launch(aws, "down", "awslab") == 2
+    err = capsys.readouterr().err
+    assert "--region" in err and "--from" in err and "internal error" not in err
+    assert running(aws) == 12
+    assert launch(aws, "down", "awslab", "--region", "eu-west-1") == 0
+    assert "aws eu-west-1" in capsys.readouterr().out
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_down_of_a_lost_state_and_bundle_asks_every_configured_cloud(aws, monkeypatch, capsys):
+    """Item 2, nothing left on disk but the directory: the provider is unknown, AWS is asked
+    in the configured region (AWS_REGION over AWS_DEFAULT_REGION) and what it finds goes."""
+    srv = aws["server"]
+    lib_up(aws, dbl.aws_spec(aws["tmp"], srv, aws["net"]))
+    edir = aws["build"] / "environments" / "awslab"
+    (edir / "state.json").unlink()
+    shutil.rmtree(edir / "bundle")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(aws["tmp"] / "no-clouds.yaml"))
+    for var in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+    captured = capsys.readouterr()
+    assert "aws eu-west-1" in captured.out and "not asked: openstack" in captured.err
+
+
+def test_gc_without_from_asks_the_configured_region_and_prints_it(aws, monkeypatch, capsys):
+    """Item 3: `gc` without --from asked us-east-1 whatever the variables said."""
+    srv = aws["server"]
+    lib_up(aws, dbl.aws_spec(aws["tmp"], srv, aws["net"]))
+    shutil.rmtree(aws["build"] / "environments" / "awslab")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url)
+    assert launch(aws, "gc", "--provider", "aws", "--dry-run", "--output", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["asked"] == [f"aws eu-west-1 at {srv.url}"]
+    assert {g["environment"] for g in doc["garbage"]} == {"awslab"}
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert launch(aws, "gc", "--provider", "aws", "--region", "eu-west-1") == 0
+    out = capsys.readouterr().out
+    assert "asked aws eu-west-1" in out and "removed instance" in out
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_up_without_a_region_anywhere_is_exit_2_and_prints_the_region_it_uses(
+        aws, monkeypatch, capsys, tmp_path):
+    """Acceptance 3: no silent us-east-1; `up` says where it creates."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], workers=1)
+    doc = yaml.safe_load(spec.read_text())
+    del doc["settings"]["region"]
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    no_region_anywhere(monkeypatch, tmp_path)
+    assert cli_up(aws, spec) == 2
+    assert "no region" in capsys.readouterr().err
+    assert dbl.nothing_left(srv, "awslab") and not aws["build"].exists()
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert cli_up(aws, spec) == 0
+    assert "on aws eu-west-1" in capsys.readouterr().out
+    state = StateStore(aws["build"] / "environments" / "awslab").load()
+    assert state.network["settings"]["region"] == "eu-west-1"      # `down` asks the same
+    monkeypatch.delenv("AWS_REGION")
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab")
+
+
+def test_up_makes_again_an_eni_deleted_behind_its_back(aws):
+    """Item 4: a second `up` reconciles: the recorded ENI is gone (with its instance), the
+    host gets a new one at its address. Before: RunInstances NotFound and a rollback."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"])
+    lib_up(aws, spec)
+    store = StateStore(aws["build"] / "environments" / "awslab")
+    h = store.load().hosts["peer0-org1"]
+    ec2 = srv.client("ec2")
+    ec2.terminate_instances(InstanceIds=[h.resources["instance"]])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[h.resources["instance"]],
+                                               WaiterConfig={"Delay": 0.2})
+    ec2.delete_network_interface(NetworkInterfaceId=h.resources["eni"])
+    result = lib_up(aws, spec)
+    assert result.changed
+    again = store.load().hosts["peer0-org1"]
+    assert again.resources["eni"] != h.resources["eni"] and again.address == h.address
+    assert running(aws) == 12
+    up.down("awslab", build_dir=aws["build"])
+    assert dbl.nothing_left(srv, "awslab")
+
+
+@pytest.mark.parametrize(("op", "code"), [("s3.CreateBucket", "InvalidRequest"),
+                                          ("iam.CreateRole", "InvalidInput")])
+def test_resume_after_a_failed_bucket_or_role_makes_them(aws, proxy, monkeypatch, op, code):
+    """Item 5: the bucket and the instance profile were recorded before they existed, and
+    the record taken as proof: the resumed `up` failed (NoSuchBucket; NoSuchEntity after
+    ~47 s of retries)."""
+    from launch.machines.providers import aws as aws_mod
+
+    srv = aws["server"]
+    monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], endpoint_url=proxy.url)
+    proxy.fail(op, 1, 400, code)
+    with pytest.raises(ExternalError, match=code):
+        lib_up(aws, spec, keep_on_failure=True)
+    t = time.monotonic()
+    lib_up(aws, spec)                       # the resume: no fault now
+    assert time.monotonic() - t < 40
+    state = StateStore(aws["build"] / "environments" / "awslab").load()
+    assert running(aws) == 12 and state.network["instance_profile"]
+    up.down("awslab", build_dir=aws["build"])
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+@pytest.mark.parametrize("objects", [0, 1])
+def test_a_users_own_bucket_is_never_deleted(aws, objects):
+    """Item 6: `user_data_bucket` is the user's: `down` deleted it when empty and failed
+    with BucketNotEmpty on every run when not."""
+    srv = aws["server"]
+    s3 = srv.client("s3")
+    s3.create_bucket(Bucket="lab-user-data",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    if objects:
+        s3.put_object(Bucket="lab-user-data", Key="notes/keep.txt", Body=b"mine")
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], workers=1,
+                        user_data_bucket="lab-user-data")
+    lib_up(aws, spec)
+    assert launch(aws, "down", "awslab") == 0
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lab-user-data").get("Contents", [])]
+    assert keys == (["notes/keep.txt"] if objects else [])
+    assert not dbl.state_path(aws["build"], "awslab").exists()
+
+
+def test_a_second_interrupt_during_rollback_says_how_to_finish(aws, proxy, capsys, caplog):
+    """Item 7: a second Ctrl-C stops the rollback; the message says `launch down` (the
+    state still lists what is left) and `down` then removes it."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], endpoint_url=proxy.url)
+    proxy.on("ec2.RunInstances", 5, dbl.interrupt)
+    proxy.on("ec2.TerminateInstances", 1, dbl.interrupt)
+    assert cli_up(aws, spec) == 130
+    said = capsys.readouterr().err + caplog.text
+    assert "rollback interrupted" in said and "launch down awslab" in said
+    assert dbl.state_path(aws["build"], "awslab").exists()
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_rollback_survives_heavy_throttling(aws, proxy):
+    """Item 8: botocore's standard mode stops retrying once its client-wide retry quota is
+    spent (500 units, 5 per throttled retry, given back only on success): at 50 % throttled
+    calls 100 hosts spend it, and the rollback then died at its first throttled call. Here
+    every EC2 call is throttled on its first 3 attempts (the same cause, reached in ~50
+    calls and the same for every run); the provider retries past the quota."""
+    srv = aws["server"]
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], name="scale", endpoint_url=proxy.url)
+    proxy.throttle_attempts(3, services=("ec2",))
+    proxy.fail("ec2.RunInstances", 10, 400, "InvalidParameterValue")
+    with pytest.raises(ExternalError, match="InvalidParameterValue"):
+        lib_up(aws, spec)
+    assert proxy.injected["ec2.TerminateInstances"] >= 3      # the rollback was throttled
+    assert sum(proxy.injected.values()) > 100                 # quota: 100 retries at most
+    assert dbl.nothing_left(srv, "scale"), dbl.tagged(srv, "scale")
+    assert not dbl.state_path(aws["build"], "scale").exists()
+
+
+def test_security_groups_that_do_not_open_the_role_ports_are_exit_2_before_anything(
+        aws, capsys):
+    """Item 10: the user's groups are checked before anything is created."""
+    srv = aws["server"]
+    ec2 = srv.client("ec2")
+    sg = ec2.create_security_group(GroupName="ssh-only", Description="lab",
+                                   VpcId=aws["net"]["vpc"])["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "IpRanges": [{"CidrIp": "10.40.0.0/16"}]},
+        {"IpProtocol": "tcp", "FromPort": 7000, "ToPort": 9999,
+         "IpRanges": [{"CidrIp": "10.40.1.0/24"}]}])
+    spec = dbl.aws_spec(aws["tmp"], srv, aws["net"], security_group_ids=[sg])
+    assert cli_up(aws, spec) == 2
+    err = capsys.readouterr().err
+    assert "not open from network.cidr 10.40.1.0/24" in err
+    assert "1883" in err and "3000" in err and "7050" not in err
+    assert dbl.nothing_left(srv, "awslab") and not aws["build"].exists()
+
+
+def test_two_environments_on_one_subnet_get_different_addresses(aws):
+    """Item 10: every environment planned from .10 of network.cidr; the second one now
+    leaves out what the first holds, and keeps its addresses on a later `up`."""
+    srv = aws["server"]
+    one = dbl.aws_spec(aws["tmp"], srv, aws["net"], name="one", workers=1)
+    two = dbl.aws_spec(aws["tmp"], srv, aws["net"], name="two", workers=1)
+    lib_up(aws, one)
+    lib_up(aws, two)
+    addr = {n: {h.address for h in StateStore(aws["build"] / "environments" / n).load()
+                .hosts.values()} for n in ("one", "two")}
+    assert len(addr["one"]) == len(addr["two"]) == 9 and not addr["one"] & addr["two"]
+    up.down("one", build_dir=aws["build"])
+    assert lib_up(aws, two).changed is False       # the same plan: nothing to do
+    up.down("two", build_dir=aws["build"])
+
+
+def test_user_data_objects_go_when_ready_and_the_role_with_down(aws, monkeypatch):
+    """Item 11, as the module docstring now says: the objects are dropped once the hosts
+    are ready; the role, profile and bucket stay until `down`."""
+    from launch.machines.providers import aws as aws_mod
+    from launch.machines.providers.base import ProviderContext
+
+    srv = aws["server"]
+    monkeypatch.setattr(aws_mod, "RAW_USER_DATA_LIMIT", 9000)
+    lib_up(aws, dbl.aws_spec(aws["tmp"], srv, aws["net"]))
+    edir = aws["build"] / "environments" / "awslab"
+    store = StateStore(edir)
+    state = store.load()
+    provider = aws_mod.AwsProvider(ProviderContext("awslab", edir, store))
+    provider._after_ready(list(state.hosts))           # what wait_ready does last
+    s3, iam = srv.client("s3"), srv.client("iam")
+    assert not s3.list_objects_v2(Bucket=state.network["bucket"]).get("Contents")
+    assert iam.get_instance_profile(InstanceProfileName=state.network["instance_profile"])
+    assert "instance profile" in aws_mod.__doc__ and "stay until `down`" in aws_mod.__doc__
+    up.down("awslab", build_dir=aws["build"])
+    assert dbl.nothing_left(srv, "awslab"), dbl.tagged(srv, "awslab")
+
+
+def test_without_groups_the_vpcs_default_group_is_checked(aws, capsys):
+    """Item 10: no security_group_ids: the ENIs get the VPC's default group, so that one
+    is checked (moto's has no ingress rule; AWS's lets its members in)."""
+    srv, net = aws["server"], aws["net"]
+    spec = dbl.aws_spec(aws["tmp"], srv, net, workers=1, security_group_ids=[])
+    assert cli_up(aws, spec) == 2
+    assert "not open from network.cidr" in capsys.readouterr().err
+    ec2 = srv.client("ec2")
+    default = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [net["vpc"]]},
+        {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=default, IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": default}]}])
+    assert cli_up(aws, spec) == 0
+    assert launch(aws, "down", "awslab") == 0
+    assert dbl.nothing_left(srv, "awslab")

@@ -169,3 +169,86 @@ def test_unknown_network_is_exit_2_and_leaves_nothing(osd, capsys):
                           "--wait", "running"]) == 2
     assert "settings.network" in capsys.readouterr().err
     assert nothing_left(osd)
+
+
+# --- issue 22: recovery paths (faults through the double's own switches) ---------------
+
+def launch(osd, *args):
+    return run_main(cli, [*args, "--build-dir", str(osd["build"])])
+
+
+def test_one_busy_answer_from_nova_or_neutron_is_retried(osd):
+    """Item 9: a 429 from Nova or a 503 from Neutron failed and rolled back the whole `up`."""
+    cloud = osd["cloud"]
+    cloud.fail("POST", r"/servers$", 3, 429)
+    cloud.fail("POST", r"/ports$", 2, 503)
+    cloud.fail("GET", r"/servers/[^/]+$", 4, 503)
+    lib_up(osd, spec(osd))
+    assert len(cloud.servers) == len(cloud.ports) == 10
+    assert sum(1 for m, p in cloud.requests if m == "POST" and p.endswith("/servers")) == 11
+    up.down("oslab", build_dir=osd["build"])
+    assert nothing_left(osd)
+
+
+def test_up_makes_again_a_port_deleted_behind_its_back(osd):
+    """Item 4: the recorded port is gone (with its server): a second `up` makes another at
+    the same address. Before: the server create failed and the host was rolled back."""
+    path = spec(osd)
+    lib_up(osd, path)
+    store = StateStore(osd["build"] / "environments" / "oslab")
+    h = store.load().hosts["peer0-org1"]
+    cloud = osd["cloud"]
+    with cloud.lock:
+        del cloud.servers[h.resources["server"]]
+        del cloud.ports[h.resources["port"]]
+    assert lib_up(osd, path).changed
+    again = store.load().hosts["peer0-org1"]
+    assert again.resources["port"] != h.resources["port"] and again.address == h.address
+    assert len(cloud.servers) == 10
+    up.down("oslab", build_dir=osd["build"])
+    assert nothing_left(osd)
+
+
+def test_security_groups_that_do_not_open_the_role_ports_are_exit_2(osd, capsys):
+    """Item 10: the user's groups are checked before anything is created."""
+    osd["cloud"].security_groups["sg-2"] = {
+        "id": "sg-2", "name": "ssh-only", "tags": [], "security_group_rules": [
+            {"id": "r-2", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+             "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0",
+             "remote_group_id": None}]}
+    path = spec(osd, security_groups=["ssh-only"])
+    assert launch(osd, "up", str(path), "--wait", "running") == 2
+    err = capsys.readouterr().err
+    assert "not open from network.cidr 192.168.50.0/24" in err and "7051" in err
+    assert nothing_left(osd) and not osd["build"].exists()
+
+
+def test_addresses_other_ports_hold_are_left_out_of_the_plan(osd):
+    """Item 10: a router port at .10 (the first planned address) made the port create
+    fail with IpAddressAlreadyAllocated and rolled the `up` back."""
+    cloud = osd["cloud"]
+    cloud.ports["router"] = {"id": "router", "network_id": "net-lab", "device_id": "r1",
+                             "fixed_ips": [{"subnet_id": "sub-lab",
+                                            "ip_address": "192.168.50.10"}], "tags": []}
+    lib_up(osd, spec(osd))
+    state = StateStore(osd["build"] / "environments" / "oslab").load()
+    addresses = {h.address for h in state.hosts.values()}
+    assert len(addresses) == 10 and "192.168.50.10" not in addresses
+    up.down("oslab", build_dir=osd["build"])
+    assert set(cloud.ports) == {"router"}
+
+
+@pytest.mark.parametrize("damage", ["lost", "truncated"])
+def test_down_of_a_lost_or_damaged_state_removes_everything(osd, monkeypatch, capsys, damage):
+    """Items 1 and 2 on OpenStack: before, `down NAME` fell back to the qemu scan and
+    answered "nothing to remove" (exit 0) with every server running."""
+    lib_up(osd, spec(osd))
+    path = osd["build"] / "environments" / "oslab" / "state.json"
+    if damage == "lost":
+        path.unlink()
+        monkeypatch.setenv("OS_CLOUD", "fabperf")     # the user's configuration says where
+    else:
+        path.write_text(path.read_text()[:1500])
+    assert launch(osd, "down", "oslab") == 0
+    assert nothing_left(osd), osd["cloud"].live()
+    assert "openstack cloud fabperf" in capsys.readouterr().out

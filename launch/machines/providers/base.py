@@ -7,6 +7,11 @@ resource in the environment's StateStore the moment the resource exists and tags
 the environment, so `destroy` can remove what the state lists plus whatever `find_leaked`
 turns up. Providers are registered by name in PROVIDERS; cloud SDKs are imported inside
 their module, lazily.
+
+Two optional methods (the clouds have them; `up` and `down` look for them, never at a
+provider's name): `where()`, where the provider makes its machines for the user to read
+("aws eu-west-1"), and `addresses_in_use()`, the addresses something else holds in the
+environment's network, which the plan then leaves out.
 """
 
 from __future__ import annotations
@@ -145,8 +150,9 @@ class Provider(Protocol):
         ...
 
 
-# Guest ports the operator's machine should reach on each role's hosts (qemu forwards
-# these to 127.0.0.1; clouds open them in the security group).
+# Guest ports each role's hosts must be reachable on (qemu forwards these to 127.0.0.1;
+# the clouds check, before creating anything, that the user's security groups open them
+# and SSH from network.cidr: they manage no group of their own).
 ROLE_PORTS: Mapping[Role, tuple[int, ...]] = {
     Role.PEER: (PORTS["peer"], PORTS["peer_operations"], PORTS["node_exporter"],
                 PORTS["process_exporter"]),
@@ -203,6 +209,16 @@ def check_settings(provider: str, settings: Mapping[str, Any] | None,
     """The spec's `settings:` checked against the provider's table (defaults filled in)."""
     rules = provider_class(provider, source).SETTINGS
     return inputs.check_fields(settings or {}, rules, source=source, path="settings")
+
+
+def check_region(value: str, option: str = "--region") -> str:
+    """A region given on the command line, checked by the rule of every provider that has
+    a `region` setting (InputError naming ``option``)."""
+    for name in PROVIDERS:
+        for rule in provider_class(name).SETTINGS:
+            if rule.name == "region":
+                inputs.check_value(value, rule, source=None, path=option)
+    return value
 
 
 def get_provider(name: str, ctx: ProviderContext) -> Provider:

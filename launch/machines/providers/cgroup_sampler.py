@@ -1,6 +1,6 @@
 """The per-environment cgroup sampler of the nspawn provider (a small background process).
 
-Every few seconds it reads each container's cgroup (launch.providers.cgroups) and writes
+Every few seconds it reads each container's cgroup (launch.machines.providers.cgroups) and writes
 `fabperf_cgroup.prom` into that host's textfile directory, which the provider bind-mounts
 over node_exporter's textfile collector directory inside the container. So the monitor's
 Prometheus scrapes `fabperf_cgroup_cpu_seconds_total` and `fabperf_cgroup_cpus` from each
@@ -12,7 +12,7 @@ the environment's tag), and stopped by `down`. It also stops by itself when its
 configuration file disappears (the environment's run directory went), so a lost state
 file does not leave it running for ever.
 
-    python -m launch.providers.cgroup_sampler TAG CONFIG.json
+    python -m launch.machines.providers.cgroup_sampler TAG CONFIG.json
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def sample_once(hosts: list[Watched], available: tuple[int, ...], root: Path | N
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m launch.providers.cgroup_sampler TAG CONFIG.json",
+        print("usage: python -m launch.machines.providers.cgroup_sampler TAG CONFIG.json",
               file=sys.stderr)
         return 2
     config = Path(args[1])

@@ -12,7 +12,7 @@ one) keeps the systemd inside each container from sharing a cgroup subtree with 
 
 Inside a container `/proc/stat` is the host's (node_exporter there reports host-wide CPU), so
 a host's CPU comes from here: `cpuacct.usage` against `cpus` (the quota or the cpuset,
-whichever is smaller). `sample` reads it; launch.providers.cgroup_sampler publishes it.
+whichever is smaller). `sample` reads it; launch.machines.providers.cgroup_sampler publishes it.
 """
 
 from __future__ import annotations

@@ -4,22 +4,22 @@ The same images as qemu (their qemu artifacts in build/manifest.json) boot as co
 sharing this machine's kernel, so a lab on a laptop or a CI runner without KVM measures
 Fabric, not an emulator. Per environment (files under build/environments/<env>/):
 
-- the image: its qcow2 unpacked once into a read-only tree (launch.providers.rootfs, cached
-  by fingerprint under /var/cache/fabperf/nspawn, removed by `launch gc`); per host an
+- the image: its qcow2 unpacked once into a read-only tree (launch.machines.providers.rootfs, cached
+  per artifact under /var/cache/fabperf/nspawn, removed by `launch gc`); per host an
   overlayfs (lower: the tree; upper and work: hosts/<host>/) mounted at hosts/<host>/root;
 - cloud-init: the host's unchanged user-data, meta-data and a network-config (v2, `host0`
   at the planned address) in the overlay's NoCloud seed directory
   /var/lib/cloud/seed/nocloud/, so the image's cloud-init configures it as on qemu;
-- network: one Linux bridge per environment (launch.providers.bridge) with the spec's CIDR,
+- network: one Linux bridge per environment (launch.machines.providers.bridge) with the spec's CIDR,
   the operator's machine at its first address; each container joins it with
   `--network-bridge` (veth; the container's side is `host0`). The operator's machine dials
   the containers' addresses on this bridge and nothing else. No NAT: the containers
   reach each other and the bridge, not the outside;
-- resources: a cgroup per container in every v1 hierarchy (launch.providers.cgroups), made
+- resources: a cgroup per container in every v1 hierarchy (launch.machines.providers.cgroups), made
   before it starts: vCPUs -> CFS quota, host_cpus -> cpuset (as qemu pins its process),
   memory -> memory limit;
 - per-host CPU for the verdict: inside a container /proc/stat is the host's, so a sampler
-  process per environment (launch.providers.cgroup_sampler, recorded in the state, tagged)
+  process per environment (launch.machines.providers.cgroup_sampler, recorded in the state, tagged)
   writes each container's cgroup CPU into a directory bind-mounted over node_exporter's
   textfile directory: the monitor scrapes `fabperf_cgroup_cpu_seconds_total` and
   `fabperf_cgroup_cpus` with the host's own `host`/`role` labels.
@@ -747,6 +747,11 @@ class NspawnProvider:
                 out.append(Garbage("nspawn", "image tree", str(t.path), "",
                                    "unused", round(age, 2)))
         return out
+
+    @classmethod
+    def located(cls, settings: object) -> str:
+        """Where `collect` looks: this machine's image cache."""
+        return f"nspawn {rootfs.CACHE}"
 
     @classmethod
     def remove_garbage(cls, settings: object, items: Sequence[Garbage]) -> list[str]:

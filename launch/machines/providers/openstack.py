@@ -3,8 +3,14 @@
 Per environment, each recorded in the state the moment it exists and tagged at creation
 (tags fabperf, fabperf-env=<env>, fabperf-env-id=<id>, fabperf-host=<host>,
 fabperf-created=<UTC time>, fabperf-ttl=<hours>; the server also carries them as metadata):
+- before anything is created: the `security_groups` must let every host reach every role
+  port of the plan (launch.providers.base.ROLE_PORTS and SSH) from network.cidr (an
+  ingress rule whose remote range holds it, or whose remote group is one of them); `up`
+  names the missing ports (exit 2). The fixed IPs other ports hold on the subnet are left
+  out of the plan (two environments can share a network);
 - reserve: one Neutron port per host with the plan's fixed IP on the subnet of `network`
-  (the one whose range is network.cidr, or `subnet`), with `security_groups`;
+  (the one whose range is network.cidr, or `subnet`), with `security_groups`; a recorded
+  port that is gone is made again (`up` reconciles);
 - create: a server on that port from the Glance image (settings `images:`, the bake manifest,
   or the image carrying the fabperf-fp-<fingerprint> tag bake gives it), the flavor of the
   host's role, user_data (base64; config drive when `config_drive`), optional floating IP
@@ -15,6 +21,8 @@ fabperf-created=<UTC time>, fabperf-ttl=<hours>; the server also carries them as
 
 `down` deletes what the state lists plus every server, port and floating IP tagged with the
 environment's id; `launch gc` finds those whose environment is gone or whose TTL passed.
+A 429 or 503 from any service is retried (keystoneauth's status-code retries, honouring
+Retry-After), as is a failed connection: one busy moment does not roll back an `up`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import base64
 import datetime as _dt
 import functools
 import hashlib
+import ipaddress
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +41,7 @@ from typing import Any
 from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from launch.machines.providers.base import (
+    ROLE_PORTS,
     Garbage,
     HostRequest,
     Leaked,
@@ -42,6 +53,7 @@ from launch.machines.providers.base import (
 from launch.machines.providers.cloud import CloudProvider, garbage
 from launch.machines.state import EnvState, HostState, Phase
 from launch.render.plan import Plan
+from launch.spec.contract import Role
 
 log = logging.getLogger("fabperf.openstack")
 
@@ -49,6 +61,10 @@ DEFAULT_FLAVORS = {"peer": "m1.xlarge", "orderer": "m1.large", "caliper": "m1.xl
                    "monitor": "m1.large"}
 # Instruments every connection the provider makes (tests count calls here).
 CONNECT_HOOKS: list[Callable[[Any], None]] = []
+# keystoneauth retries these answers (429, 503) this many times, with a doubling delay
+# from 0.5 s (or the Retry-After the cloud sends), and a refused connection as often.
+STATUS_CODE_RETRIES = 8
+CONNECT_RETRIES = 4
 
 SETTINGS: tuple[inputs.Rule, ...] = (
     inputs.Rule("cloud", str, "", pattern=r"[\w.-]*",
@@ -103,7 +119,9 @@ def connect(settings: Mapping[str, Any]) -> Any:
                          hint="pip install 'fabperf[openstack]'") from exc
     cloud = str(settings.get("cloud") or "") or None
     try:
-        conn = openstack.connect(cloud=cloud)
+        conn = openstack.connect(cloud=cloud, status_code_retries=STATUS_CODE_RETRIES,
+                                 retriable_status_codes=[429, 503],
+                                 connect_retries=CONNECT_RETRIES)
     except Exception as exc:  # config errors of the SDK
         raise InputError(f"openstack cloud {cloud!r}: {exc}",
                          hint="add the cloud to clouds.yaml (see README)") from exc
@@ -153,6 +171,10 @@ class OpenStackProvider(CloudProvider):
     def _tags(self, host: str | None = None) -> list[str]:
         return tags(self.env, self.eid, self.ttl, host)
 
+    def where(self) -> str:
+        """The cloud asked (clouds.yaml entry, or the OS_* variables)."""
+        return located(self.settings)
+
     # --- sizing and images -----------------------------------------------------------
     @api_errors
     def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
@@ -167,7 +189,47 @@ class OpenStackProvider(CloudProvider):
             roles = tuple(r.value for r in h.roles)
             out.append(HostRequest(name=h.name, roles=roles, image=self.image_for(h),
                                    address=h.address, size=flavors[roles[0]]))
+        self.check_security_groups({Role(r) for h in plan.hosts for r in h.roles})
         return out
+
+    @api_errors
+    def check_security_groups(self, roles: Any) -> None:
+        """The groups must let network.cidr reach SSH and every role port (InputError
+        naming the missing ports): checked before anything is created."""
+        if not self.ctx.cidr:
+            return
+        # no groups given: Neutron puts the ports in the project's "default" group
+        names = [str(g) for g in self.settings.get("security_groups") or []] or ["default"]
+        groups = []
+        for g in names:
+            found = self.conn.network.find_security_group(g, ignore_missing=True)
+            if found is None:
+                raise InputError.field(None, "settings.security_groups",
+                                       "existing security groups", g)
+            groups.append(found)
+        rules = [r for g in groups for r in (g.security_group_rules or [])]
+        ids = {g.id for g in groups}
+        need = sorted({22, *(p for r in roles for p in ROLE_PORTS.get(r, ()))})
+        missing = [p for p in need if not _allows(rules, p, self.ctx.cidr, ids)]
+        if missing:
+            raise InputError(
+                f"settings.security_groups {names}: TCP {', '.join(map(str, missing))} not "
+                f"open from network.cidr {self.ctx.cidr} (the hosts reach each other and the "
+                f"readiness check reaches SSH on these ports)",
+                hint="add an ingress rule from the subnet's range (or from the group "
+                     "itself) for these ports; README, provider openstack, lists them")
+
+    @api_errors
+    def addresses_in_use(self) -> set[str]:
+        """Fixed IPs other ports (not this environment's) hold on the subnet."""
+        net, subnet = self._find_network()
+        busy: set[str] = set()
+        for port in self.conn.network.ports(network_id=net.id):
+            if f"fabperf-env-id={self.eid}" in (port.tags or []):
+                continue
+            busy |= {ip["ip_address"] for ip in port.fixed_ips or []
+                     if ip.get("subnet_id") in (None, subnet.id)}
+        return busy
 
     def image_for(self, host: Any) -> str:
         """The Glance image: settings `images:`, the plan / manifest, else by fingerprint."""
@@ -192,6 +254,14 @@ class OpenStackProvider(CloudProvider):
             state = self._state()
             if state.network.get("network_id") and state.network.get("subnet_id"):
                 return str(state.network["network_id"]), str(state.network["subnet_id"])
+            net, subnet = self._find_network()
+            self.store.update(network={**state.network, "network_id": net.id,
+                                       "subnet_id": subnet.id})
+            return str(net.id), str(subnet.id)
+
+    def _find_network(self) -> tuple[Any, Any]:
+        """The network and its subnet (InputError when either is not there)."""
+        with self._lock:
             net = self.conn.network.find_network(self.settings["network"], ignore_missing=True)
             if net is None:
                 raise InputError.field(None, "settings.network", "an existing network",
@@ -206,23 +276,26 @@ class OpenStackProvider(CloudProvider):
                 raise InputError.field(None, "settings.subnet",
                                        f"a subnet of {net.name} with range {self.ctx.cidr}",
                                        want or None)
-            self.store.update(network={**state.network, "network_id": net.id,
-                                       "subnet_id": subnet.id})
-            return str(net.id), str(subnet.id)
+            return net, subnet
 
     def _before_reserve(self) -> None:
         self._network()
 
     def _reserve_one(self, req: HostRequest) -> None:
+        # the port the tags find, not the one the state records: it may be gone (deleted
+        # behind our back, or with a rollback), and then it is made again (a reconcile)
         cur = self._state().hosts.get(req.name)
-        if cur is not None and cur.resources.get("port"):
-            return
+        recorded = cur.resources.get("port") if cur is not None else None
         net_id, subnet_id = self._network()
         mine = f"fabperf-env-id={self.eid},fabperf-host={req.name}"
-        found = list(self.conn.network.ports(tags=mine))
+        found = sorted(self.conn.network.ports(tags=mine), key=lambda p: p.id != recorded)
         if found:
             port = found[0]
+            if recorded and port.id == recorded:
+                return
         else:
+            if recorded:
+                log.warning("%s: its port %s is gone; making another", req.name, recorded)
             sgs = [self.conn.network.find_security_group(g, ignore_missing=False).id
                    for g in self.settings.get("security_groups") or []]
             port = self.conn.network.create_port(
@@ -355,6 +428,35 @@ class OpenStackProvider(CloudProvider):
     destroy = api_errors(CloudProvider.destroy)
     destroy_hosts = api_errors(CloudProvider.destroy_hosts)
 
+
+def _allows(rules: Sequence[Mapping[str, Any]], port: int, cidr: str, groups: set[str]) -> bool:
+    """Whether a Neutron ingress rule lets ``cidr`` (or a member of ``groups``) reach TCP
+    ``port`` (protocol tcp or any, the port in its range, a remote range holding ``cidr``,
+    no remote at all, or a remote group among ``groups``)."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    for r in rules:
+        if r.get("direction") != "ingress" or r.get("ethertype", "IPv4") != "IPv4":
+            continue
+        if r.get("protocol") not in (None, "tcp", "6", "any"):
+            continue
+        low, high = r.get("port_range_min"), r.get("port_range_max")
+        if low is not None and not (int(low) <= port <= int(high if high is not None else low)):
+            continue
+        prefix, group = r.get("remote_ip_prefix"), r.get("remote_group_id")
+        if group is not None:
+            if group in groups:
+                return True
+            continue
+        if prefix is None:
+            return True
+        try:
+            if net.subnet_of(ipaddress.IPv4Network(prefix, strict=False)):
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
 def find_image(conn: Any, fingerprint: str) -> str | None:
     """The active Glance image bake tagged fabperf-fp-<fingerprint> (property checked too)."""
     for img in conn.image.images(tag=f"fabperf-fp-{fingerprint}"):
@@ -435,5 +537,12 @@ def remove_garbage(settings: Mapping[str, Any], garbage: Sequence[Garbage]) -> l
     return removed
 
 
+def located(settings: Mapping[str, Any]) -> str:
+    """Where `collect` asks (the clouds.yaml entry, or the OS_* variables)."""
+    cloud = settings.get("cloud") or os.environ.get("OS_CLOUD", "")
+    return f"openstack cloud {cloud}" if cloud else "openstack (OS_* variables)"
+
+
 OpenStackProvider.collect = staticmethod(collect)                # type: ignore[attr-defined]
+OpenStackProvider.located = staticmethod(located)                # type: ignore[attr-defined]
 OpenStackProvider.remove_garbage = staticmethod(remove_garbage)  # type: ignore[attr-defined]

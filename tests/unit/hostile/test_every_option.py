@@ -55,8 +55,10 @@ ROLES: dict[str, str | tuple[str, str]] = {
     "launch compare rounds": "text",
     "launch compare thresholds": ("number", "worker_cpu={}"),
     "launch down env": "text",
+    "launch down region": "text",               # checked by the providers' region rule
     "launch gc older_than": ("number", "{}"),
     "launch gc providers": "text",
+    "launch gc regions": "text",
     "launch results compare dirs": ("file", "{}"),
     "launch results compare rounds": "text",
     "launch results list environment": "text",
@@ -93,6 +95,7 @@ VALID: dict[str, dict[str, object]] = {
     "launch byof": {"byof_file": BYOF, "check_only": True, "build_dir": "{build}"},
     "launch compare": {"env_file": SPEC, "refs": ["v2.5.12", "v3.0.0"], "dry_run": True,
                        "out": "{out}", "build_dir": "{build}"},
+    "launch down": {"env": "local", "build_dir": "{build}"},
     "launch gc": {"dry_run": True, "build_dir": "{build}"},
     "launch render": {"env_file": SPEC, "out": "{out}"},
     "launch results compare": {"dirs": [GROUP], "no_html": True},

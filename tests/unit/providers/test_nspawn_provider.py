@@ -408,3 +408,14 @@ def test_a_bridge_carrying_the_environments_tag_is_adopted_any_other_refused(tmp
     monkeypatch.setattr(bridge, "exists", lambda name, sys_net=None: True)
     assert p._bridge_is_ours(bridge.default_name(p.tag))        # left by an earlier run
     assert not p._bridge_is_ours("br-someone")
+
+
+def test_the_cited_metric_list_is_what_the_sampler_writes(tmp_path):
+    write_readings(tmp_path, "c", usage_ns=1, quota=-1, cpus="0")
+    text = cgroups.textfile(Cgroup("c", tmp_path).sample((0,)))
+    written = {line.split()[2]: line.split()[3] for line in text.splitlines()
+               if line.startswith("# TYPE")}
+    listed = dict(line.split() for line in
+                  (REPO / "tests/data/metric-names/fabperf_cgroup.txt").read_text().splitlines()
+                  if line and not line.startswith("#"))
+    assert written == listed
