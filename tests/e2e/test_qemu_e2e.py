@@ -207,9 +207,13 @@ def test_launch_bench_one_round_verdict_ledger_and_panels(local_env, tmp_path):
         assert r["goodput_tps"] == pytest.approx(r["succeeded"] / r["window"]["seconds"],
                                                  rel=0.01), r
         assert r["channel"] == "mychannel", r
-    create = summary["rounds"][0]
+    create, read = summary["rounds"]
     assert create["ledger"]["flagged"] is False, create["ledger"]
     assert create["ledger_goodput_tps"] == pytest.approx(create["goodput_tps"], rel=0.05)
+    # the read round only evaluates (its workload module says so): its channel gained about
+    # nothing, and no ledger goodput is claimed for it
+    assert read["ledger"]["read_only"] is True and read["ledger"]["flagged"] is False, read
+    assert read["ledger_goodput_tps"] is None
     TIMINGS.update({f"bench: {k}": v for k, v in (summary.get("timings") or {}).items()
                     if isinstance(v, (int, float))})
     # the text table names a verdict per round and leads with goodput (as a person sees it)
