@@ -114,12 +114,12 @@ def cli(*args: str | Path, log: Path, check: bool = True) -> runner.Completed:
                       what=f"launch {args[0]}")
 
 
-def write_spec(where: Path) -> Path:
+def write_spec(where: Path, cidr: str = CIDR) -> Path:
     """local.yaml on nspawn under its own name, bridge and CIDR, Fabric and the monitor on
     core 0, Caliper alone on core 1. Its rounds are local.yaml's: each case's rounds are
     made per run (`rounds_of`), with an id prefix of their own."""
     doc = yaml.safe_load((REPO / "environments" / "local.yaml").read_text())
-    doc.update({"name": ENV, "provider": "nspawn", "network": {"cidr": CIDR},
+    doc.update({"name": ENV, "provider": "nspawn", "network": {"cidr": cidr},
                 "manifest": str(REPO / "build" / "manifest.json")})
     doc["settings"] = {"bridge": BRIDGE,
                        "hosts": {"fabric": {"host_cpus": "0"}, "monitor": {"host_cpus": "0"},
@@ -712,6 +712,8 @@ def main() -> int:
     ap.add_argument("--test-data", type=Path, default=None)
     ap.add_argument("--keep-lab", action="store_true", help="leave the lab up at the end")
     ap.add_argument("--reuse-lab", action="store_true", help="use the lab already up")
+    ap.add_argument("--cidr", default=CIDR, help="the lab's network (its bridge's); one no "
+                    "interface of this machine is on")
     ap.add_argument("--reference", default="", metavar="R,R,...",
                     help="after the cases: the reference ramp at these rates (TPS)")
     ap.add_argument("--reference-duration", type=int, default=20)
@@ -732,12 +734,12 @@ def main() -> int:
     results = out.parent / "bundles"
     t_start = time.monotonic()
     doc: dict[str, Any] = {"stamp": stamp, "repeats": args.repeats, "duration_s": args.duration,
-                           "cidr": CIDR, "cases": []}
+                           "cidr": args.cidr, "cases": []}
     with tempfile.TemporaryDirectory(prefix="fabperf-matrix-") as t:
         tmp = Path(t)
         try:
             if not args.reuse_lab:
-                spec = write_spec(REPO / "build")
+                spec = write_spec(REPO / "build", args.cidr)
                 t0 = time.monotonic()
                 cli("up", spec, "--build-dir", build_dir, log=out.parent / "up.log")
                 doc["up_s"] = round(time.monotonic() - t0, 1)
