@@ -65,6 +65,11 @@ EXTRAPOLATION = 2
 """proposed VMs beyond this many times the calibrated VM's vCPUs: said to be unmeasured"""
 
 
+VERIFY_RATIO = 0.95
+"""a verify run meets the target when it sends, and its goodput reaches, this share of it
+(Caliper's fixed-rate controller and the window's edges leave a few per cent)"""
+
+
 @dataclass(frozen=True)
 class Step:
     """One calibration step: the round at one requested rate."""
@@ -255,8 +260,9 @@ class Proposal:
         tail = ""
         if self.verify:
             tail = (f"# verify: with this patch applied (launch up), the target is met with "
-                    f"headroom when this round's verdict is headroom and its goodput reaches "
-                    f"the target (`launch size ... --verify` runs it and says so):\n"
+                    f"headroom when this round's verdict is headroom and it sends and its "
+                    f"goodput reaches {VERIFY_RATIO:.0%} of the target (`launch size ... "
+                    f"--verify` runs it and says so):\n"
                     f"#   {self.verify_text()}\n")
         return head + yaml.safe_dump(self.patch(), sort_keys=False) + tail
 
@@ -481,7 +487,7 @@ class Verification:
 
 
 def verify(lab: Any, proposal: Proposal, round_label: str, results_root: Path, *,
-           duration: int | None = None, send_ratio: float = 0.95,
+           duration: int | None = None, send_ratio: float = VERIFY_RATIO,
            progress: Callable[[str], None] = lambda _: None) -> Verification:
     """Run the proposal's `launch bench` (the round at the target, the proposed processes
     per VM) on a lab whose spec carries the proposal, and judge it: met when the round

@@ -93,6 +93,7 @@ from launch.machines.providers.qemu import (
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.state import EnvState, HostState, Phase
+from launch.render.plan import Plan
 
 log = logging.getLogger("fabperf.nspawn")
 
@@ -248,7 +249,7 @@ class NspawnProvider:
         return state
 
     # --- sizing, images, preconditions --------------------------------------------------
-    def host_requests(self, plan: object, only: Sequence[str] = ()) -> list[HostRequest]:
+    def host_requests(self, plan: Plan, only: Sequence[str] = ()) -> list[HostRequest]:
         """Per host: memory and CPU limits (settings, else per role), cores, the qcow2 whose
         tree it boots; the machine's preconditions (tools, cgroups, bridge, CIDR) checked
         before anything is written."""
