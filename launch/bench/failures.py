@@ -43,6 +43,11 @@ _ADDRESS = re.compile(r"(?:ECONNREFUSED|connect(?:ing)? to|address)\s*:?\s*"
 
 # (reason, pattern) in order: the first match names the failure
 REASONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # the peer's gRPC limiter (peer.limits.concurrency.gatewayService): "too many requests
+    # for /gateway.Gateway, exceeding concurrency limit (N)"; first, since Caliper wraps it
+    # in an EndorseError whose text matches the endorsement pattern below
+    ("gateway concurrency limit", re.compile(r"exceeding concurrency limit|too many requests "
+                                             r"for /gateway", re.I)),
     ("timeout", re.compile(r"DEADLINE_EXCEEDED|[Tt]ime(?:d)? ?out", re.I)),
     ("peer unavailable", re.compile(r"UNAVAILABLE|ECONNREFUSED|ECONNRESET|No connection "
                                     r"established|Failed to connect|socket hang up", re.I)),
@@ -124,16 +129,42 @@ class LoggedFailure:
     error: str
 
 
+# a line of the journal: "<time> <host> <ident>[<pid>]: <message>"
+_JOURNAL = re.compile(r"^\S+\s+\S+\s+[^:\s]+(?:\[\d+\])?:\s?")
+_DETAIL = re.compile(r"^(?:Details:\s*$|-\s+\S)")
+
+
 def parse_worker_log(lines: Iterable[str]) -> list[LoggedFailure]:
-    """The failed transactions of a worker's journal (`journalctl -o short-iso-precise`)."""
-    out = []
+    """The failed transactions of a worker's journal (`journalctl -o short-iso-precise`).
+    The gateway's per-peer details that Caliper logs on the lines after an EndorseError
+    ("Details:", "-  peer0...:7051:chaincode response 500, asset x already exists") are
+    the actual reason: they are put before the error's own text."""
+    out: list[LoggedFailure] = []
+    details: list[str] = []
+
+    def flush() -> None:
+        if out and details:
+            last = out[-1]
+            out[-1] = LoggedFailure(last.at, last.function,
+                                    f"{'; '.join(details)} ({last.error})")
+        details.clear()
+
     for line in lines:
         m = _FAILED.search(line)
         if not m:
+            message = _JOURNAL.sub("", line, count=1) if _ISO.match(line) else line
+            if out and _DETAIL.match(message.strip()):
+                detail = message.strip().lstrip("-").strip()
+                if detail and detail != "Details:":
+                    details.append(detail)
+                continue
+            flush()
             continue
+        flush()
         ts = _ISO.match(line)
         out.append(LoggedFailure(_epoch(ts.group("ts")) if ts else None, m.group("fn"),
                                  m.group("err").strip()))
+    flush()
     return out
 
 

@@ -226,6 +226,10 @@ def round_queries(round_index: int, w: str) -> dict[str, str]:
         # the busiest block device of each peer / orderer VM, share of the round busy
         "disk_busy": f'max by (host) (rate(node_disk_io_time_seconds_total{{job="node", '
                      f"{FABRIC_ROLE}, {DISKS}}}[{w}]))",
+        # the monitor's own scrapes of itself in the round (one every SCRAPE_INTERVAL_S):
+        # fewer than the window holds means Prometheus was stopped, restarted or stalled
+        # during the round, and every series it gives for the round has a hole
+        "monitor_scrapes": f'min(count_over_time(up{{job="prometheus"}}[{w}]))',
         # scrapes of each Fabric operations endpoint that failed in the round (a stopped
         # or hung node): seconds down = this x the scrape interval
         "fabric_down": f'sum by (host, role) (count_over_time(up{{job="fabric"}}[{w}]) - '

@@ -488,7 +488,11 @@ def verdict_problems(r: RoundSummary) -> list[str]:
                    f"is missing: {', '.join(silent)}")
     required = [c["rule"] for c in r.verdict.get("checks", [])
                 if c.get("fired") is None and c.get("missing") and c.get("required", True)]
-    if v in ("fabric-bound", "headroom") and required:
+    # fabric-bound on a Fabric rule that fired is positive evidence, whatever else had no
+    # data (launch.bench.verdict's order); headroom, or fabric-bound on nothing, is not
+    fabric_fired = any(c.get("fired") and c.get("side") == "fabric"
+                       for c in r.verdict.get("checks", []))
+    if required and (v == "headroom" or (v == "fabric-bound" and not fabric_fired)):
         out.append(f"{where}: verdict {v} although required rules had no data: "
                    f"{', '.join(required)}")
     if v == "inconclusive" and not explained:

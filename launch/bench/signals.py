@@ -65,6 +65,10 @@ class RoundSignals:
     worker_vm_cores: Mapping[str, float] = field(default_factory=dict)  # host -> vCPUs
     fabric_down: Mapping[str, float] = field(default_factory=dict)
     """"host/role" -> seconds of the round its operations endpoint did not answer (up == 0)"""
+    monitor_gap_s: float | None = None
+    """seconds of the round the monitor's Prometheus has no scrape of itself for (scrapes
+    the window should hold - those it holds, x the interval); None: not asked (a bundle
+    recorded before the question) or no answer"""
     percentiles: Mapping[str, float | None] = field(default_factory=dict)  # p50/p95/p99, s
     latency_buckets: tuple[float, ...] = ()     # the histogram's bucket bounds (seconds)
     inflight: tuple[Point, ...] = ()
@@ -180,7 +184,15 @@ def from_responses(resp: Any) -> RoundSignals:
         fabric_cpu = operations_cpu(inst.get("fabric_process_cpu"))
     failed_scrapes = _keyed(inst.get("fabric_down"), ("host", "role"), "{}/{}")
     down = {k: n * SCRAPE_INTERVAL_S for k, n in failed_scrapes.items() if n > 0}
+    scrapes = vector(inst.get("monitor_scrapes"))
+    expected = int(resp.window.seconds // SCRAPE_INTERVAL_S)
+    gap = None
+    if scrapes:
+        # (no series: not one self-scrape in the window, or a monitor without the job:
+        # every other series of the round is then missing too, and says so)
+        gap = float(max(0, expected - int(scrapes[0][1])) * SCRAPE_INTERVAL_S)
     got = RoundSignals(
+        monitor_gap_s=gap,
         worker_vm_cpu=_keyed(inst.get("worker_vm_cpu"), ("host",)),
         worker_process_cpu=_keyed(inst.get("worker_process_cpu"), ("workerIndex",),
                                   "worker {}"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,21 @@ def test_check_bundle_fails_verdicts_resting_on_missing_data_without_saying_so()
     assert results.verdict_problems(new.rounds[0]) == []   # inconclusive, and says why
 
 
+def test_fabric_bound_on_a_rule_that_fired_rests_on_evidence_whatever_else_is_missing() -> None:
+    """Live (issue 24's matrix, the peer capped at 3 % of a core): the latency climbed x2.9
+    over the round while the backlog test had no sample after the 18 s mean latency of a
+    15 s round. The verdict is fabric-bound on that evidence (the verdict's order); the
+    bundle check called it resting on missing data. Without the climb it would."""
+    r = results.load(DATA / "matrix" / "peer-cpu-quota").rounds[0]
+    assert r.verdict["verdict"] == "fabric-bound" and "unfinished-growth" in r.verdict["missing"]
+    assert results.verdict_problems(r) == []
+    checks = [{**c, "fired": False} if c["rule"] == "latency-climb" else c
+              for c in r.verdict["checks"]]
+    unfounded = replace(r, verdict={**r.verdict, "checks": checks})
+    assert any("although required rules had no data: unfinished-growth" in p
+               for p in results.verdict_problems(unfounded))
+
+
 # --- failures ------------------------------------------------------------------------------
 
 def _iso(t: float) -> str:
@@ -133,8 +149,9 @@ def test_2700_of_3000_failed_is_failing_with_its_reasons() -> None:
     assert v["verdict"] == "failing", v["summary"]
     assert "2700 of 3000 transactions failed (90.0%, > 1%)" in v["summary"]
     by = v["failures"]["by_reason"]
+    # the EndorseError's "Details:" lines carry the chaincode's own answer (issue 24)
     assert by == {"timeout": 900, "committed invalid: MVCC_READ_CONFLICT": 1500,
-                  "endorsement error": 300}
+                  "chaincode response": 300}
     assert v["failures"]["invalid_by_code"] == {"MVCC_READ_CONFLICT": 1500}
     assert r.goodput_tps == pytest.approx(5.0) and r.throughput_tps == 50.0
     assert "counts failed" in results.format_table(summ)
@@ -173,6 +190,60 @@ def test_a_growing_backlog_is_fabric_bound_whatever_the_round_length() -> None:
         assert v.verdict is Verdict.FABRIC_BOUND
         growth = next(c for c in v.checks if c.rule == "unfinished-growth")
         assert growth.value == pytest.approx(0.30, abs=0.01)
+
+
+def test_a_send_shortfall_with_idle_workers_and_a_growing_backlog_is_fabric_bound() -> None:
+    """Live on the native lab (issue 24's matrix, orderer capped at 2 % of a core): Caliper
+    sent 78 % of the asked 68 TPS with its container at 47 % CPU and 6 ms of event-loop lag,
+    while the in-flight count grew at 9-22 % of the send rate. Fabric pushed back; Caliper
+    was not the limit."""
+    rate, sent = 68.0, 53.4
+    inflight = tuple((T0 + t, 117 + 6.0 * t) for t in range(0, 16, 5))
+    sig = low_signals(worker_vm_cpu={"caliper": 0.47}, worker_process_cpu={"worker 1": 0.18},
+                      eventloop_lag={"worker 1": 0.006}, inflight=inflight)
+    v = judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), sig)
+    assert v.verdict is Verdict.FABRIC_BOUND, v.summary()
+    fired = {c.rule: c for c in v.reasons}
+    assert set(fired) == {"send-rate", "unfinished-growth"}
+    assert fired["send-rate"].side.value == "fabric"
+    assert "backpressure" in fired["send-rate"].detail
+    # the same shortfall with a busy worker, or with nothing on Fabric's side, stays Caliper's
+    busy = replace(sig, eventloop_lag={"worker 1": 0.3})
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), busy).verdict \
+        is Verdict.LOAD_GENERATOR_BOUND
+    flat = low_signals()
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 0.5, T0), flat).verdict \
+        is Verdict.LOAD_GENERATOR_BOUND
+    # a worker signal missing: the shortfall cannot be excused
+    nolag = replace(sig, eventloop_lag={})
+    assert judge(RoundNumbers(rate, sent, 50.4, 810, 0, 1.79, T0), nolag).verdict \
+        is not Verdict.FABRIC_BOUND
+
+
+def test_a_monitor_stopped_mid_round_and_started_again_is_inconclusive() -> None:
+    """Live (issue 24's matrix): Prometheus stopped for a third of a 15 s round, started
+    again before the round ended. Every query answered afterwards (rates span the hole,
+    the in-flight series is carried over it) and the round was judged as if nothing had
+    happened. Its own scrapes of itself show the hole."""
+    window = Window(T0, T0 + 15.7)
+    def answers(scrapes: float) -> RoundResponses:
+        return RoundResponses(window, 0, {"monitor_scrapes": vec(({}, scrapes))}, {}, None,
+                              None, {})
+    assert signals.from_responses(answers(1)).monitor_gap_s == 10.0
+    assert signals.from_responses(answers(3)).monitor_gap_s == 0.0
+    n = RoundNumbers(50, 50.0, 49.0, 750, 0, 0.5, T0)
+    v = judge(n, low_signals(monitor_gap_s=10.0))
+    assert v.verdict is Verdict.INCONCLUSIVE, v.summary()
+    assert "monitor's Prometheus: no scrape of itself for about 10 s" in v.summary()
+    # one missed scrape (the window's edge) is no hole; a bundle recorded before the
+    # question is judged as before; what fired on the load generator's side still counts
+    assert judge(n, low_signals(monitor_gap_s=5.0)).verdict is Verdict.HEADROOM
+    assert judge(n, low_signals()).verdict is Verdict.HEADROOM
+    busy = low_signals(monitor_gap_s=10.0, worker_vm_cpu={"caliper": 0.99})
+    assert judge(n, busy).verdict is Verdict.LOAD_GENERATOR_BOUND
+    # and failures are failures whatever the monitor saw
+    assert judge(RoundNumbers(50, 50.0, 49.0, 700, 50, 0.5, T0),
+                 low_signals(monitor_gap_s=10.0)).verdict is Verdict.FAILING
 
 
 # --- the event-loop lag of the round itself --------------------------------------------------
