@@ -343,6 +343,56 @@ def test_a_counter_reset_is_summed_across_and_said() -> None:
     assert "restart" in results.ledger_text(check.to_json())
 
 
+def _holed(values: list[tuple[float, float]]) -> dict:
+    """One peer's VALID counter on mychannel at the given (seconds from T0, value) samples."""
+    return mat(({"host": "fabric", "channel": "mychannel", "validation_code": "VALID"},
+                [(T0 + t, v) for t, v in values]))
+
+
+def test_a_peer_that_was_not_answering_gives_a_lower_bound_not_a_flag() -> None:
+    """Live (matrix, peer stopped for 5 s of a 15 s round, the second such round of the
+    run): the counter read 22 before the stop (it had restarted in the round before) and 23
+    at the first scrape after the restart, so no fall showed: "1 against 105", flagged.
+    The 15 s hole between its samples says the peer was not answering: its count is a lower
+    bound, said, not a disagreement."""
+    answer = _holed([(-9.1, 22), (-4.1, 22), (0.9, 22), (15.9, 23), (20.9, 23)])
+    check = ledger.cross_check(ledger.counts_from_samples(answer, T0, T0 + 25.6), 105,
+                               channel="mychannel", tolerance=0.02)
+    assert check.committed == 1 and check.flagged is False
+    assert "not scraped for about 15 s" in check.note and "lower bound" in check.note
+    assert check.note.startswith("Caliper's 105 succeeded against 1 valid on mychannel: "
+                                 "not judged")
+
+
+def test_a_restart_makes_a_shortfall_a_lower_bound() -> None:
+    """Live (matrix, peer stopped a third of the round): a reset summed across still read 62
+    against Caliper's 84: what the peer committed between its last scrape and its stop is in
+    no sample. Before: flagged as a disagreement."""
+    answer = _samples(("fabric", "mychannel", [5000, 5000, 5300, 120, 300]))
+    check = ledger.cross_check(ledger.counts_from_samples(answer, T0, T0 + 20), 700,
+                               channel="mychannel", tolerance=0.02)
+    assert check.committed == 300 + 120 + 180 and check.resets == {"fabric": 1}
+    assert check.flagged is False and "lower bound" in check.note
+
+
+def test_a_count_above_calipers_is_flagged_even_with_a_hole() -> None:
+    """A lower bound can still be too high: more valid transactions than Caliper counted is
+    a disagreement whatever the hole."""
+    answer = _holed([(-5, 0), (0, 0), (5, 100), (20, 400), (25, 400)])
+    check = ledger.cross_check(ledger.counts_from_samples(answer, T0, T0 + 20), 300,
+                               channel="mychannel", tolerance=0.02)
+    assert check.committed == 400 and check.flagged is True
+    assert "lower bound" in check.note
+
+
+def test_regular_samples_have_no_hole() -> None:
+    """Samples every scrape interval: the check is exact and a shortfall is flagged."""
+    answer = _holed([(-5, 0), (0, 0), (5, 300), (10, 600), (15, 800), (20, 800)])
+    check = ledger.cross_check(ledger.counts_from_samples(answer, T0, T0 + 15), 1000,
+                               channel="mychannel", tolerance=0.02)
+    assert check.flagged is True and "lower bound" not in check.note
+
+
 def test_the_edges_are_taken_after_the_preparation_was_scraped() -> None:
     """An update round's preparation committed 500 assets just before the start; the last
     sample before the start was scraped before them (one scrape stale), the first after the
