@@ -86,10 +86,12 @@ from launch.machines.providers.qemu import (
     DEFAULT_SUBNET,
     host_cores,
     image_path,
+    local_probe,
     meta_data,
     pid_argv,
     reserve_static,
     scan_processes,
+    signal_until_gone,
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.state import EnvState, HostState, Phase
@@ -503,24 +505,10 @@ class NspawnProvider:
         return ssh.Target(host.name, host.address, 22, state.ssh_user, Path(state.ssh_key))
 
     def probe(self, name: str) -> Probe:
-        def host() -> HostState:
-            return self._state().hosts[name]
-
-        def console(lines: int) -> str:
-            path = host().files.get("console_log")
-            if not path or not Path(path).exists():
-                return ""
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                text = f.read().decode(errors="replace").replace("\r", "")
-            return "\n".join(text.splitlines()[-lines:])
-
-        def run(cmd: str, timeout: float) -> runner.Completed:
-            return ssh.run(self.target(host()), cmd, timeout=timeout,
-                           log_path=self.log_dir / f"{name}.ready.log")
-
-        return Probe(name, alive=lambda: self.alive(host()), ssh=run, console_tail=console)
+        """The readiness probe of one container (process, SSH on the bridge, console log)."""
+        return local_probe(name, lambda: self._state().hosts[name], target=self.target,
+                           alive=self.alive, console_file="console_log",
+                           log_dir=self.log_dir)
 
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
@@ -572,19 +560,8 @@ class NspawnProvider:
 
     def _stop_pid(self, pid: int, check: Callable[[], bool]) -> bool:
         """SIGTERM (nspawn asks the container's systemd to power off), then SIGKILL."""
-        for sig, wait in ((signal.SIGTERM, STOP_WAIT), (signal.SIGKILL, 5.0)):
-            if not check():
-                return True
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return True
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not check():
-                    return True
-                self.sleep(0.2)
-        return not check()
+        return signal_until_gone(pid, check, ((signal.SIGTERM, STOP_WAIT),
+                                              (signal.SIGKILL, 5.0)), self.sleep, poll=0.2)
 
     def _clear_host(self, h: HostState) -> list[str]:
         """Stop a host's container and remove its cgroup, overlay mount and files;

@@ -268,6 +268,54 @@ def qmp_command(sock_path: Path, command: str, timeout: float = 5.0) -> dict[str
                 return dict(reply)
 
 
+def signal_until_gone(pid: int, check: Callable[[], bool],
+                      steps: Sequence[tuple[signal.Signals | None, float]],
+                      sleep: Callable[[float], None], *, poll: float) -> bool:
+    """Each (signal, seconds) step in turn until `check()` says the process is gone (a None
+    signal only waits: a request sent another way, e.g. QMP quit); True once it is gone."""
+    for sig, wait in steps:
+        if not check():
+            return True
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not check():
+                return True
+            sleep(poll)
+    return not check()
+
+
+def console_tail(path: str | None, lines: int) -> str:
+    """The last `lines` lines of a host's console log (its last 64 KiB), "" without one."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        text = f.read().decode(errors="replace").replace("\r", "")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def local_probe(name: str, host: Callable[[], HostState], *,
+                target: Callable[[HostState], ssh.Target],
+                alive: Callable[[HostState], bool], console_file: str,
+                log_dir: Path) -> Probe:
+    """The readiness probe of a host on this machine (a VM or a container): its process,
+    SSH at its target, and the tail of the console log its state records as `console_file`.
+    `host` reads the host's state afresh at each call (the state changes while it waits)."""
+    def run(cmd: str, timeout: float) -> runner.Completed:
+        return ssh.run(target(host()), cmd, timeout=timeout,
+                       log_path=log_dir / f"{name}.ready.log")
+
+    return Probe(name, alive=lambda: alive(host()), ssh=run,
+                 console_tail=lambda lines: console_tail(host().files.get(console_file),
+                                                         lines))
+
+
 def reserve_static(store: StateStore, state: EnvState,
                    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
                    hosts: Sequence[HostRequest]) -> dict[str, str]:
@@ -587,24 +635,9 @@ class QemuProvider:
 
     def probe(self, name: str) -> Probe:
         """The readiness probe of one host (pid, forwarded SSH, serial log)."""
-        def host() -> HostState:
-            return self._state().hosts[name]
-
-        def console(lines: int) -> str:
-            path = host().files.get("serial_log")
-            if not path or not Path(path).exists():
-                return ""
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                text = f.read().decode(errors="replace").replace("\r", "")
-            return "\n".join(text.splitlines()[-lines:])
-
-        def run(cmd: str, timeout: float) -> runner.Completed:
-            return ssh.run(self.target(host()), cmd, timeout=timeout,
-                           log_path=self.log_dir / f"{name}.ready.log")
-
-        return Probe(name, alive=lambda: self.vm_alive(host()), ssh=run, console_tail=console)
+        return local_probe(name, lambda: self._state().hosts[name], target=self.target,
+                           alive=self.vm_alive, console_file="serial_log",
+                           log_dir=self.log_dir)
 
     def wait_ready(self, hosts: Sequence[str], nonce: str,
                    timeouts: Timeouts | None = None) -> list[HostReadiness]:
@@ -654,18 +687,7 @@ class QemuProvider:
                 steps.insert(0, (None, 5.0))
             except (OSError, ValueError) as exc:
                 log.debug("qmp quit %s: %s", qmp, exc)
-        for sig, wait in steps:
-            if sig is not None and check():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    return True
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not check():
-                    return True
-                self.sleep(0.1)
-        return not check()
+        return signal_until_gone(pid, check, steps, self.sleep, poll=0.1)
 
     def destroy(self) -> DestroyReport:
         """Stop every VM (state + tags), the switch, remove overlays, seeds, sockets, state.
