@@ -23,6 +23,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "fabkit": frozenset(),
     "bake": frozenset({"fabkit"}),
     "bake.cli": frozenset({"fabkit", "bake"}),
+    # `python -m bake.goss` (the Packer templates run it): an entry point beside the CLI
+    "bake.goss.__main__": frozenset({"fabkit", "bake", "bake.cli"}),
     "launch": frozenset(),                      # the package's own __init__
     "launch.spec": frozenset({"fabkit"}),
     "launch.render": frozenset({"fabkit", "bake", "launch.spec"}),

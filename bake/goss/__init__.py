@@ -457,14 +457,3 @@ def write_junit(results: Sequence[Result], path: Path, name: str = "goss") -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
-
-if __name__ == "__main__":
-    # `python -m bake.goss validate ...` is what the Packer templates run on the build host
-    # (bake.render; the golden templates pin it): an entry point, above this module like
-    # bake.cli, so its imports run only when this file is the program.
-    import sys
-
-    from bake.cli import goss_cli
-    from fabkit.clikit import run_main
-
-    sys.exit(run_main(goss_cli))
