@@ -89,6 +89,7 @@ from launch.machines.providers.qemu import (
     local_probe,
     meta_data,
     pid_argv,
+    public_keys,
     reserve_static,
     scan_processes,
     signal_until_gone,
@@ -484,17 +485,10 @@ class NspawnProvider:
         os.chmod(seed, 0o700)
         write_atomic(seed / "user-data", user_data, mode=0o600)
         write_atomic(seed / "meta-data", yaml.safe_dump(
-            meta_data(self.env, host, generation, self._public_keys()), sort_keys=False),
+            meta_data(self.env, host, generation, public_keys(self._state())), sort_keys=False),
             mode=0o600)
         write_atomic(seed / "network-config", yaml.safe_dump(netcfg, sort_keys=False),
                      mode=0o600)
-
-    def _public_keys(self) -> list[str]:
-        state = self._state()
-        if not state.ssh_key:
-            return []
-        pub = Path(state.ssh_key + ".pub")
-        return [pub.read_text().strip()] if pub.exists() else []
 
     # --- readiness -----------------------------------------------------------------------
     def target(self, host: HostState) -> ssh.Target:

@@ -289,6 +289,15 @@ def signal_until_gone(pid: int, check: Callable[[], bool],
     return not check()
 
 
+def public_keys(state: EnvState) -> list[str]:
+    """The environment's SSH public key line for a host's meta-data (none before the key
+    pair exists)."""
+    if not state.ssh_key:
+        return []
+    pub = Path(state.ssh_key + ".pub")
+    return [pub.read_text().strip()] if pub.exists() else []
+
+
 def console_tail(path: str | None, lines: int) -> str:
     """The last `lines` lines of a host's console log (its last 64 KiB), "" without one."""
     if not path or not Path(path).exists():
@@ -602,7 +611,7 @@ class QemuProvider:
         fd = os.open(src / "user-data", os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(user_data)
-        meta = meta_data(self.env, host, generation, self._public_keys())
+        meta = meta_data(self.env, host, generation, public_keys(self._state()))
         (src / "meta-data").write_text(yaml.safe_dump(meta, sort_keys=False))
         (src / "network-config").write_text(yaml.safe_dump(netcfg, sort_keys=False))
         seed = hdir / "seed.iso"
@@ -615,13 +624,6 @@ class QemuProvider:
             os.umask(old)
         shutil.rmtree(src)
         return seed
-
-    def _public_keys(self) -> list[str]:
-        state = self._state()
-        if not state.ssh_key:
-            return []
-        pub = Path(state.ssh_key + ".pub")
-        return [pub.read_text().strip()] if pub.exists() else []
 
     # --- readiness -----------------------------------------------------------------
     def target(self, host: HostState) -> ssh.Target:
