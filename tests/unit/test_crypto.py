@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -488,21 +489,31 @@ def test_without_hard_links_shared_files_are_copies(tmp_path: Path,
     assert all_files(tmp_path / "copies") == before
 
 
-def test_a_big_tree_is_issued_in_two_processes(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    forks = []
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids crypto forks. The whole suite runs in one process, where session fixtures of
+    other modules (servers in threads) may be alive and crypto rightly would not fork: these
+    tests are about the fork path, so crypto sees only one thread."""
+    pids: list[int] = []
     real_fork = os.fork
 
     def fork() -> int:
-        forks.append(1)
-        return real_fork()
+        pid = real_fork()
+        if pid:
+            pids.append(pid)
+        return pid
 
     monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(crypto.threading, "active_count", lambda: 1)
+    return pids
+
+
+def test_a_big_tree_is_issued_in_two_processes(tmp_path: Path, forks: list[int]) -> None:
     org = big_org(crypto._FORK_MIN)
     crypto.generate((org,), tmp_path)
-    assert forks == [1]
+    assert len(forks) == 1
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)   # the child was reaped
+        os.waitpid(forks[0], os.WNOHANG)   # the child was reaped
     base = crypto.org_dir(tmp_path, org)
     ca = load_cert(base / "ca" / f"ca.{org.domain}-cert.pem")
     tlsca = load_cert(base / "tlsca" / f"tlsca.{org.domain}-cert.pem")
@@ -523,8 +534,31 @@ def test_a_big_tree_is_issued_in_two_processes(tmp_path: Path,
     assert len(publics) == 2 * len(dirs)   # both processes drew their own keys
 
 
-def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
+def test_a_big_tree_is_issued_in_one_process_while_another_thread_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    forks: list[int] = []
+
+    def fork() -> int:                       # recorded, then refused: the caller issues all
+        forks.append(1)
+        raise OSError(errno.EAGAIN, "fork refused by the test")
+
+    monkeypatch.setattr(os, "fork", fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        org = big_org(crypto._FORK_MIN)
+        crypto.generate((org,), tmp_path)
+    finally:
+        stop.set()
+        other.join()
+    assert forks == []                       # fork with a second thread alive is unsafe
+    last = crypto.node_dir(tmp_path, org, org.nodes[-1].hostname)
+    assert (last / "msp/keystore/priv_sk").is_file()
+
+
+def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     real = crypto._write_secret
 
     def full_disk(path: str | Path, data: bytes) -> None:
@@ -539,8 +573,9 @@ def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
     with pytest.raises(OSError) as err:
         crypto.generate((org,), tmp_path / "a")
     assert err.value.errno == errno.ENOSPC
+    assert len(forks) == 1
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+        os.waitpid(forks[0], os.WNOHANG)
 
     def full_disk_child(path: str | Path, data: bytes) -> None:
         if os.fspath(path).endswith("User60@big.example.com/msp/keystore/priv_sk"):
@@ -552,8 +587,9 @@ def test_an_error_in_the_second_process_is_raised_and_it_is_reaped(
         crypto.generate((org,), tmp_path / "b")
     assert err.value.errno == errno.ENOSPC
     assert "User60@big.example.com" in str(err.value.filename)
+    assert len(forks) == 2
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+        os.waitpid(forks[1], os.WNOHANG)
 
 
 def test_a_small_tree_is_issued_in_process(tmp_path: Path,
