@@ -229,18 +229,27 @@ class ProcessQuota(Injection):
     """One process of a container (by its command name) moved into a child cgroup of the
     container's in the cpu hierarchy, with its own CFS quota: the container stacks peer,
     orderer and chaincode (local.yaml's shape), so the container's own quota would cut all
-    three."""
+    three. The quota is `cores` of a core; below 1 % (CFS's least quota, 1 ms, over the
+    default 100 ms period) the period is lengthened instead (up to 1 s)."""
 
     host: str
     comm: str
     cores: float
+    why: str = ""
     moved: dict[int, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.what = f"{self.comm} process on {self.host}: cfs quota {self.cores:.0%} of a core"
+        self.what = (f"{self.comm} process on {self.host}: cfs quota {self.cores:.1%} of a core"
+                     + (f" ({self.why})" if self.why else ""))
 
     def child(self, lab: Lab) -> Path:
         return lab.cpu_dir(self.host) / f"fabperf-matrix-{self.comm}"
+
+    def period_quota(self) -> tuple[int, int]:
+        period = 100_000
+        if self.cores * period < 1000:
+            period = min(1_000_000, int(1000 / self.cores) + 1)
+        return period, max(1000, int(self.cores * period))
 
     def apply(self, lab: Lab) -> None:
         root = lab.cpu_dir(self.host)
@@ -253,7 +262,9 @@ class ProcessQuota(Injection):
             raise RuntimeError(f"no {self.comm} process in {root}")
         child = self.child(lab)
         child.mkdir(exist_ok=True)
-        (child / "cpu.cfs_quota_us").write_text(str(int(self.cores * 100_000)))
+        period, quota = self.period_quota()
+        (child / "cpu.cfs_period_us").write_text(str(period))
+        (child / "cpu.cfs_quota_us").write_text(str(quota))
         _move(list(found), child)
         self.moved = found
 
@@ -275,10 +286,12 @@ class DiskThrottle(Injection):
 
     host: str
     bps: int
+    why: str = ""
     device: str = ""
 
     def __post_init__(self) -> None:
-        self.what = f"{self.host} container writes throttled to {self.bps // 1024} KiB/s (blkio)"
+        self.what = (f"{self.host} container writes throttled to {self.bps // 1024} KiB/s "
+                     "(blkio)" + (f" ({self.why})" if self.why else ""))
 
     def child(self, lab: Lab) -> Path:
         return CGROUP / "blkio" / f"{lab.machines[self.host]}-fabperf-matrix"
@@ -289,6 +302,16 @@ class DiskThrottle(Injection):
         child.mkdir(exist_ok=True)
         (child / "blkio.throttle.write_bps_device").write_text(f"{self.device} {self.bps}")
         _move(_procs(CGROUP / "cpuacct" / lab.machines[self.host]), child)
+
+    def written(self, lab: Lab) -> int:
+        """Bytes the container's processes wrote to the disk since `apply`, as the throttle
+        counts them (the cgroup's blkio.throttle.io_service_bytes)."""
+        f = self.child(lab) / "blkio.throttle.io_service_bytes"
+        for line in f.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == self.device and parts[1] == "Write":
+                return int(parts[2])
+        return 0
 
     def undo(self, lab: Lab) -> None:
         child = self.child(lab)
@@ -392,19 +415,93 @@ def pushed_rounds(url: str) -> set[int]:
     return out
 
 
-def mid_round_driver(lab: Lab, inj: Injection, rounds: int, round_s: float,
+def mid_round_driver(lab: Lab, during: dict[int, Injection], rounds: int, round_s: float,
                      stop: threading.Event, errors: list[str]) -> None:
-    """Calls inj.during once per round, when the round's first push appears."""
+    """Calls during[k].during for each round k that has one, when the round's first push
+    appears."""
     done: set[int] = set()
     try:
         while not stop.is_set() and len(done) < rounds:
             for k in sorted(pushed_rounds(lab.pushgateway()) - done):
-                if k == max(done, default=-1) + 1 and k < rounds:
-                    inj.during(lab, round_s)
+                if k in during:
+                    during[k].during(lab, round_s)
                 done.add(k)
             stop.wait(0.5)
     except Exception as exc:   # reported with the case, never silent
         errors.append(f"{type(exc).__name__}: {exc}")
+
+
+# --- what a transaction costs Fabric (measured in the probe) ---------------------------------
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds of one container's processes, by command name."""
+
+    cpu: dict[str, float]
+
+    @classmethod
+    def of(cls, lab: Lab, host: str) -> Usage:
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu: dict[str, float] = {}
+        for pid in set(_procs(CGROUP / "cpuacct" / lab.machines[host])):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            cpu[comm] = cpu.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        return cls(cpu)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per committed transaction of the probe round: each Fabric process's CPU seconds and
+    the Fabric container's bytes written to the disk as blkio counts them (its processes
+    in an unlimited blkio cgroup for the probe: buffered writes the flusher writes back are
+    not theirs, and a throttle does not hold them). The Fabric injections are sized from them: each
+    leaves Fabric `SHARE` of what the case's rate needs, so it is truly bound (a backlog of
+    about 1 - SHARE of the send rate, far above the 5 % rule) and drains within a round
+    length."""
+
+    cpu_s: dict[str, float]
+    write_bytes: float
+
+    @classmethod
+    def between(cls, before: Usage, after: Usage, written: int, committed: int) -> Costs:
+        n = max(1, committed)
+        return cls({k: (v - before.cpu.get(k, 0.0)) / n for k, v in after.cpu.items()},
+                   written / n)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cpu_ms_per_tx": {k: round(v * 1000, 3) for k, v in self.cpu_s.items()
+                                  if v > 0},
+                "write_kib_per_tx": round(self.write_bytes / 1024, 2)}
+
+
+SHARE = 0.5
+
+
+def cpu_cap(host: str, comm: str) -> Callable[[float, Costs], Injection]:
+    def make(tps: float, costs: Costs) -> Injection:
+        need = tps * costs.cpu_s.get(comm, 0.0)
+        if need <= 0:
+            raise RuntimeError(f"the probe measured no CPU for {comm} on {host}")
+        return ProcessQuota(host, comm, SHARE * need,
+                            f"{SHARE:.0%} of the {need:.1%} of a core {tps:g} TPS needs: "
+                            f"{costs.cpu_s[comm] * 1000:.2f} ms per transaction in the probe")
+    return make
+
+
+def disk_cap(host: str) -> Callable[[float, Costs], Injection]:
+    def make(tps: float, costs: Costs) -> Injection:
+        need = tps * costs.write_bytes
+        if need <= 0:
+            raise RuntimeError(f"the probe measured no writes on {host}")
+        return DiskThrottle(host, max(64 * 1024, int(SHARE * need)),
+                            f"{SHARE:.0%} of the {need / 1024:.0f} KiB/s {tps:g} TPS needs: "
+                            f"{costs.write_bytes / 1024:.1f} KiB per transaction in the probe")
+    return make
 
 
 # --- the cases -------------------------------------------------------------------------------
@@ -414,32 +511,37 @@ class Case:
     name: str
     expected: tuple[str, ...]
     rate: float                          # share of the measured capacity
-    make: Callable[[], Injection | None]
+    make: Callable[[float, Costs], Injection | None]   # (the case's TPS, the probe's costs)
     workload: str = "create"             # create | update | reject
     workers_per_vm: int | None = None
     names: tuple[str, ...] = ()          # what the verdict's summary must name
     why_not: str = ""                    # set: the case cannot be injected here (not run)
 
 
+def none(_tps: float, _costs: Costs) -> None:
+    return None
+
+
+# Cases without an injection for the whole run (none, or one during each round) run in one
+# `launch bench` together, in this order (the seeded chaincode-rejects first: its rounds'
+# indexes are the seed's); the others each in their own.
 CASES: tuple[Case, ...] = (
     Case("caliper-cpu-quota", ("load-generator-bound",), 0.5,
-         lambda: ContainerQuota("caliper", 0.2)),
-    Case("one-worker", ("load-generator-bound",), 4.0, lambda: None, workers_per_vm=1),
-    Case("peer-cpu-quota", ("fabric-bound",), 0.5, lambda: ProcessQuota("fabric", "peer", 0.03)),
-    Case("orderer-cpu-quota", ("fabric-bound",), 0.5,
-         lambda: ProcessQuota("fabric", "orderer", 0.01)),
-    Case("gateway-limit", ("fabric-bound", "failing"), 0.5, lambda: PeerGatewayLimit(2),
-         names=("concurrency limit",)),
-    Case("headroom", ("headroom",), 0.5, lambda: None),
-    Case("chaincode-rejects", ("failing",), 0.5, lambda: None, workload="reject",
+         lambda tps, costs: ContainerQuota("caliper", 0.2)),
+    Case("one-worker", ("load-generator-bound",), 4.0, none, workers_per_vm=1),
+    Case("peer-cpu-quota", ("fabric-bound",), 0.5, cpu_cap("fabric", "peer")),
+    Case("orderer-cpu-quota", ("fabric-bound",), 0.5, cpu_cap("fabric", "orderer")),
+    Case("disk-throttled", ("fabric-bound",), 0.5, disk_cap("fabric"), names=("disk",)),
+    Case("gateway-limit", ("fabric-bound", "failing"), 0.5,
+         lambda tps, costs: PeerGatewayLimit(2), names=("concurrency limit",)),
+    Case("chaincode-rejects", ("failing",), 0.5, none, workload="reject",
          names=("chaincode response", "already exists")),
-    Case("mvcc", ("failing",), 0.25, lambda: None, workload="update", names=("MVCC",)),
-    Case("peer-stopped", ("failing",), 0.25, lambda: StopService("fabric", "fabric-peer"),
-         names=("fabric/peer",)),
+    Case("headroom", ("headroom",), 0.5, none),
+    Case("mvcc", ("failing",), 0.25, none, workload="update", names=("MVCC",)),
+    Case("peer-stopped", ("failing",), 0.25,
+         lambda tps, costs: StopService("fabric", "fabric-peer"), names=("fabric/peer",)),
     Case("prometheus-stopped", ("inconclusive",), 0.5,
-         lambda: StopService("monitor", "prometheus")),
-    Case("disk-throttled", ("fabric-bound",), 0.5, lambda: DiskThrottle("fabric", 256 * 1024),
-         names=("disk",)),
+         lambda tps, costs: StopService("monitor", "prometheus")),
 )
 
 
@@ -461,60 +563,99 @@ def bench(lab: Lab, rounds: Sequence[Round], results: Path,
     return res.bundle, res.summary
 
 
-def run_case(lab: Lab, case: Case, capacity: float, repeats: int, duration: int,
-             results: Path) -> dict[str, Any]:
-    tps = max(1, int(round(case.rate * capacity)))
-    out: dict[str, Any] = {"case": case.name, "expected": list(case.expected), "tps": tps,
-                           "names": list(case.names), "rounds": []}
-    if case.why_not:
-        out.update(status=NOT_RUN, why=case.why_not)
-        return out
-    inj = case.make()
-    out["injection"] = inj.what if inj else "none"
+def tps_of(case: Case, capacity: float) -> int:
+    return max(1, int(round(case.rate * capacity)))
+
+
+def batches(cases: Sequence[Case], capacity: float, costs: Costs
+            ) -> list[list[tuple[Case, Injection | None]]]:
+    """The cases as `launch bench` runs them: a case with an injection for the whole run (or
+    with its own workers) alone, consecutive others together."""
+    out: list[list[tuple[Case, Injection | None]]] = []
+    shared = False          # the last batch takes more cases
+    for case in cases:
+        inj = None if case.why_not else case.make(tps_of(case, capacity), costs)
+        alone = (inj is not None and not inj.mid_round) or case.workers_per_vm is not None
+        if shared and not alone:
+            out[-1].append((case, inj))
+        else:
+            out.append([(case, inj)])
+        shared = not alone
+    return out
+
+
+def run_cases(lab: Lab, batch: Sequence[tuple[Case, Injection | None]], capacity: float,
+              repeats: int, duration: int, results: Path) -> list[dict[str, Any]]:
+    """One `launch bench` with every round of these cases; each case's result."""
+    outs: list[dict[str, Any]] = []
+    rounds: list[Round] = []
+    during: dict[int, Injection] = {}
+    static = [inj for _, inj in batch if inj is not None and not inj.mid_round]
     t0 = time.monotonic()
-    prefix = None
-    if case.workload == "reject":
-        # the seed: the same rounds for 2 s with the same id prefix, so the first ~2/D of
-        # each worker's ids already exist when the case's own rounds run (same round
-        # indexes): the chaincode rejects them ("asset ... already exists")
-        seed = rounds_of(f"{case.name}-seed", "create", tps, 2, repeats)
-        prefix = str(seed[0].workload_arguments["idPrefix"])
-        bench(lab, seed, results)
-    rounds = rounds_of(case.name, case.workload, tps, duration, repeats, prefix)
-    stop, errors = threading.Event(), []
+    for case, inj in batch:
+        tps = tps_of(case, capacity)
+        out: dict[str, Any] = {"case": case.name, "expected": list(case.expected), "tps": tps,
+                               "names": list(case.names), "rounds": [],
+                               "injection": inj.what if inj else "none"}
+        outs.append(out)
+        if case.why_not:
+            out.update(status=NOT_RUN, why=case.why_not)
+            continue
+        prefix = None
+        if case.workload == "reject":
+            if rounds:
+                raise RuntimeError(f"{case.name} must come first in its batch (its seed's "
+                                   "round indexes are its own)")
+            # the seed: the same rounds for 2 s with the same id prefix, so the first ~2/D
+            # of each worker's ids already exist when the case's own rounds run (same round
+            # indexes): the chaincode rejects them ("asset ... already exists")
+            seed = rounds_of(f"{case.name}-seed", "create", tps, 2, repeats)
+            prefix = str(seed[0].workload_arguments["idPrefix"])
+            bench(lab, seed, results)
+        own = rounds_of(case.name, case.workload, tps, duration, repeats, prefix)
+        if inj is not None and inj.mid_round:
+            during.update({len(rounds) + k: inj for k in range(len(own))})
+        rounds += own
+    stop, errors = threading.Event(), list[str]()
     driver = None
     try:
-        if inj is not None:
+        for inj in static:
             inj.apply(lab)
-            if inj.mid_round:
-                # the previous run's groups would read as this run's rounds
-                Pushgateway(lab.pushgateway()).wipe()
-                driver = threading.Thread(target=mid_round_driver, args=(
-                    lab, inj, repeats, duration, stop, errors), daemon=True)
-                driver.start()
-        bundle, summary = bench(lab, rounds, results, case.workers_per_vm)
+        if during:
+            # the previous run's groups would read as this run's rounds
+            Pushgateway(lab.pushgateway()).wipe()
+            driver = threading.Thread(target=mid_round_driver, args=(
+                lab, during, len(rounds), duration, stop, errors), daemon=True)
+            driver.start()
+        bundle, summary = bench(lab, rounds, results, batch[0][0].workers_per_vm)
     finally:
         stop.set()
         if driver is not None:
             driver.join(timeout=60)
-        if inj is not None:
+        for inj in static:
             inj.undo(lab)
-    out["bundle"] = str(bundle)
-    out["seconds"] = round(time.monotonic() - t0, 1)
-    if errors:
-        out["injection_errors"] = errors
-    if isinstance(inj, StopService):
-        out["injected_at"] = inj.log
+    seconds = round(time.monotonic() - t0, 1)
+    by_case = {o["case"]: o for o in outs}
+    for (case, inj), out in zip(batch, outs, strict=True):
+        if case.why_not:
+            continue
+        out.update(bundle=str(bundle), seconds=seconds, batch=[c.name for c, _ in batch])
+        if errors:
+            out["injection_errors"] = errors
+        if isinstance(inj, StopService):
+            out["injected_at"] = inj.log
     for r in summary.rounds:
+        out = by_case[r.label.rsplit("-", 1)[0]]
         v = r.verdict.get("verdict", "?")
         summ = r.verdict.get("summary", "")
         out["rounds"].append({
-            "label": r.label, "verdict": v, "hit": v in case.expected,
-            "named": all(n.lower() in summ.lower() for n in case.names),
+            "label": r.label, "verdict": v, "hit": v in out["expected"],
+            "named": all(n.lower() in summ.lower() for n in out["names"]),
             "summary": summ, "goodput_tps": r.goodput_tps, "send_rate_tps": r.send_rate_tps,
             "succeeded": r.succeeded, "failed": r.failed,
+            "seconds": (r.window or {}).get("seconds"),
             "evidence": [c["rule"] for c in r.verdict.get("evidence", [])]})
-    return out
+    return outs
 
 
 def confusion(cases: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -706,7 +847,8 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=15, help="seconds per round")
     ap.add_argument("--cases", default="", help="comma-separated case names (default all)")
     ap.add_argument("--capacity", type=float, default=None,
-                    help="skip the probe: the lab's capacity C in TPS")
+                    help="the lab's capacity C in TPS instead of the probe's goodput (the "
+                    "probe still runs: it measures what a transaction costs Fabric)")
     ap.add_argument("--probe-tps", type=int, default=600)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--test-data", type=Path, default=None)
@@ -745,22 +887,32 @@ def main() -> int:
                 doc["up_s"] = round(time.monotonic() - t0, 1)
                 print(f"lab up in {doc['up_s']} s", flush=True)
             lab = open_lab(build_dir, tmp)
-            if args.capacity:
-                capacity = args.capacity
-            else:
+            # the probe: the lab's capacity, and what a transaction costs Fabric
+            before = Usage.of(lab, "fabric")
+            meter = DiskThrottle("fabric", 0)
+            try:
+                meter.apply(lab)
                 _, s = bench(lab, rounds_of("probe", "create", args.probe_tps, args.duration,
                                             1), results)
-                capacity = float(s.rounds[0].goodput_tps or 0)
-                doc["probe"] = {"tps": args.probe_tps, "goodput_tps": capacity,
-                                "verdict": s.rounds[0].verdict.get("summary")}
-                print(f"capacity probe at {args.probe_tps} TPS: goodput {capacity:.1f} TPS; "
-                      f"{s.rounds[0].verdict.get('summary')}", flush=True)
+                written = meter.written(lab)
+            finally:
+                meter.undo(lab)
+            probe = s.rounds[0]
+            costs = Costs.between(before, Usage.of(lab, "fabric"), written, probe.succeeded)
+            capacity = args.capacity or float(probe.goodput_tps or 0)
+            doc["probe"] = {"tps": args.probe_tps, "goodput_tps": probe.goodput_tps,
+                            "verdict": probe.verdict.get("summary"), "costs": costs.to_json()}
+            print(f"capacity probe at {args.probe_tps} TPS: goodput {probe.goodput_tps:.1f} "
+                  f"TPS; {probe.verdict.get('summary')}; per transaction: "
+                  f"{json.dumps(costs.to_json())}", flush=True)
             doc["capacity_tps"] = capacity
-            for case in chosen:
-                print(f"== {case.name}", flush=True)
-                c = run_case(lab, case, capacity, args.repeats, args.duration, results)
-                doc["cases"].append(c)
-                print("   " + ", ".join(r["verdict"] for r in c["rounds"]), flush=True)
+            for batch in batches(chosen, capacity, costs):
+                print("== " + ", ".join(f"{c.name} ({inj.what if inj else 'nothing injected'})"
+                                        for c, inj in batch), flush=True)
+                for c in run_cases(lab, batch, capacity, args.repeats, args.duration, results):
+                    doc["cases"].append(c)
+                    print(f"   {c['case']}: " + ", ".join(r["verdict"] for r in c["rounds"]),
+                          flush=True)
                 out.write_text(json.dumps(doc, indent=2) + "\n")
             if args.reference:
                 print("== reference ramp", flush=True)

@@ -192,6 +192,21 @@ def inflight(round_index: int) -> str:
             f"(sum(caliper_tx_finished{{{c}}}) or vector(0))")
 
 
+# the Fabric operations metrics (histogram sums, seconds) of a node's synchronous ledger writes
+LEDGER_WRITES = ("ledger_blockstorage_commit_time_sum", "ledger_statedb_commit_time_sum",
+                 "consensus_etcdraft_data_persist_duration_sum")
+
+
+def ledger_write(w: str) -> str:
+    """Seconds per second each node spent in LEDGER_WRITES over `w`. Each metric is summed
+    on its own and tagged with its name before the sum of them: rate() drops the metric
+    name, and a node's metrics differ by nothing else (Prometheus refuses such a vector)."""
+    parts = " or ".join(
+        f'label_replace(sum by (host, role) (rate({m}{{job="fabric"}}[{w}])), "part", "{m}", '
+        '"", "")' for m in LEDGER_WRITES)
+    return f"sum by (host, role) ({parts})"
+
+
 def round_queries(round_index: int, w: str) -> dict[str, str]:
     """Instant queries evaluated at the round's end over its window `w` (e.g. "30s")."""
     c = _caliper(round_index)
@@ -226,6 +241,12 @@ def round_queries(round_index: int, w: str) -> dict[str, str]:
         # the busiest block device of each peer / orderer VM, share of the round busy
         "disk_busy": f'max by (host) (rate(node_disk_io_time_seconds_total{{job="node", '
                      f"{FABRIC_ROLE}, {DISKS}}}[{w}]))",
+        # seconds per second each Fabric node spent writing its ledger (the block store's
+        # commits, the peer's state database commits, the orderer's Raft WAL persists):
+        # what a slow or throttled disk costs, seen from inside the node (node_exporter in
+        # a container reads the host's diskstats, and a blkio throttle holds writes back
+        # before the device, which stays idle)
+        "ledger_write": ledger_write(w),
         # the monitor's own scrapes of itself in the round (one every SCRAPE_INTERVAL_S):
         # fewer than the window holds means Prometheus was stopped, restarted or stalled
         # during the round, and every series it gives for the round has a hole

@@ -36,6 +36,9 @@ SOURCES: Mapping[str, tuple[str, str]] = {
                       "fabperf_cgroup_cpu_seconds_total for a container"),
     "disk_busy": ("peer/orderer disk busy", "node_exporter's node_disk_io_time_seconds_total "
                   "(job node) on the peer/orderer VMs"),
+    "ledger_write": ("Fabric ledger write time", "the operations endpoints' "
+                     "ledger_blockstorage_commit_time, ledger_statedb_commit_time and "
+                     "consensus_etcdraft_data_persist_duration (job fabric)"),
     "inflight": ("transactions in flight", "the workers' pushed caliper_tx_submitted and "
                  "caliper_tx_finished (Pushgateway), or the manager log's 'Transaction Info' "
                  "lines"),
@@ -45,7 +48,7 @@ SOURCES: Mapping[str, tuple[str, str]] = {
 QUERY_OF = {"worker_vm_cpu": "worker_vm_cpu", "worker_process_cpu": "worker_process_cpu",
             "eventloop_lag": "eventloop_lag_samples", "fabric_cpu": "fabric_cpu",
             "fabric_vm_cpu": "fabric_vm_cpu", "disk_busy": "disk_busy",
-            "inflight": "inflight"}
+            "ledger_write": "ledger_write", "inflight": "inflight"}
 NOT_RECORDED = ("not asked: the bundle was recorded by a fabperf that did not ask this "
                 "query")
 
@@ -62,6 +65,8 @@ class RoundSignals:
     fabric_cpu: Mapping[str, float] = field(default_factory=dict)  # "host/group" -> share
     fabric_vm_cpu: Mapping[str, float] = field(default_factory=dict)  # host -> busy 0..1
     disk_busy: Mapping[str, float] = field(default_factory=dict)   # host -> busiest disk 0..1
+    ledger_write: Mapping[str, float] = field(default_factory=dict)
+    """"host/role" -> seconds per second the node spent in synchronous ledger writes"""
     worker_vm_cores: Mapping[str, float] = field(default_factory=dict)  # host -> vCPUs
     fabric_down: Mapping[str, float] = field(default_factory=dict)
     """"host/role" -> seconds of the round its operations endpoint did not answer (up == 0)"""
@@ -200,6 +205,7 @@ def from_responses(resp: Any) -> RoundSignals:
         fabric_cpu=fabric_cpu,
         fabric_vm_cpu=_keyed(inst.get("fabric_vm_cpu"), ("host",)),
         disk_busy=_keyed(inst.get("disk_busy"), ("host",)),
+        ledger_write=_keyed(inst.get("ledger_write"), ("host", "role"), "{}/{}"),
         worker_vm_cores=_keyed(inst.get("worker_vm_cores"), ("host",)),
         fabric_down=down,
         percentiles=pct,

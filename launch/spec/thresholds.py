@@ -65,6 +65,16 @@ class Thresholds:
     the blkio-throttled peer included: in a container node_exporter reads the host's
     diskstats, and a throttle holds writes back before the device, which stays idle (so a
     throttled disk shows as the backlog, not here); kept, provisional."""
+    ledger_write_s: float = 0.8
+    """fabric-bound when a peer or orderer spent more than this many seconds per second of
+    the round in synchronous ledger writes (block store and state database commits, Raft
+    WAL persists: the rate of their duration histograms' sums, from its operations
+    endpoint): its disk holds the ledger back, whatever node_exporter sees. Matrix
+    (native): 0.005-0.02 s/s in healthy rounds at up to 170 TPS; 1.2-1.3 (the orderer: WAL
+    and block store write in parallel) with the Fabric container's writes throttled by
+    blkio to half of what the rate needs; but also 0.5-0.56 on a peer capped to half the
+    CPU its rate needs (a starved process commits slowly too): hence 0.8, not 0.5.
+    Optional: a bundle recorded before it has no answer."""
     unfinished_growth: float = 0.05
     """fabric-bound when the transactions in flight (submitted - finished) grow, between
     one mean latency after the round's start and the end of its sending, at more than this

@@ -55,6 +55,8 @@ class Scenario:
     round_index: int = 0
     first_finish_s: float = 0      # no finished counter pushed before this
     disk_busy: float = 0.08        # the Fabric VM's disk, share of time busy
+    ledger_write: float = 0.01     # s/s the peer spends in block store commits (its state
+    #                                database and the orderer's WAL: a third as much each)
     peer_down: tuple[float, float] | None = None   # seconds into the round: peer stopped
     failed: int = 0
     other_channel_commit: float = 0   # TPS another channel commits meanwhile
@@ -79,6 +81,11 @@ SCENARIOS = {
     "calm": Scenario("calm", "calm", 50, 50, 50, 0.95, 0.25, 0.4, 0.40, 0.10, 10.0, 10.0,
                      lag_now=0.003, round_index=1, first_finish_s=10,
                      other_channel_commit=20, cgroup=(0.30, 4)),
+    # issue 24's matrix: the Fabric container's writes throttled by blkio; node_exporter
+    # sees an idle device (the throttle holds writes back before it), the peer's own
+    # ledger commits take most of every second, the backlog grows
+    "disk-throttled": Scenario("disk-throttled", "disk", 80, 80, 50, 0.40, 0.30, 0.01, 0.15,
+                               0.05, 0.6, 6.0, disk_busy=0.02, ledger_write=0.7),
     # the live case of issue 20: a 60 s create round at 3 TPS, the peer stopped for 28 s
     # (from 20 s to 48 s): 84 succeeded, 98 failed; its ledger counter restarts from zero
     "peer-stopped": Scenario("peer-stopped", "create", 3, 3.0, 3.0, 0.35, 0.12, 0.208, 0.30,
@@ -132,6 +139,18 @@ def openmetrics(s: Scenario, t0: float) -> str:
             put("node_disk_io_time_seconds_total", {**node, "host": host, "role": role,
                                                     "instance": f"{addr}:9100",
                                                     "device": "loop0"}, t, t - times[0])
+        # the nodes' ledger write time (histogram sums, seconds), one series per channel
+        for role, port, name, share in (
+                ("peer", 9443, "ledger_blockstorage_commit_time_sum", 1.0),
+                ("peer", 9443, "ledger_statedb_commit_time_sum", 1 / 3),
+                ("orderer", 8443, "ledger_blockstorage_commit_time_sum", 1 / 3),
+                ("orderer", 8443, "consensus_etcdraft_data_persist_duration_sum", 1 / 3)):
+            key = f"write {role} {name}"
+            acc[key] += (s.ledger_write if in_round else 0.002) * share * STEP
+            if not (down and role == "peer"):
+                put(name, {"job": "fabric", "environment": "local", "host": FABRIC_HOST,
+                           "role": role, "instance": f"{FABRIC_ADDR}:{port}",
+                           "channel": "mychannel"}, t, acc[key])
         # the peer's operations endpoint: down while the peer is stopped
         put("up", {"job": "fabric", "environment": "local", "host": FABRIC_HOST,
                    "role": "peer", "instance": f"{FABRIC_ADDR}:9443"}, t, 0.0 if down else 1.0)

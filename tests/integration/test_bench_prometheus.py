@@ -105,7 +105,8 @@ def _fetch(prom: Prometheus, i: int) -> prometheus.RoundResponses:
 
 
 EXPECTED = {"load-generator-bound": "load-generator-bound", "fabric-bound": "fabric-bound",
-            "lagging": "load-generator-bound", "calm": "headroom", "peer-stopped": "failing"}
+            "lagging": "load-generator-bound", "calm": "headroom",
+            "disk-throttled": "fabric-bound", "peer-stopped": "failing"}
 
 
 def worker_log(s: Scenario, start: float) -> str:
@@ -154,6 +155,9 @@ def test_real_prometheus_answers_give_the_verdict(prom: Prometheus, i: int, name
     assert sig.fabric_vm_cpu["fabric"] == pytest.approx(
         min(0.99, (s.peer_cores + s.orderer_cores) / 2), abs=0.05)
     assert sig.disk_busy["fabric"] == pytest.approx(s.disk_busy, abs=0.02)   # not loop0
+    # block store and state database (peer), block store and Raft WAL (orderer)
+    assert sig.ledger_write["fabric/peer"] == pytest.approx(s.ledger_write * 4 / 3, rel=0.1)
+    assert sig.ledger_write["fabric/orderer"] == pytest.approx(s.ledger_write * 2 / 3, rel=0.1)
     assert sig.eventloop_lag["worker 0"] == pytest.approx(
         s.lag_p99 if s.lag_now is None else s.lag_now)
     assert sig.percentiles["p50"] is not None and len(sig.latency_buckets) == len(LATENCY_BUCKETS)
@@ -169,6 +173,10 @@ def test_real_prometheus_answers_give_the_verdict(prom: Prometheus, i: int, name
         logs={"caliper/caliper-worker@1.log": wlog} if wlog else {})
     r = summ.rounds[0]
     assert r.verdict["verdict"] == EXPECTED[name], r.verdict
+    write = next(c for c in r.verdict["checks"] if c["rule"] == "ledger-write")
+    assert write["fired"] is (s.ledger_write * 4 / 3 > Thresholds().ledger_write_s), write
+    if write["fired"]:
+        assert "disk" in r.verdict["summary"] and write["where"] == "fabric/peer"
     assert r.goodput_tps == pytest.approx(r.succeeded / ROUND_S)
     if os.environ.get("FABPERF_RECORD") == "1":
         record(s, i, resp, plan, row, mlog, wlog, tmp_path)

@@ -106,6 +106,7 @@ def calm(**over: Any) -> RoundSignals:
                 worker_vm_cpu={"caliper": 0.4}, worker_process_cpu={"worker 0": 0.3},
                 eventloop_lag={"worker 0": 0.004}, fabric_cpu={"fabric/peer": 0.3},
                 fabric_vm_cpu={"fabric": 0.35}, disk_busy={"fabric": 0.1},
+                ledger_write={"fabric/peer": 0.01, "fabric/orderer": 0.01},
                 worker_vm_cores={"caliper": 2},
                 inflight=tuple((float(t), 25.0) for t in range(0, 35, 5)),
                 latency=tuple((float(t), 0.5) for t in range(0, 35, 5)))
