@@ -782,16 +782,33 @@ def trim_bundle(src: Path, dst: Path, case: dict[str, Any], per_round: int = 15)
     if dst.exists():
         shutil.rmtree(dst)
     (dst / "prometheus").mkdir(parents=True)
-    shutil.copy2(src / "summary.json", dst / "summary.json")
-    windows = [(r["window"]["start"], r["window"]["end"]) for r in
-               json.loads((src / "summary.json").read_text())["rounds"] if r.get("window")]
-    for p in sorted((src / "prometheus").glob("round-*.json")):
-        (dst / "prometheus" / p.name).write_text(
-            json.dumps(json.loads(p.read_text()), separators=(",", ":")) + "\n")
+    # a bundle of several cases (one `launch bench`): this case's rounds only
+    labels = {r["label"] for r in case["rounds"]}
+    doc = json.loads((src / "summary.json").read_text())
+    doc["rounds"] = [r for r in doc["rounds"] if r["label"] in labels]
+    (dst / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+    windows = [(r["window"]["start"], r["window"]["end"]) for r in doc["rounds"]
+               if r.get("window")]
+    for r in doc["rounds"]:
+        p = src / "prometheus" / f"round-{r['index']}.json"
+        if p.is_file():
+            (dst / "prometheus" / p.name).write_text(
+                json.dumps(json.loads(p.read_text()), separators=(",", ":")) + "\n")
     logs = src / "logs"
     if (logs / "manager.log").is_file():
         (dst / "logs").mkdir(exist_ok=True)
-        shutil.copy2(logs / "manager.log", dst / "logs" / "manager.log")
+        # the lines of this case's rounds (each journal line starts with its epoch time)
+        first = min((w[0] for w in windows), default=0.0) - 15
+        last = max((w[1] for w in windows), default=float("inf")) + 15
+        kept = []
+        for line in (logs / "manager.log").read_text(errors="replace").splitlines():
+            try:
+                at = float(line.split(" ", 1)[0])
+            except ValueError:
+                at = None
+            if at is None or first <= at <= last:
+                kept.append(line)
+        (dst / "logs" / "manager.log").write_text("".join(ln + "\n" for ln in kept))
     for p in sorted(logs.rglob("caliper-worker@*.log")):
         kept: list[str] = []
         taken = [0] * len(windows)

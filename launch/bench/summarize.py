@@ -64,11 +64,12 @@ def _signals(responses: RoundResponses | None, log: RoundLog | None,
     manager log's in-flight counts when they have at least as many points as the pushed
     ones, and what a BYOF network cannot have marked as such.
 
-    The manager logs Caliper's own count of unfinished transactions every 5 s from the
-    round's start, at the time it counted; the pushed counters reach Prometheus a scrape
-    (up to 5 s) after each push, so their series has no point in the round's first 5-10 s
-    and one point fewer for the backlog test (issue 24's matrix: 15 s rounds got 2 pushed
-    samples against the log's 3)."""
+    The manager logs Caliper's own count of unfinished transactions every second (fabperf
+    sets caliper-progress-reporting-interval; older bundles every 5 s) from the round's
+    start, at the time it counted; the pushed counters reach Prometheus a scrape (up to
+    5 s) after each push, every 5 s, so their series has no point in the round's first
+    5-10 s (issue 24's matrix: 15 s rounds got 2 pushed samples, too few for the backlog
+    test)."""
     if responses is not None:
         sig = from_responses(responses)
     else:

@@ -14,7 +14,9 @@ recorded with; the rounds that missed the expected verdict are listed in expecte
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +71,44 @@ def test_a_peer_stopped_mid_round_is_failing_and_the_ledger_says_its_count_is_a_
         assert "lower bound" in r.ledger["note"], r.ledger
         assert r.ledger["committed"] < r.succeeded
     assert sum(1 for r in new.rounds if r.ledger["resets"]) == 4
+
+
+def _script() -> Any:  # benchmarks/ is no package: the script, loaded from its path
+    import importlib.util
+    path = Path(__file__).resolve().parents[3] / "benchmarks/verdict_matrix.py"
+    spec = importlib.util.spec_from_file_location("verdict_matrix", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fabric_injections_leave_half_of_what_the_rate_needs() -> None:
+    vm = _script()
+    costs = vm.Costs({"peer": 0.002, "orderer": 0.0005}, 10 * 1024)
+    peer = vm.cpu_cap("fabric", "peer")(80, costs)
+    orderer = vm.cpu_cap("fabric", "orderer")(80, costs)
+    disk = vm.disk_cap("fabric")(80, costs)
+    assert peer.cores == pytest.approx(vm.SHARE * 80 * 0.002)
+    assert orderer.cores == pytest.approx(vm.SHARE * 80 * 0.0005)
+    assert disk.bps == int(vm.SHARE * 80 * 10 * 1024)
+    assert "ms per transaction in the probe" in peer.what
+    # CFS takes no quota below 1 ms: a smaller share of a core lengthens the period
+    assert vm.ProcessQuota("fabric", "peer", 0.08).period_quota() == (100_000, 8000)
+    period, quota = vm.ProcessQuota("fabric", "orderer", 0.004).period_quota()
+    assert quota == 1000 and quota / period == pytest.approx(0.004, rel=0.01)
+    with pytest.raises(RuntimeError):
+        vm.cpu_cap("fabric", "chaincode")(80, costs)     # the probe measured none
+
+
+def test_cases_without_a_run_long_injection_share_one_bench() -> None:
+    vm = _script()
+    costs = vm.Costs({"peer": 0.002, "orderer": 0.0005}, 10 * 1024)
+    got = [[c.name for c, _ in b] for b in vm.batches(vm.CASES, 100, costs)]
+    shared = [b for b in got if len(b) > 1]
+    assert shared == [["chaincode-rejects", "headroom", "mvcc", "peer-stopped",
+                       "prometheus-stopped"]]       # the seeded case first
+    assert sorted(n for b in got for n in b) == sorted(c.name for c in vm.CASES)
+    assert all(len(b) == 1 for b in got if b[0] in ("one-worker", "peer-cpu-quota",
+                                                     "disk-throttled", "gateway-limit"))
