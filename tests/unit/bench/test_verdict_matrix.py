@@ -59,18 +59,27 @@ def test_a_peer_stopped_mid_round_is_failing_and_the_ledger_says_its_count_is_a_
 ) -> None:
     """Issue 20's live case on the native lab: the peer stopped for a third of each round
     and started again. Every round is failing and names the peer; the ledger check handles
-    the restart: summed across the counter's reset where it shows, and the peer's count said
-    to be a lower bound (its commits between its last scrape and its stop are in no
-    sample), not flagged as a disagreement with Caliper (live: 1..62 against 84..110)."""
+    the restart: summed across the counter's reset, and a count below Caliper's said to be
+    a lower bound (the peer's commits between its last scrape and its stop are in no
+    sample), not flagged. A count above Caliper's is flagged: transactions Caliper saw fail
+    (their commit status never came: the peer was stopped) that the restarted peer
+    committed valid (recorded: 203 valid against 183 succeeded in one round)."""
     new = collect.rejudge(DATA / "peer-stopped", Thresholds())
     assert len(new.rounds) == 5
+    below = 0
     for r in new.rounds:
         assert r.verdict["verdict"] == "failing", r.verdict["summary"]
         assert "fabric/peer stopped answering" in r.verdict["summary"]
-        assert r.ledger["flagged"] is False, r.ledger
-        assert "lower bound" in r.ledger["note"], r.ledger
-        assert r.ledger["committed"] < r.succeeded
-    assert sum(1 for r in new.rounds if r.ledger["resets"]) == 4
+        assert r.ledger["resets"] == {"fabric": 1}, r.ledger
+        assert "its increase is summed across the restart" in r.ledger["note"]
+        if r.ledger["committed"] < r.succeeded:
+            below += 1
+            assert r.ledger["flagged"] is False, r.ledger
+            assert "not judged, the count is a lower bound" in r.ledger["note"], r.ledger
+        else:
+            assert r.ledger["committed"] > r.succeeded * 1.02
+            assert r.ledger["flagged"] is True, r.ledger
+    assert below >= 3
 
 
 def _script() -> Any:  # benchmarks/ is no package: the script, loaded from its path
