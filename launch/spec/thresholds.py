@@ -49,8 +49,8 @@ class Thresholds:
     samples it pushed during the round (nodejs_eventloop_lag_seconds), exceeds this. 0.1 s:
     a send scheduled every 1/TPS seconds is late by that much at every rate above 10 TPS.
     Matrix (native): every round with Caliper unsaturated 2-24 ms; a Caliper container
-    capped at 20 % of a core 49-183 ms (its CPU rule fired at 92-100 % anyway). Under TCG the floor is 0.2-0.3 s: raise
-    it there (`eventloop_lag_s=0.5`)."""
+    capped at 20 % of a core 49-183 ms (its CPU rule fired at 92-100 % anyway). Under TCG
+    the floor is 0.2-0.3 s: raise it there (`eventloop_lag_s=0.5`)."""
     fabric_cpu: float = 0.85
     """fabric-bound when a peer, orderer or chaincode process group, or a Fabric VM as a
     whole (node_exporter, or its container's cgroup CPU), uses more than this share of its
