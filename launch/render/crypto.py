@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.name import _ASN1Type  # no public way to choose a string type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fabkit import sigmask
 from fabkit.errors import InputError
 
 log = logging.getLogger("fabperf.crypto")
@@ -789,14 +790,19 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
     if len(jobs) < _FORK_MIN or not hasattr(os, "fork") or threading.active_count() > 1:
         return [identity(j) for j in jobs]
     rfd, wfd = os.pipe()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    old = sigmask.current()
     try:
+        # held until each side has its own handlers (fabkit.sigmask: the blocking call
+        # itself may raise, with the signals blocked)
+        sigmask.block(_SIGNALS)
         pid = os.fork()
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    except BaseException as exc:
+        sigmask.restore(old)
         os.close(rfd)
         os.close(wfd)
-        return [identity(j) for j in jobs]
+        if isinstance(exc, OSError):
+            return [identity(j) for j in jobs]
+        raise
     if pid == 0:  # the child: its half, then _exit whatever happens
         code = 1
         report: dict[str, Any] = {"error": "interrupted", "type": "BaseException"}
@@ -804,7 +810,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
             os.close(rfd)
             for sig in _SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            sigmask.restore(old)
             total = {"issued": 0, "kept": 0}
             for job in _half(jobs, True):
                 for k, v in identity(job).items():
@@ -820,7 +826,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
                 os.write(wfd, json.dumps(report).encode()[:_PIPE_BUF])
             finally:
                 os._exit(code)
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    sigmask.restore(old)
     os.close(wfd)
     try:
         results = [identity(j) for j in _half(jobs, False)]

@@ -25,11 +25,11 @@ import errno
 import fcntl
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fabkit import sigmask
 from fabkit.errors import InputError
 
 
@@ -162,9 +162,7 @@ def swap(staging: Path, out: Path, *, crypto_from: Path | None = None) -> None:
     same window with the signals blocked: only SIGKILL or a power loss can stop the swap
     between the two renames, and the next render's sweep then completes it."""
     trash = out.parent / f".{out.name}.old-{os.getpid()}"
-    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
+    with sigmask.held():
         if crypto_from is not None:
             os.rename(crypto_from, staging / "crypto")
         if not out.exists():
@@ -175,6 +173,4 @@ def swap(staging: Path, out: Path, *, crypto_from: Path | None = None) -> None:
         else:
             os.rename(out, trash)
             os.rename(staging, out)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     shutil.rmtree(trash, ignore_errors=True)
