@@ -1,7 +1,9 @@
-"""Suite-wide rules: unit tests may not run subprocesses unless they opt in."""
+"""Suite-wide rules: unit tests may not run subprocesses unless they opt in; no test leaves
+Ctrl-C blocked or its handler changed."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -31,6 +33,27 @@ def _subprocess_door(request: pytest.FixtureRequest):
         yield
         mp.undo()
     runner.allow_subprocesses(True)
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _signals_as_found():
+    """The whole suite runs in one process (as CI runs it): a test that leaves Ctrl-C blocked
+    or handled differently breaks every later test that sends one (the full suite once hung
+    in a Ctrl-C test after a leak). Such a test fails here, by name, and the process gets
+    its signals back."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    handlers = {s: signal.getsignal(s) for s in INTERRUPTS}
+    yield
+    leaked = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    changed = {s.name for s, h in handlers.items() if signal.getsignal(s) is not h}
+    for s in INTERRUPTS:
+        signal.signal(s, handlers[s])
+    blocked = sorted(signal.Signals(s).name for s in set(leaked) - set(mask))
+    assert not blocked and not changed, (f"the test left {blocked} blocked and the handlers "
+                                         f"of {sorted(changed)} changed")
 
 
 @pytest.fixture
