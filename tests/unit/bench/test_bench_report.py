@@ -56,6 +56,24 @@ def test_manager_log_windows_progress_and_tables() -> None:
     assert r.result.source == "manager log"
 
 
+def test_a_progress_line_whose_counts_fell_is_no_measurement() -> None:
+    """Live, `make lab` with progress every second and 2 workers: one tick summed only the
+    worker whose update had reached the manager (977 submitted, then 501, then 1052). The
+    line is dropped: from the in-flight series (it read as a fall of the backlog) and from
+    the progress line a user sees."""
+    head = "1800000000.{} c caliper[1]: x info [caliper] [{}] "
+    info = "[create Round 0 Transaction Info] - Submitted: {} Succ: {} Fail:0 Unfinished:{}"
+    lines = [head.format(0, "round-orchestrator") + "Started round 1 (create)",
+             head.format(1, "round-orchestrator") + "Monitors successfully started"]
+    counts = ((927, 894), (977, 943), (501, 484), (1052, 1020), (1127, 1097))
+    lines += [f"18000000{10 + k}.0 c caliper[1]: x info [caliper] [default-observer] "
+              + info.format(sub, ok, sub - ok) for k, (sub, ok) in enumerate(counts)]
+    (r,) = report.parse_manager_log(lines).rounds
+    assert [p.submitted for p in r.history] == [927, 977, 1052, 1127]
+    assert [v for _, v in r.inflight()] == [33.0, 34.0, 32.0, 30.0]
+    assert r.progress is not None and r.progress.submitted == 1127
+
+
 def test_manager_log_of_a_failed_and_an_unfinished_round() -> None:
     lines = [
         "1800000000.0 c caliper[1]: x info [caliper] [worker-orchestrator] Waiting for 6 "
