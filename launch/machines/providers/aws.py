@@ -60,7 +60,6 @@ from typing import Any
 from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from launch.machines.providers.base import (
-    ROLE_PORTS,
     Garbage,
     HostRequest,
     Leaked,
@@ -70,7 +69,7 @@ from launch.machines.providers.base import (
     parallel,
     plan_hosts,
 )
-from launch.machines.providers.cloud import CloudProvider, garbage
+from launch.machines.providers.cloud import CloudProvider, garbage, require_open_ports
 from launch.machines.state import EnvState, HostState, Phase
 from launch.render.plan import Plan
 from launch.spec.contract import Role
@@ -334,15 +333,9 @@ class AwsProvider(CloudProvider):
                 {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
             groups = [g["GroupId"] for g in found]
         perms = [p for g in found for p in g.get("IpPermissions", [])]
-        need = sorted({22, *(p for r in roles for p in ROLE_PORTS.get(r, ()))})
-        missing = [p for p in need if not _allows(perms, p, self.ctx.cidr, set(groups))]
-        if missing:
-            raise InputError(
-                f"settings.security_group_ids {groups}: TCP {', '.join(map(str, missing))} "
-                f"not open from network.cidr {self.ctx.cidr} (the hosts reach each other and "
-                f"the readiness check reaches SSH on these ports)",
-                hint="add an ingress rule from the subnet's range (or from the group "
-                     "itself) for these ports; README, provider aws, lists them")
+        cidr = self.ctx.cidr
+        require_open_ports("aws", "security_group_ids", groups, roles, cidr,
+                           lambda port: _allows(perms, port, cidr, set(groups)))
 
     @api_errors
     def addresses_in_use(self) -> set[str]:

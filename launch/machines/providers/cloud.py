@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from fabkit.errors import InputError
 from launch.machines import ssh
 from launch.machines.providers.base import (
+    ROLE_PORTS,
     DestroyReport,
     Garbage,
     HostRequest,
@@ -29,6 +31,7 @@ from launch.machines.providers.base import (
 )
 from launch.machines.ready import HostReadiness, Probe, Timeouts
 from launch.machines.state import EnvState, HostState
+from launch.spec.contract import Role
 
 
 class CloudProvider:
@@ -160,6 +163,22 @@ class CloudProvider:
                 self.store.save(replace(cur, hosts={k: v for k, v in cur.hosts.items()
                                                     if k not in names}))
         return DestroyReport(tuple(removed), (), tuple(errors))
+
+
+def require_open_ports(provider: str, field: str, groups: Sequence[str], roles: Iterable[Role],
+                       cidr: str, allows: Callable[[int], bool]) -> None:
+    """The security groups (`field` of settings) must let `cidr` reach SSH and every role
+    port (`allows(port)`, read from the provider's own rule format): an InputError naming
+    the missing ports otherwise, before anything is created."""
+    need = sorted({22, *(p for r in roles for p in ROLE_PORTS.get(r, ()))})
+    missing = [p for p in need if not allows(p)]
+    if missing:
+        raise InputError(
+            f"settings.{field} {list(groups)}: TCP {', '.join(map(str, missing))} not open "
+            f"from network.cidr {cidr} (the hosts reach each other and the readiness check "
+            f"reaches SSH on these ports)",
+            hint="add an ingress rule from the subnet's range (or from the group itself) for "
+                 f"these ports; README, provider {provider}, lists them")
 
 
 def garbage(provider: str, kind: str, ident: str, *, environment: str, env: str,

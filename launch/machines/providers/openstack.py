@@ -41,7 +41,6 @@ from typing import Any
 from fabkit import inputs
 from fabkit.errors import ExternalError, InputError
 from launch.machines.providers.base import (
-    ROLE_PORTS,
     Garbage,
     HostRequest,
     Leaked,
@@ -50,7 +49,7 @@ from launch.machines.providers.base import (
     manifest_artifact,
     plan_hosts,
 )
-from launch.machines.providers.cloud import CloudProvider, garbage
+from launch.machines.providers.cloud import CloudProvider, garbage, require_open_ports
 from launch.machines.state import EnvState, HostState, Phase
 from launch.render.plan import Plan
 from launch.spec.contract import Role
@@ -209,15 +208,9 @@ class OpenStackProvider(CloudProvider):
             groups.append(found)
         rules = [r for g in groups for r in (g.security_group_rules or [])]
         ids = {g.id for g in groups}
-        need = sorted({22, *(p for r in roles for p in ROLE_PORTS.get(r, ()))})
-        missing = [p for p in need if not _allows(rules, p, self.ctx.cidr, ids)]
-        if missing:
-            raise InputError(
-                f"settings.security_groups {names}: TCP {', '.join(map(str, missing))} not "
-                f"open from network.cidr {self.ctx.cidr} (the hosts reach each other and the "
-                f"readiness check reaches SSH on these ports)",
-                hint="add an ingress rule from the subnet's range (or from the group "
-                     "itself) for these ports; README, provider openstack, lists them")
+        cidr = self.ctx.cidr
+        require_open_ports("openstack", "security_groups", names, roles, cidr,
+                           lambda port: _allows(rules, port, cidr, ids))
 
     @api_errors
     def addresses_in_use(self) -> set[str]:
