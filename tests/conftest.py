@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fabkit import runner
+from fabkit import runner, sigmask
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,22 +35,20 @@ def _subprocess_door(request: pytest.FixtureRequest):
     runner.allow_subprocesses(True)
 
 
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 @pytest.fixture(autouse=True)
 def _signals_as_found():
     """The whole suite runs in one process (as CI runs it): a test that leaves Ctrl-C blocked
     or handled differently breaks every later test that sends one (the full suite once hung
     in a Ctrl-C test after a leak). Such a test fails here, by name, and the process gets
     its signals back."""
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
-    handlers = {s: signal.getsignal(s) for s in INTERRUPTS}
+    mask = sigmask.current()
+    handlers = {s: signal.getsignal(s) for s in sigmask.INTERRUPTS}
     yield
-    leaked = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    leaked = sigmask.current()
+    sigmask.restore(mask)
     changed = {s.name for s, h in handlers.items() if signal.getsignal(s) is not h}
-    for s in INTERRUPTS:
-        signal.signal(s, handlers[s])
+    for s, h in handlers.items():
+        signal.signal(s, h)
     blocked = sorted(signal.Signals(s).name for s in set(leaked) - set(mask))
     assert not blocked and not changed, (f"the test left {blocked} blocked and the handlers "
                                          f"of {sorted(changed)} changed")

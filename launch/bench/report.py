@@ -276,16 +276,17 @@ def parse_manager_log(lines: Iterable[str]) -> ManagerLog:
             rounds[i] = replace(r, finished=ts, error=m.group(3).strip())
         elif m := _PROGRESS.search(msg):
             i = int(m.group(2))
-            last = rounds[i].progress if i in rounds else None
-            p = Progress(ts or 0.0, int(m.group(3)), int(m.group(4)), int(m.group(5)),
-                         int(m.group(6)))
-            # the counts are cumulative: a line whose counts fell summed only the workers
-            # whose update had reached the manager by its tick (seen at a 1 s interval: 501
-            # submitted between 977 and 1052, about half, with 2 workers): not a measurement
-            if i in rounds and not (last and (p.submitted < last.submitted or
-                                              p.succeeded + p.failed <
-                                              last.succeeded + last.failed)):
-                rounds[i] = replace(rounds[i], progress=p, history=(*rounds[i].history, p))
+            if i in rounds:
+                p = Progress(ts or 0.0, int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                             int(m.group(6)))
+                last = rounds[i].progress
+                # the counts are cumulative: a line whose counts fell summed only the workers
+                # whose update had reached the manager by its tick (seen at a 1 s interval:
+                # 501 submitted between 977 and 1052 with 2 workers): not a measurement
+                if last is None or (p.submitted >= last.submitted and
+                                    p.succeeded + p.failed >= last.succeeded + last.failed):
+                    rounds[i] = replace(rounds[i], progress=p,
+                                        history=(*rounds[i].history, p))
         elif _DONE.search(msg):
             done = True
         elif _ERROR.search(msg) and "[caliper]" in msg:
