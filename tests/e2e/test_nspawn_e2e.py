@@ -64,8 +64,7 @@ def leftovers(edir: Path) -> dict[str, list[str]]:
     environment's tag counts, and what an unpack left with no process to finish it)."""
     tag = tag_of(env_id(edir))
     found = {
-        "process": [f"{p.pid}: {' '.join(p.argv[:4])}" for p in scan_processes()
-                    if any(tag in a for a in p.argv)],
+        "process": tagged_processes(edir),
         "mount": rootfs.mounts_under(edir) + [
             m for m in rootfs.mounts_under(rootfs.CACHE) if not unpack_running(m)],
         "loop": orphan_loops(),
@@ -77,6 +76,13 @@ def leftovers(edir: Path) -> dict[str, list[str]]:
                          for p in (cgroups.ROOT / h).glob(f"{tag}-*")),
     }
     return {k: v for k, v in found.items() if v}
+
+
+def tagged_processes(edir: Path) -> list[str]:
+    """The processes carrying the tag of the environment in ``edir`` (its containers)."""
+    tag = tag_of(env_id(edir))
+    return [f"{p.pid}: {' '.join(p.argv[:4])}" for p in scan_processes()
+            if any(tag in a for a in p.argv)]
 
 
 def orphan_loops(wait: float = 30) -> list[str]:
@@ -394,10 +400,14 @@ def test_sigterm_during_up_leaves_nothing(base_qcow2, tmp_path):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "launch"), "up", str(spec),
                              "--build-dir", str(tmp_path / "build")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not leftovers(edir).get("process"):
+    deadline = time.monotonic() + 180
+    while (time.monotonic() < deadline and proc.poll() is None
+           and not tagged_processes(edir)):
         time.sleep(0.5)
-    assert leftovers(edir).get("process"), "no container started"
+    if not tagged_processes(edir):
+        proc.send_signal(signal.SIGTERM)      # (what it made is removed on the way out)
+        _, err = proc.communicate(timeout=300)
+        pytest.fail(f"no container started (launch up: exit {proc.returncode})\n{err[-3000:]}")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err

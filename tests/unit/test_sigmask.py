@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +35,10 @@ def test_pthread_sigmask_raises_after_changing_the_mask() -> None:
     before = sigmask.current()
     try:
         sigmask.block({signal.SIGUSR1})
-        os.kill(os.getpid(), signal.SIGUSR1)          # pending while blocked
+        # to this thread: sent to the process, it would go to any other thread alive that
+        # does not block it (CI's one-process run has moto's server thread), and the
+        # handler would run at once
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)   # pending while blocked
         with pytest.raises(Boom):
             sigmask.restore(before)                  # delivered as the call returns
         assert sigmask.current() == before           # ... after the mask changed
@@ -100,3 +105,38 @@ def test_a_big_tree_interrupted_as_it_forks_forks_nothing_and_leaves_no_mask(
                                  lambda job: {"issued": 1, "kept": 0})
     assert forks == []
     assert len(os.listdir("/proc/self/fd")) == fds          # the pipe is closed
+
+
+def test_held_defers_a_signal_another_thread_receives() -> None:
+    """With a second thread alive, the kernel gives a process-directed signal to that thread
+    (the main thread blocks it); its handler would still run in the main thread, inside the
+    window, but for the deferral. Delivered once the window closes."""
+    ran: list[str] = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: (_ for _ in ()).throw(Boom()))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    before = sigmask.current()
+    try:
+        with pytest.raises(Boom):
+            with sigmask.held({signal.SIGUSR1}):
+                os.kill(os.getpid(), signal.SIGUSR1)
+                for _ in range(20):          # time for the other thread to take it, and
+                    time.sleep(0.01)         # instructions for a handler to run
+                    ran.append("x")
+                ran.append("window closed")
+        assert ran[-1] == "window closed"
+        assert sigmask.current() == before
+        assert signal.getsignal(signal.SIGUSR1) is not None
+    finally:
+        stop.set()
+        other.join()
+        sigmask.restore(before)
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_held_puts_the_handlers_back_and_delivers_nothing_when_nothing_came() -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    with sigmask.held():
+        assert signal.getsignal(signal.SIGINT) is not handler
+    assert signal.getsignal(signal.SIGINT) is handler

@@ -4,7 +4,8 @@ The qemu artifact of an image (build/manifest.json) is unpacked once into a plai
 under CACHE (qcow2 -> sparse raw -> read-only loop device -> `mount -o ro,noload` -> copy),
 named by the artifact's fingerprint name (fabperf-<image>-<hash12>) and checked against
 the qcow2's size and mtime (a forced re-bake under the same fingerprint is unpacked anew).
-The loop device and its mount exist only while the copy runs; what stays is a directory,
+The loop device exists only while the copy runs, and its mount only in a mount namespace
+of the copy's own (no container starting meanwhile inherits it); what stays is a directory,
 so a running lab holds no loop device, and every host's overlayfs uses the tree as its
 read-only lower layer.
 
@@ -129,17 +130,27 @@ def _unpack(qcow2: Path, work: Path, log_path: Path | None) -> None:
             runner.run(["partx", "-u", loop], log_path=log_path, check=False, what="partx")
         device = str(part) if part.exists() else loop
         mnt.mkdir()
-        runner.run(["mount", "-o", "ro,noload", device, mnt], log_path=log_path,
-                   what=f"mount {device}")
-        try:
-            root.mkdir(mode=0o755)
-            runner.run(["cp", "-a", f"{mnt}/.", root], log_path=log_path,
-                       what=f"copy the root filesystem of {qcow2.name}")
-        finally:
-            runner.run(["umount", mnt], log_path=log_path, what=f"umount {mnt}")
+        root.mkdir(mode=0o755)
+        runner.run(private_mount_argv(device, mnt, ["cp", "-a", f"{mnt}/.", str(root)]),
+                   log_path=log_path, what=f"copy the root filesystem of {qcow2.name}")
     finally:
         detach(loop, log_path)
         raw.unlink(missing_ok=True)
+
+
+def private_mount_argv(device: str, mnt: Path, command: list[str]) -> list[str]:
+    """`command` run with ``device`` mounted read-only on ``mnt`` in a mount namespace of
+    its own (private propagation), gone with it when it ends, however it ends.
+
+    Mounted in this machine's namespace instead, the mount is copied into every mount
+    namespace made while it exists: a container that starts meanwhile (another host of the
+    lab) keeps its copy for its whole life, since "/" is not a shared mount on these
+    machines, and with it the loop device open. `losetup -d` then only marks the device
+    auto-clear, and it stays attached until that container stops (CI saw one outlive a whole
+    lab)."""
+    return ["unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-ec", 'mount -o ro,noload "$1" "$2"; shift 2; exec "$@"',
+            "unpack", device, str(mnt), *command]
 
 
 def detach(loop: str, log_path: Path | None = None, attempts: int = 20) -> bool:
