@@ -147,10 +147,12 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
         if wait > 0:
             sleep(wait)
     responses = {}
+    channels = caliper_cfg.round_channels(lab.plan, bench)
     for i, w in windows.items():
         until = min(w.end + 2 * prometheus.SCRAPE_INTERVAL_S, next_start.get(i, math.inf))
         got = safely(notes, f"Prometheus queries of round {i + 1}",
-                     functools.partial(prometheus.fetch_round, prom, w, i, ledger_until=until))
+                     functools.partial(prometheus.fetch_round, prom, w, i, ledger_until=until,
+                                       channel=channels.get(i)))
         if got is not None:
             responses[i] = got
     snapshot = safely(notes, "Prometheus snapshot",
@@ -171,4 +173,4 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
         timings=timings, notes=tuple(notes),
         ledger_expected=byof is None or bool(byof.operations),
         fabric_exporters=byof is None,
-        channels={cid: ch for (ch, _), cid in caliper_cfg.contract_ids(lab.plan).items()})
+        channels=caliper_cfg.contract_channels(lab.plan))

@@ -277,16 +277,18 @@ def ledger_samples_query(seconds: int) -> str:
             f'transaction_type="ENDORSER_TRANSACTION"}}[{seconds}s]')
 
 
-def range_queries(round_index: int) -> dict[str, str]:
-    """Series over the round window (step STEP_S), for plots and trends."""
+def range_queries(round_index: int, channel: str | None = None) -> dict[str, str]:
+    """Series over the round window (step STEP_S), for plots and trends. `channel`: the
+    round's channel, whose commits alone are the round's (None: unknown, every channel)."""
     c = _caliper(round_index)
+    on = f', channel="{channel}"' if channel else ""
     ok = _caliper(round_index, 'final_status="success"')
     r = RATE_WINDOW
     return {
         "send_rate": f"sum(rate(caliper_tx_submitted{{{c}}}[{r}]))",
         "finish_rate": f"sum by (final_status) (rate(caliper_tx_finished{{{c}}}[{r}]))",
         "committed_rate": f'max(sum by (host) (rate(ledger_transaction_count{{job="fabric", '
-                          f'validation_code="VALID"}}[{r}])))',
+                          f'validation_code="VALID"{on}}}[{r}])))',
         "inflight": inflight(round_index),
         "latency_avg": f"sum(rate({HISTOGRAM}_sum{{{ok}}}[{r}])) / "
                        f"sum(rate({HISTOGRAM}_count{{{ok}}}[{r}]))",
@@ -335,12 +337,14 @@ class RoundResponses:
 
 
 def fetch_round(prom: Prometheus, window: Window, round_index: int, *,
-                ledger_until: float | None = None) -> RoundResponses:
+                ledger_until: float | None = None, channel: str | None = None
+                ) -> RoundResponses:
     """Ask every query of a round. `ledger_until`: when to read the ledger count after the
-    round (default: two scrapes after its end, so the last commits are scraped)."""
+    round (default: two scrapes after its end, so the last commits are scraped); `channel`:
+    the round's (range_queries)."""
     w = f"{window.seconds}s"
     instant = round_queries(round_index, w)
-    ranges = range_queries(round_index)
+    ranges = range_queries(round_index, channel)
     after = ledger_until if ledger_until is not None else window.end + 2 * SCRAPE_INTERVAL_S
     # from two scrapes before the start: the last sample at or before it is in the range
     samples = ledger_samples_query(int(math.ceil(after - window.start))

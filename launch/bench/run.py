@@ -152,6 +152,7 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
         since = start_workers(door, lab)
         start_manager(door, lab, run_dir, bench_text)
         mlog = watch(door, lab, since, options.timeouts, expected, on_progress, prom,
+                     round_channels=caliper_cfg.round_channels(lab.plan, bench),
                      clock=clock, sleep=sleep)
         if not mlog.finished:
             status = "failed"

@@ -64,10 +64,11 @@ def finished_line(r: report.RoundLog) -> str:
             f"failed {res.failed}")
 
 
-def live_rates(prom: Prometheus, round_index: int, at: float) -> dict[str, float]:
+def live_rates(prom: Prometheus, round_index: int, at: float,
+               channel: str | None = None) -> dict[str, float]:
     """Current send rate, finished rate (Caliper's throughput, failures included) and the
-    ledger's committed rate (Prometheus, last 15 s)."""
-    q = prometheus.range_queries(round_index)
+    ledger's committed rate on the round's channel (Prometheus, last 15 s)."""
+    q = prometheus.range_queries(round_index, channel)
     out = {}
     for name, key in (("send", "send_rate"), ("finished", "finish_rate"),
                       ("committed", "committed_rate")):
@@ -81,10 +82,13 @@ def live_rates(prom: Prometheus, round_index: int, at: float) -> dict[str, float
 
 def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: float,
           on_progress: Callable[[str], None], prom: Prometheus | None, *,
+          round_channels: Mapping[int, str] | None = None,
           clock: Callable[[], float] = time.time,
           sleep: Callable[[float], None] = time.sleep) -> report.ManagerLog:
     """Poll the manager until it exits; registration and overall timeouts raise
-    ExternalError (the caller stops everything and saves what was measured)."""
+    ExternalError (the caller stops everything and saves what was measured).
+    `round_channels`: round index -> its channel (the live committed rate counts it alone)."""
+    round_channels = round_channels or {}
     start = clock()
     reported: set[int] = set()
     mlog = report.ManagerLog()
@@ -117,7 +121,8 @@ def watch(door: Door, lab: Lab, since: float, timeouts: Timeouts, expected_s: fl
         running = [r for r in mlog.rounds if r.finished is None and r.measured_start]
         if prom is not None and running:
             try:
-                rates = live_rates(prom, running[-1].index, clock())
+                rates = live_rates(prom, running[-1].index, clock(),
+                                   round_channels.get(running[-1].index))
             except FabperfError:
                 rates = None
         line = progress_line(mlog, rates)

@@ -10,7 +10,7 @@ launch.bench.run for why the manager is there and what it costs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,23 @@ def contract_ids(plan: Plan) -> dict[tuple[str, str], str]:
     pairs = [(ch.name, cc.name) for ch in plan.spec.channels for cc in ch.chaincodes]
     names = [cc for _, cc in pairs]
     return {(ch, cc): cc if names.count(cc) == 1 else f"{cc}@{ch}" for ch, cc in pairs}
+
+
+def contract_channels(plan: Plan) -> dict[str, str]:
+    """Caliper contract id -> its channel."""
+    return {cid: ch for (ch, _), cid in contract_ids(plan).items()}
+
+
+def round_channels(plan: Plan, benchmark: Mapping[str, Any]) -> dict[int, str]:
+    """Round index (of a rendered benchmark config) -> the channel its transactions go to;
+    a round whose contract is not the plan's is left out (its channel is unknown)."""
+    channels = contract_channels(plan)
+    out = {}
+    for i, r in enumerate(benchmark["test"]["rounds"]):
+        cid = ((r.get("workload") or {}).get("arguments") or {}).get("contractId")
+        if cid in channels:
+            out[i] = channels[cid]
+    return out
 
 
 def network_config(plan: Plan, worker: CaliperWorker, orgs: tuple[crypto.OrgCrypto, ...],

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -340,6 +341,29 @@ def test_live_progress_rates(prom: Prometheus) -> None:
     assert rates["send"] == pytest.approx(s.send, rel=0.05)
     assert rates["committed"] == pytest.approx(s.commit, rel=0.05)
     assert rates["finished"] == pytest.approx(s.commit, rel=0.1)
+
+
+@NEEDS
+def test_the_committed_rate_counts_the_rounds_channel_alone(prom: Prometheus) -> None:
+    """"calm": another channel commits 20 TPS beside the round's 50 on mychannel. The live
+    progress line and the plotted series count the round's channel only when it is known,
+    every channel when not."""
+    from launch.bench import watch
+
+    names = list(SCENARIOS)
+    s, i = SCENARIOS["calm"], names.index("calm")
+    at = T0 + 600 * i + 30
+    assert watch.live_rates(prom, s.round_index, at, "mychannel")["committed"] == \
+        pytest.approx(s.commit, rel=0.05)
+    assert watch.live_rates(prom, s.round_index, at)["committed"] == \
+        pytest.approx(s.commit + s.other_channel_commit, rel=0.05)
+    got = prometheus.fetch_round(prom, Window(T0 + 600 * i, T0 + 600 * i + ROUND_S),
+                                 s.round_index, channel="mychannel")
+    assert 'channel="mychannel"' in got.queries["range.committed_rate"]
+    series = got.ranges["committed_rate"]["result"]
+    values = [float(v) for _, v in series[0]["values"]]
+    assert statistics.median(values) == pytest.approx(s.commit, rel=0.05), values
+    assert max(values) < s.commit + s.other_channel_commit / 2, values
 
 
 @NEEDS

@@ -59,3 +59,15 @@ def test_each_run_creates_asset_ids_of_its_own() -> None:
     doc = caliper.benchmark(p, rounds=[own, other], run_id="X")
     assert [r["workload"]["arguments"].get("idPrefix") for r in doc["test"]["rounds"]] == \
         ["mine", None]
+
+
+def test_each_round_knows_its_channel() -> None:
+    """The round's contract names its channel (the live committed rate and the plotted one
+    count that channel's commits alone); a contract the plan does not have is unknown."""
+    env = spec.load(REPO / "environments/local.yaml")
+    p = plan.build(env)
+    channel = env.channels[0].name
+    assert caliper.contract_channels(p) == {env.channels[0].chaincodes[0].name: channel}
+    elsewhere = replace(env.caliper.rounds[0], workload_arguments={"contractId": "nope"})
+    doc = caliper.benchmark(p, rounds=[env.caliper.rounds[0], elsewhere, env.caliper.rounds[1]])
+    assert caliper.round_channels(p, doc) == {0: channel, 2: channel}
