@@ -55,6 +55,7 @@ class Timeouts:
     marker: float = 300
     bootstrap: float = 2400   # the channel bootstrap job (launch.lifecycle.bootstrap), last
     poll: float = 3
+    say: float = 60           # a layer still waited for is said this often (cloud-init)
 
 
 @dataclass(frozen=True)
@@ -153,17 +154,29 @@ def wait_host(
     seconds[Layer.SSH] = clock() - start
     _passed(probe.host, Layer.SSH, seconds)
 
-    # 3. cloud-init finished; 0 done, 2 recoverable errors (warn), anything else failed
+    # 3. cloud-init finished; 0 done, 2 recoverable errors (warn), anything else failed;
+    # waited for in slices of `say` seconds, each slice that ends with cloud-init still
+    # running said with its stage (a host's part can take minutes)
     start = clock()
     while True:
         check_alive(Layer.CLOUD_INIT)
         remaining = max(10.0, timeouts.cloud_init - (clock() - start))
-        res = _ssh_ok(probe, "cloud-init status --wait >/dev/null; rc=$?; "
-                             "cloud-init status --long; exit $rc", remaining)
+        slice_s = max(1, round(min(remaining, timeouts.say)))
+        res = _ssh_ok(probe, f"timeout {slice_s} cloud-init status --wait >/dev/null; rc=$?; "
+                             "cloud-init status --long; exit $rc", slice_s + 30)
         if res is not None and res.returncode in (0, 2):
             if res.returncode == 2:
                 warnings.append(f"cloud-init finished with recoverable errors:\n{res.stdout}")
             break
+        if res is not None and res.returncode == STILL_RUNNING:
+            elapsed = clock() - start
+            if elapsed > timeouts.cloud_init:
+                raise fail(Layer.CLOUD_INIT, f"cloud-init did not finish within "
+                           f"{timeouts.cloud_init:.0f}s:\n" + _indent(res.stdout))
+            stage = running_stage(res.stdout)
+            log.info("%s: cloud-init still running%s (%.0fs)", probe.host,
+                     f", {stage}" if stage else "", elapsed)
+            continue
         if res is not None and res.returncode != 255:   # 255: ssh itself failed, retry
             raise fail(Layer.CLOUD_INIT, f"cloud-init failed (exit {res.returncode}):\n"
                        + _indent(res.stdout + res.stderr), _read_failed(probe))
@@ -195,6 +208,23 @@ def wait_host(
     _passed(probe.host, Layer.MARKER, seconds)
     return HostReadiness(probe.host, {k: round(v, 1) for k, v in seconds.items()},
                          tuple(warnings))
+
+
+STILL_RUNNING = 124     # `timeout`'s exit code: the slice ended with cloud-init running
+
+
+def running_stage(status_long: str) -> str:
+    """What `cloud-init status --long` says cloud-init is doing ("stage modules-final" from
+    Debian 12's "detail:\nRunning in stage: modules-final"), or ""."""
+    lines = [ln.strip() for ln in status_long.splitlines()]
+    for i, ln in enumerate(lines):
+        if ln.startswith("detail:"):
+            detail = ln.removeprefix("detail:").strip() or next(
+                (x for x in lines[i + 1:] if x), "")
+            if detail.startswith("Running in stage:"):
+                return "stage " + detail.removeprefix("Running in stage:").strip()
+            return detail
+    return ""
 
 
 def _passed(host: str, layer: Layer, seconds: dict[str, float]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fabkit import runner
@@ -33,8 +35,10 @@ class FakeNode:
     """Answers the commands readiness sends, like a booting VM would."""
 
     def __init__(self, clock: Clock, *, ssh_after: float = 0, cloud_init_rc: int = 0,
-                 marker: str = "N1", failed: str = "", alive: bool = True) -> None:
+                 marker: str = "N1", failed: str = "", alive: bool = True,
+                 cloud_init_until: float = 0) -> None:
         self.clock, self.ssh_after = clock, ssh_after
+        self.cloud_init_until = cloud_init_until
         self.cloud_init_rc, self.marker, self.failed = cloud_init_rc, marker, failed
         self.is_alive = alive
         self.commands: list[str] = []
@@ -47,6 +51,13 @@ class FakeNode:
         if cmd == "true":
             return done()
         if "cloud-init status" in cmd:
+            wait = re.match(r"timeout (\d+) cloud-init status --wait", cmd)
+            assert wait, cmd
+            if self.clock() + int(wait[1]) < self.cloud_init_until:
+                self.clock.sleep(int(wait[1]))       # the slice ends, cloud-init runs on
+                return done(124, "status: running\nboot_status_code: enabled-by-generator\n"
+                                 "detail:\nRunning in stage: modules-final\n")
+            self.clock.now = max(self.clock(), self.cloud_init_until)
             return done(self.cloud_init_rc, "status: done\n" if self.cloud_init_rc != 1
                         else "status: error\ndetail: runcmd failed\n")
         if READY_FILE in cmd:
@@ -215,3 +226,42 @@ def test_each_layer_is_said_as_each_host_passes_it(caplog):
         "fabric: process running", "fabric: SSH answers", "fabric: cloud-init finished",
         "fabric: role ready, this launch's marker"]
     assert said[1].startswith("fabric: SSH answers (3") and "s in all)" in said[1]
+
+
+def test_a_long_cloud_init_is_said_every_slice_with_its_stage(caplog):
+    """A host's cloud-init part can take minutes (Fabric's peer, the chaincode): the wait
+    says every `say` seconds that it still runs, and in which stage."""
+    import logging
+
+    clock = Clock()
+    node = FakeNode(clock, cloud_init_until=150)
+    with caplog.at_level(logging.INFO, logger="fabperf.ready"):
+        rep = wait_host(node.probe("fabric"), "N1", Timeouts(poll=1, say=60), clock=clock,
+                        sleep=clock.sleep)
+    said = [r.getMessage() for r in caplog.records if r.name == "fabperf.ready"]
+    assert said[2:4] == ["fabric: cloud-init still running, stage modules-final (60s)",
+                         "fabric: cloud-init still running, stage modules-final (120s)"]
+    assert said[4].startswith("fabric: cloud-init finished (150s")
+    assert rep.seconds["cloud-init"] == 150
+
+
+def test_a_cloud_init_that_never_ends_fails_after_its_timeout_with_its_status():
+    clock = Clock()
+    node = FakeNode(clock, cloud_init_until=10_000)
+    with pytest.raises(NotReady) as exc:
+        wait_host(node.probe("fabric"), "N1", Timeouts(poll=1, say=60, cloud_init=200),
+                  clock=clock, sleep=clock.sleep)
+    err = str(exc.value)
+    assert "layer 'cloud-init'" in err and "did not finish within 200s" in err
+    assert "Running in stage: modules-final" in err
+    assert clock() <= 200 + 60 + 1            # not a slice more than it had
+
+
+def test_the_running_stage_of_cloud_init_status_long():
+    from launch.machines.ready import running_stage
+
+    assert running_stage("status: running\ntime: Sat, 05 Dec 2026\ndetail:\n"
+                         "Running in stage: modules-config\n") == "stage modules-config"
+    assert running_stage("status: running\ndetail: DataSourceNoCloud [seed=/dev/vdb]\n") == \
+        "DataSourceNoCloud [seed=/dev/vdb]"
+    assert running_stage("status: running\n") == ""
