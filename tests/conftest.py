@@ -16,6 +16,18 @@ REPO = Path(__file__).resolve().parent.parent
 OPT_IN = ("subprocess", "integration", "e2e")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a non-interactive shell (`make test &`, `nohup`,
+    a runner's background step) inherits SIGINT ignored, so CPython installs no Ctrl-C
+    handler, and neither do the fabperf processes the tests start and interrupt: the
+    Ctrl-C tests then fail (the moto and OpenStack-double ones, the render transaction's)
+    or wait for good (readiness). Seen here, the suite started with `nohup ... &`. The
+    suite takes Ctrl-C back: the default handler here, the default disposition (inherited
+    as such) in what it starts."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _subprocess_door(request: pytest.FixtureRequest):
     """Close fabkit.runner for tests not marked subprocess/integration/e2e."""
