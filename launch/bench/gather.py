@@ -114,12 +114,14 @@ def local_configs(lab: Lab) -> dict[str, str]:
 
 
 def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
-             since: float, bench: Mapping[str, Any], status: str,
+             since: float, bench: Mapping[str, Any], round_channels: Mapping[int, str],
+             status: str,
              mlog: report.ManagerLog | None, notes: list[str], bootstrap: Mapping[str, Any],
              t_begin: float, tmp: Path, clock: Callable[[], float],
              sleep: Callable[[float], None],
              local_versions: Callable[[], Mapping[str, Any]]) -> collect.Fetched:
-    """Everything the run left, each optional part a note when it fails."""
+    """Everything the run left, each optional part a note when it fails. `round_channels`:
+    round index -> its channel (render.caliper.round_channels of `bench`)."""
     text = safely(notes, "manager log", lambda: manager_journal(door, lab, since)) or ""
     if text:
         mlog = report.parse_manager_log(text.splitlines())
@@ -147,12 +149,11 @@ def gather(lab: Lab, door: Door, prom: Prometheus, *, stamp: str, run_dir: str,
         if wait > 0:
             sleep(wait)
     responses = {}
-    channels = caliper_cfg.round_channels(lab.plan, bench)
     for i, w in windows.items():
         until = min(w.end + 2 * prometheus.SCRAPE_INTERVAL_S, next_start.get(i, math.inf))
         got = safely(notes, f"Prometheus queries of round {i + 1}",
                      functools.partial(prometheus.fetch_round, prom, w, i, ledger_until=until,
-                                       channel=channels.get(i)))
+                                       channel=round_channels.get(i)))
         if got is not None:
             responses[i] = got
     snapshot = safely(notes, "Prometheus snapshot",

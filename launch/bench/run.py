@@ -134,6 +134,7 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     bench = caliper_cfg.benchmark(lab.plan, rounds=rounds, workers=lab.total_workers,
                                   run_id=stamp)
     bench_text = yaml.safe_dump(bench, sort_keys=False)
+    round_channels = caliper_cfg.round_channels(lab.plan, bench)
     run_dir = f"{RUN_ROOT}/{stamp}"
     notes: list[str] = byof_notes(lab, bootstrap) if byof else []
     expected = sum(2 * (r.duration or (r.tx_number or 0) / max(r.tps, 1)) for r in rounds) \
@@ -152,7 +153,7 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
         since = start_workers(door, lab)
         start_manager(door, lab, run_dir, bench_text)
         mlog = watch(door, lab, since, options.timeouts, expected, on_progress, prom,
-                     round_channels=caliper_cfg.round_channels(lab.plan, bench),
+                     round_channels=round_channels,
                      clock=clock, sleep=sleep)
         if not mlog.finished:
             status = "failed"
@@ -172,7 +173,8 @@ def run(lab: Lab, door: Door, options: Options, *, results_root: Path,
     tmp = Path(tempfile.mkdtemp(prefix="fabperf-bench-"))
     try:
         fetched = gather(lab, door, prom, stamp=stamp, run_dir=run_dir, since=since,
-                           bench=bench, status=status, mlog=mlog, notes=notes,
+                           bench=bench, round_channels=round_channels, status=status,
+                           mlog=mlog, notes=notes,
                            bootstrap=bootstrap, t_begin=t_begin, tmp=tmp, clock=clock,
                            sleep=sleep, local_versions=local_versions)
         path, summary = collect.write(results_root, fetched, options.thresholds)
