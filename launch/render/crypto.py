@@ -762,7 +762,6 @@ def generate(orgs: Sequence[OrgCrypto], out: Path, *, rotate: bool = False) -> N
 
 
 _FORK_MIN = 64          # identities: below this a second process costs more than it saves
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _half(jobs: Sequence[_Job], second: bool) -> Sequence[_Job]:
@@ -794,7 +793,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
     try:
         # held until each side has its own handlers (fabkit.sigmask: the blocking call
         # itself may raise, with the signals blocked)
-        sigmask.block(_SIGNALS)
+        sigmask.block(sigmask.INTERRUPTS)
         pid = os.fork()
     except BaseException as exc:
         sigmask.restore(old)
@@ -808,7 +807,7 @@ def _in_two_processes(jobs: Sequence[_Job], identity: Callable[[_Job], dict[str,
         report: dict[str, Any] = {"error": "interrupted", "type": "BaseException"}
         try:
             os.close(rfd)
-            for sig in _SIGNALS:
+            for sig in sigmask.INTERRUPTS:
                 signal.signal(sig, signal.SIG_DFL)
             sigmask.restore(old)
             total = {"issued": 0, "kept": 0}
